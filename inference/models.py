@@ -1,3 +1,152 @@
-from django.db import models
+"""Benchmark jobs, their results, and the worker hosts and devices that run them.
 
-# Create your models here.
+The database row, not the broker, is the truth about a job.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class WorkerHost(models.Model):
+    hostname = models.CharField("host", max_length=120, unique=True)
+    queue = models.CharField("queue", max_length=140, help_text="The host's own queue, gpu.<host>.")
+    software = models.JSONField("software", default=dict, blank=True, help_text="torch, CUDA, driver versions.")
+    started_at = models.DateTimeField("worker started", default=timezone.now)
+    last_seen = models.DateTimeField("last heartbeat", default=timezone.now)
+
+    class Meta:
+        verbose_name = "worker host"
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    def is_live(self) -> bool:
+        age = (timezone.now() - self.last_seen).total_seconds()
+        return age <= settings.GPUFIT_HEARTBEAT_STALE_S
+
+
+class Device(models.Model):
+    host = models.ForeignKey(WorkerHost, on_delete=models.CASCADE, related_name="devices", verbose_name="host")
+    index = models.CharField("device", max_length=16, help_text="cpu, cuda:0, cuda:1…")
+    name = models.CharField("reported name", max_length=160)
+    memory_gb = models.FloatField("memory (GB)")
+    bandwidth_gb_s = models.FloatField("bandwidth (GB/s)", null=True, blank=True, help_text="Theoretical, or measured for a CPU.")
+    details = models.JSONField("details", default=dict, blank=True)
+    gpu = models.ForeignKey(
+        "hardware.GPU", null=True, blank=True, on_delete=models.SET_NULL, verbose_name="catalog GPU", related_name="devices"
+    )
+
+    class Meta:
+        verbose_name = "device"
+        ordering = ["host", "index"]
+        constraints = [models.UniqueConstraint(fields=["host", "index"], name="device_unique_per_host")]
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.index} ({self.name})"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    LOST = "lost", "Lost (worker died)"
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class BenchmarkJob(models.Model):
+    preset = models.CharField("model preset", max_length=40, default="mixtral-8x7b")
+    layers = models.PositiveIntegerField("layers", help_text="Fewer than the model's layers is allowed; reported as such.")
+    precision = models.CharField("precision", max_length=8)
+    batch = models.PositiveIntegerField("batch")
+    prompt_tokens = models.PositiveIntegerField("prompt tokens")
+    new_tokens = models.PositiveIntegerField("new tokens")
+    repeats = models.PositiveIntegerField("repeats", default=3)
+    target_host = models.CharField("target host", max_length=120, blank=True, help_text="Empty: any worker.")
+    target_device = models.CharField("target device", max_length=16, default="cpu", help_text="cpu or cuda:N")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, verbose_name="requested by"
+    )
+    status = models.CharField("status", max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    progress = models.FloatField("progress (%)", default=0)
+    message = models.CharField("message", max_length=300, blank=True)
+    worker = models.CharField("worker", max_length=200, blank=True)
+    task_id = models.CharField("task id", max_length=64, blank=True)
+    created_at = models.DateTimeField("created", default=timezone.now)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    heartbeat_at = models.DateTimeField("last progress", null=True, blank=True)
+    error = models.TextField("error", blank=True)
+
+    class Meta:
+        verbose_name = "benchmark job"
+        ordering = ["-created_at"]
+        permissions = [("run_benchmarks", "Can trigger and cancel benchmark jobs")]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_in_range"),
+            models.CheckConstraint(condition=Q(batch__gte=1) & Q(layers__gte=1), name="job_batch_layers_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk}: {self.preset} {self.precision} b{self.batch} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("inference:job_detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def queue(self) -> str:
+        from inference.queues import queue_for_host
+
+        return queue_for_host(self.target_host)
+
+
+class BenchmarkResult(models.Model):
+    job = models.OneToOneField(BenchmarkJob, on_delete=models.CASCADE, related_name="result", verbose_name="job")
+    status = models.CharField("outcome", max_length=8, help_text="ok, oom or error.")
+    device_name = models.CharField("device", max_length=160)
+    gpu = models.ForeignKey(
+        "hardware.GPU", null=True, blank=True, on_delete=models.SET_NULL, verbose_name="catalog GPU", related_name="results"
+    )
+    precision = models.CharField("precision", max_length=8)
+    layers = models.PositiveIntegerField("layers run")
+    total_layers = models.PositiveIntegerField("model layers")
+    batch = models.PositiveIntegerField("batch")
+    prompt_tokens = models.PositiveIntegerField("prompt tokens")
+    new_tokens = models.PositiveIntegerField("new tokens")
+    prefill_tok_s = models.FloatField("prefill (tok/s)", null=True, blank=True)
+    ttft_s = models.FloatField("time to first token (s)", null=True, blank=True)
+    decode_tok_s = models.FloatField("decode (tok/s per sequence)", null=True, blank=True)
+    decode_tok_s_full_depth = models.FloatField(
+        "decode extrapolated to all layers", null=True, blank=True, help_text="Measured × layers run / model layers."
+    )
+    peak_memory_gb = models.FloatField("peak memory (GB)", null=True, blank=True)
+    achieved_bandwidth_gb_s = models.FloatField("achieved bandwidth (GB/s)", null=True, blank=True)
+    estimated_decode_tok_s = models.FloatField("estimated decode (tok/s)", null=True, blank=True)
+    estimated_prefill_tok_s = models.FloatField("estimated prefill (tok/s)", null=True, blank=True)
+    estimated_memory_gb = models.FloatField("estimated memory (GB)", null=True, blank=True)
+    decode_ratio = models.FloatField("decode measured / estimated", null=True, blank=True)
+    prefill_ratio = models.FloatField("prefill measured / estimated", null=True, blank=True)
+    raw = models.JSONField("runner result", default=dict)
+    estimate_basis = models.JSONField("estimate basis", default=dict, blank=True)
+    folded_into_calibration = models.BooleanField("used for calibration", default=False)
+    created_at = models.DateTimeField("recorded", default=timezone.now)
+
+    class Meta:
+        verbose_name = "benchmark result"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Result of job {self.job_id} ({self.status})"

@@ -1,3 +1,192 @@
-from django.db import models
+"""The LLM catalog: architecture facts, quantization formats, the VRAM table and quality scores."""
 
-# Create your models here.
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+
+class Architecture(models.TextChoices):
+    DENSE = "dense", "Dense"
+    MOE = "moe", "Mixture of Experts"
+
+
+class Attention(models.TextChoices):
+    GQA = "gqa", "Grouped-query (incl. MHA/MQA)"
+    MLA = "mla", "Multi-head latent (DeepSeek)"
+    HYBRID_SLIDING = "hybrid-sliding", "Sliding window + global layers"
+
+
+class LanguageModelQuerySet(models.QuerySet):
+    def with_table(self) -> LanguageModelQuerySet:
+        return self.prefetch_related("vram_rows__quant", "benchmarks")
+
+
+class LanguageModel(models.Model):
+    name = models.CharField("name", max_length=120, unique=True)
+    slug = models.SlugField("slug", max_length=140, unique=True)
+    family = models.CharField("family", max_length=60, blank=True, help_text="e.g. mistral, llama, qwen.")
+    vendor = models.CharField("publisher", max_length=60, blank=True, help_text="Who released the weights.")
+    hf_repo = models.CharField("Hugging Face repo", max_length=200, blank=True, help_text="e.g. mistralai/Mixtral-8x7B-Instruct-v0.1")
+    architecture = models.CharField("architecture", max_length=8, choices=Architecture.choices, default=Architecture.DENSE)
+    attention = models.CharField("attention", max_length=16, choices=Attention.choices, default=Attention.GQA)
+    total_params = models.BigIntegerField("total parameters", help_text="Exact count from the published config.")
+    active_params = models.BigIntegerField(
+        "active parameters", help_text="Parameters used per token: all but the unused experts (equals total for dense models)."
+    )
+    layers = models.PositiveIntegerField("layers")
+    hidden_size = models.PositiveIntegerField("hidden size")
+    attention_heads = models.PositiveIntegerField("attention heads")
+    kv_heads = models.PositiveIntegerField("KV heads")
+    head_dim = models.PositiveIntegerField("head dim")
+    ffn_size = models.PositiveIntegerField("FFN size", default=0, help_text="Per expert for MoE models.")
+    experts = models.PositiveIntegerField("experts", default=0, help_text="0 for dense models.")
+    experts_per_token = models.PositiveIntegerField("experts per token", default=0)
+    moe_layers = models.PositiveIntegerField("MoE layers", default=0)
+    expert_params = models.BigIntegerField("params per expert per layer", default=0)
+    shared_expert_params = models.BigIntegerField("shared-expert params per layer", default=0)
+    embedding_params = models.BigIntegerField("input embedding params", default=0)
+    tied_embeddings = models.BooleanField("tied embeddings", default=False)
+    kv_lora_rank = models.PositiveIntegerField("MLA KV rank", default=0)
+    qk_rope_head_dim = models.PositiveIntegerField("MLA rope key dim", default=0)
+    sliding_window = models.PositiveIntegerField("sliding window (tokens)", default=0)
+    sliding_layers = models.PositiveIntegerField("sliding-window layers", default=0)
+    vocab_size = models.PositiveIntegerField("vocabulary")
+    context_length = models.PositiveIntegerField("context length (tokens)")
+    release_date = models.DateField("release date", null=True, blank=True)
+    license = models.CharField("license", max_length=80, blank=True)
+    downloads = models.PositiveBigIntegerField("downloads", null=True, blank=True, help_text="Hugging Face downloads, as sourced.")
+    tags = models.CharField("tags", max_length=200, blank=True, help_text="Comma-separated: chat, coding, reasoning…")
+    ollama_tag = models.CharField("Ollama tag", max_length=80, blank=True, help_text="e.g. mixtral:8x7b")
+    instruction_format = models.TextField("instruction format", blank=True)
+    description = models.TextField("description", blank=True)
+    source_url = models.URLField("source URL", max_length=400, blank=True)
+    edited_by_editor = models.BooleanField("changed by an editor", default=False)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    objects = LanguageModelQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "language model"
+        ordering = ["family", "total_params"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total_params__gt=0), name="llm_total_params_positive"),
+            models.CheckConstraint(
+                condition=Q(active_params__gt=0) & Q(active_params__lte=F("total_params")), name="llm_active_le_total"
+            ),
+            models.CheckConstraint(condition=Q(kv_heads__lte=F("attention_heads")), name="llm_kv_heads_le_heads"),
+            models.CheckConstraint(
+                condition=Q(experts_per_token__lte=F("experts")), name="llm_experts_per_token_le_experts"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("models:model_detail", args=[self.slug])
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [t.strip() for t in self.tags.split(",") if t.strip()]
+
+    @property
+    def is_moe(self) -> bool:
+        return self.architecture == Architecture.MOE
+
+
+class QuantKind(models.TextChoices):
+    GGUF = "gguf", "GGUF (llama.cpp)"
+    AWQ = "awq", "AWQ"
+    GPTQ = "gptq", "GPTQ"
+    FLOAT = "float", "Floating point"
+    FP8 = "fp8", "FP8"
+    MXFP4 = "mxfp4", "MXFP4"
+    TORCH = "torch", "torch weight-only"
+
+
+class QuantFormat(models.Model):
+    name = models.CharField("name", max_length=32, unique=True, help_text="e.g. Q4_K_M, Q8_0, FP16, AWQ-INT4.")
+    kind = models.CharField("kind", max_length=8, choices=QuantKind.choices)
+    bits_per_weight = models.FloatField(
+        "bits per weight", help_text="Effective bits per weight of the format's block layout (Q8_0: 34 bytes / 32 weights = 8.5)."
+    )
+    description = models.TextField("description", blank=True)
+    source_url = models.URLField("source URL", max_length=400, blank=True)
+    sort_order = models.PositiveSmallIntegerField("order", default=100)
+
+    class Meta:
+        verbose_name = "quantization format"
+        ordering = ["sort_order", "bits_per_weight", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(bits_per_weight__gt=0) & Q(bits_per_weight__lte=32), name="quant_bpw_in_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QuantVRAM(models.Model):
+    """One row of the quantization VRAM table: a model at a format."""
+
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="vram_rows", verbose_name="model")
+    quant = models.ForeignKey(QuantFormat, on_delete=models.PROTECT, related_name="vram_rows", verbose_name="format")
+    bits_per_weight = models.FloatField(
+        "bits per weight (this model)",
+        null=True,
+        blank=True,
+        help_text="Effective bpw for this model when it differs from the format's layout (mixed _K_M formats).",
+    )
+    file_bytes = models.BigIntegerField(
+        "weight file size (bytes)", null=True, blank=True, help_text="Published file size; when empty, params × bpw / 8 is used."
+    )
+    vram_gb = models.FloatField(
+        "VRAM required (GB)",
+        null=True,
+        blank=True,
+        help_text="Published or measured figure; when empty it is computed (weights + 0.5 GB, the reference rule).",
+    )
+    quality_pct = models.FloatField("quality (%)", null=True, blank=True, help_text="Share of the full-precision model's quality.")
+    source = models.CharField("source", max_length=200, blank=True, help_text="Where the figures come from.")
+    source_url = models.URLField("source URL", max_length=400, blank=True)
+    note = models.TextField("note", blank=True, help_text="Shown under the table, e.g. why a published figure was corrected.")
+    edited_by_editor = models.BooleanField("changed by an editor", default=False)
+
+    class Meta:
+        verbose_name = "quantization VRAM row"
+        ordering = ["model", "quant__sort_order", "quant__bits_per_weight"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "quant"], name="vram_one_row_per_model_format"),
+            models.CheckConstraint(condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="vram_file_bytes_positive"),
+            models.CheckConstraint(condition=Q(vram_gb__isnull=True) | Q(vram_gb__gt=0), name="vram_gb_positive"),
+            models.CheckConstraint(
+                condition=Q(quality_pct__isnull=True) | (Q(quality_pct__gte=0) & Q(quality_pct__lte=100)),
+                name="vram_quality_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} @ {self.quant}"
+
+    @property
+    def effective_bpw(self) -> float:
+        return self.bits_per_weight or self.quant.bits_per_weight
+
+
+class BenchmarkScore(models.Model):
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="benchmarks", verbose_name="model")
+    name = models.CharField("benchmark", max_length=60)
+    score = models.FloatField("score")
+    source = models.CharField("source", max_length=200, blank=True)
+    source_url = models.URLField("source URL", max_length=400, blank=True)
+
+    class Meta:
+        verbose_name = "quality benchmark score"
+        ordering = ["model", "-score"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="benchmark_one_score_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.score}"

