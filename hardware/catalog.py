@@ -66,6 +66,9 @@ class GPURowForm(forms.ModelForm):
         model = GPU
         fields = FIELD_COLUMNS
 
+    def validate_unique(self):
+        """Skips the per-row database check: the loader matches rows by name and updates them."""
+
     def clean(self):
         data = super().clean()
         share = data.get("gpu_memory_share")

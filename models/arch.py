@@ -1,0 +1,385 @@
+"""Architecture facts and exact parameter counts from a published Hugging Face ``config.json``.
+
+Pure Python, no Django: the catalog loader, the estimator and the benchmark validator all read
+the same :class:`ArchFacts`, so a layer count or a parameter total is derived in exactly one place.
+
+Counting rules (see docs/models.md for the long form):
+
+* ``total_params`` is every weight the model needs to generate text: embedding, each layer's
+  attention (with biases where the architecture has them), norms, router, experts, shared experts,
+  the final norm and the output head unless it is tied to the embedding.  DeepSeek-V3's
+  multi-token-prediction module is a training / speculative-decoding add-on and is **not** in the
+  total; it is reported apart as ``mtp_params``.  Vision towers of multimodal wrappers are not
+  counted either: the facts describe the text decoder.
+* ``active_params`` is ``total_params`` less the ``experts - experts_per_token`` routed experts a
+  token does not visit in each MoE layer.  The input embedding stays in, which is how Mistral AI
+  counts Mixtral-8x7B's 12.9B.
+* ``decode_read_params`` is ``active_params`` less the input embedding (a decode step gathers one
+  row of it, not the matrix) unless the embedding is tied to the output head, which every step
+  reads in full.  OpenAI's "active" figures for gpt-oss and DeepSeek's 36.6B are counted this way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Keys a model type leaves out of its config.json because transformers' config class supplies
+# them.  Only values that change a count or a context length are listed, each copied from the
+# class defaults (transformers 5.24, Gemma3TextConfig), so a sparse published config still parses.
+_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True},
+}
+
+# Architectures whose config.json does not say tie_word_embeddings because the class default is
+# what the checkpoint does (Gemma ties input and output embeddings throughout).
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
+
+
+class ConfigError(ValueError):
+    """A config.json that cannot be turned into architecture facts; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """Shapes and exact parameter counts of one decoder-only transformer."""
+
+    model_type: str
+    layers: int
+    hidden: int
+    heads: int  # query heads
+    kv_heads: int  # key/value heads (== heads for MHA; MLA keeps its own latent cache, see kv_lora_rank)
+    head_dim: int  # per query head; an explicit `head_dim` key wins over hidden // heads
+    ffn: int  # FFN width of a dense layer, or of one routed expert in an MoE model
+    dense_ffn: int  # FFN width of the dense layers of an MoE model (== ffn for a dense model)
+    vocab: int
+    context_length: int  # what we report as the model's context, see context_note
+    context_note: str  # where context_length came from
+    original_context: int | None  # pre-extension window when a rope scaling is configured
+    rope_scaling_type: str | None
+    experts: int  # routed experts per MoE layer; 0 for a dense model
+    experts_per_token: int  # routed experts a token visits; 0 for a dense model
+    moe_layers: int  # layers whose FFN is a mixture of experts
+    expert_params: int  # one routed expert in one layer
+    shared_expert_params: int  # always-on shared experts, per MoE layer
+    embedding_params: int  # input embedding (vocab x hidden)
+    tied_embeddings: bool
+    attention: str  # "gqa" | "mla" | "hybrid-sliding"
+    q_lora_rank: int | None  # MLA query compression rank (None: full-rank query projection)
+    kv_lora_rank: int | None  # MLA latent width that the KV cache stores
+    qk_rope_head_dim: int | None  # MLA decoupled rotary key width, cached beside the latent
+    qk_nope_head_dim: int | None
+    v_head_dim: int | None
+    sliding_window: int | None  # tokens a sliding-window layer attends to
+    sliding_layers: int  # layers limited to sliding_window (0: every layer is global)
+    total_params: int
+    active_params: int
+    decode_read_params: int
+    mtp_params: int  # DeepSeek multi-token-prediction module, not in total_params
+
+    @property
+    def is_moe(self) -> bool:
+        """Returns True when at least one layer routes tokens to experts."""
+        return self.experts > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Returns the facts as a plain dict (for JSON, fixtures and the catalog loader)."""
+        data = asdict(self)
+        data["is_moe"] = self.is_moe
+        return data
+
+
+def _text_config(config: Any) -> dict[str, Any]:
+    """Returns the decoder's own config: the nested text_config of a multimodal wrapper, else config."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"config must be a dict parsed from config.json, got {type(config).__name__}")
+    if not config:
+        raise ConfigError("config is empty: missing key 'model_type' and the shape keys ('num_hidden_layers', …)")
+    text = config.get("text_config")
+    if text is None:
+        return dict(config)
+    if not isinstance(text, dict):
+        raise ConfigError(f"'text_config' must be an object, got {type(text).__name__}")
+    merged = dict(text)
+    # Wrappers keep a few decoder keys at the top level (vocab_size, tie_word_embeddings).
+    for key in ("vocab_size", "tie_word_embeddings"):
+        if key not in merged and key in config:
+            merged[key] = config[key]
+    for key, value in _TYPE_DEFAULTS.get(str(merged.get("model_type", "")), {}).items():
+        merged.setdefault(key, value)
+    return merged
+
+
+def _int(cfg: dict[str, Any], key: str, *, default: int | None = None, minimum: int = 1) -> int:
+    """Returns cfg[key] as an int ≥ minimum, or default when the key is absent or null."""
+    value = cfg.get(key)
+    if value is None:
+        if default is None:
+            raise ConfigError(f"config is missing required key '{key}' (model_type {cfg.get('model_type')!r})")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ConfigError(f"'{key}' must be a whole number, got {value!r}")
+    if int(value) < minimum:
+        raise ConfigError(f"'{key}' must be ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _optional_int(cfg: dict[str, Any], key: str) -> int | None:
+    """Returns cfg[key] as a positive int, or None when it is absent or null."""
+    return None if cfg.get(key) is None else _int(cfg, key)
+
+
+def _context(cfg: dict[str, Any]) -> tuple[int, str, int | None, str | None]:
+    """Returns (context length, how it was found, original window, rope scaling type)."""
+    max_pos = _int(cfg, "max_position_embeddings")
+    scaling = cfg.get("rope_scaling") or cfg.get("rope_parameters")
+    if not isinstance(scaling, dict):
+        return max_pos, "max_position_embeddings (no rope scaling configured)", None, None
+    kind = scaling.get("rope_type") or scaling.get("type")
+    original = scaling.get("original_max_position_embeddings") or cfg.get("original_max_position_embeddings")
+    factor = scaling.get("factor")
+    if original and factor and kind in ("yarn", "linear", "dynamic") and int(original * factor) > max_pos:
+        # The scaling stretches positions past the advertised maximum: the extended window is real.
+        extended = int(original * factor)
+        return extended, f"{kind} rope scaling: {original} × {factor:g}", int(original), kind
+    note = f"max_position_embeddings (already includes {kind} rope scaling)" if kind else "max_position_embeddings"
+    return max_pos, note, int(original) if original else None, kind
+
+
+def _sliding(cfg: dict[str, Any], model_type: str, layers: int, context: int) -> tuple[int | None, int]:
+    """Returns (sliding window, number of layers restricted to it)."""
+    window = cfg.get("sliding_window")
+    if window is None or cfg.get("use_sliding_window") is False:
+        return None, 0
+    window = _int(cfg, "sliding_window")
+    if window >= context:
+        return None, 0  # a window as long as the context restricts nothing (phi-3, qwen2 leftovers)
+    layer_types = cfg.get("layer_types")
+    if isinstance(layer_types, list) and layer_types:
+        if len(layer_types) != layers:
+            raise ConfigError(f"'layer_types' lists {len(layer_types)} layers but num_hidden_layers is {layers}")
+        return window, sum(1 for kind in layer_types if kind == "sliding_attention")
+    if model_type == "gemma2" or model_type == "gpt_oss":
+        return window, math.ceil(layers / 2)  # even layers are local, odd layers global
+    pattern = cfg.get("sliding_window_pattern")
+    if model_type in ("gemma3", "gemma3_text"):
+        pattern = 6 if pattern is None else int(pattern)  # 5 local : 1 global
+    if pattern:
+        return window, layers - layers // int(pattern)  # every pattern-th layer is global
+    return window, layers  # mistral-style: every layer uses the window
+
+
+def _experts(cfg: dict[str, Any], model_type: str) -> tuple[int, int]:
+    """Returns (routed experts per MoE layer, experts visited per token); (0, 0) when dense."""
+    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+        if cfg.get(key):
+            experts = _int(cfg, key)
+            break
+    else:
+        return 0, 0
+    for key in ("num_experts_per_tok", "experts_per_token", "num_experts_per_token"):
+        if cfg.get(key):
+            top_k = _int(cfg, key)
+            break
+    else:
+        raise ConfigError(f"MoE config ({model_type}) is missing required key 'num_experts_per_tok'")
+    if top_k > experts:
+        raise ConfigError(f"'num_experts_per_tok' ({top_k}) exceeds the number of experts ({experts})")
+    return experts, top_k
+
+
+def _is_moe_layer(cfg: dict[str, Any], model_type: str, index: int) -> bool:
+    """Returns True when layer `index` (0-based) has routed experts in an MoE model."""
+    if model_type.startswith("deepseek"):
+        first_dense = int(cfg.get("first_k_dense_replace") or 0)
+        freq = int(cfg.get("moe_layer_freq") or 1)
+        return index >= first_dense and index % freq == 0
+    if model_type.startswith("qwen"):
+        if index in (cfg.get("mlp_only_layers") or []):
+            return False
+        step = int(cfg.get("decoder_sparse_step") or 1)
+        return (index + 1) % step == 0
+    return True
+
+
+def facts_from_config(config: dict[str, Any]) -> ArchFacts:
+    """Returns the architecture facts and exact parameter counts described by a config.json dict.
+
+    Raises ConfigError, naming the key, for anything that is not a usable decoder config.
+    """
+    cfg = _text_config(config)
+    model_type = str(cfg.get("model_type") or "")
+    if not model_type:
+        raise ConfigError("config is missing required key 'model_type'")
+
+    layers = _int(cfg, "num_hidden_layers")
+    hidden = _int(cfg, "hidden_size")
+    heads = _int(cfg, "num_attention_heads")
+    kv_heads = _int(cfg, "num_key_value_heads", default=heads)
+    if heads % kv_heads:
+        raise ConfigError(f"'num_attention_heads' ({heads}) is not a multiple of 'num_key_value_heads' ({kv_heads})")
+    head_dim = _int(cfg, "head_dim", default=hidden // heads)
+    vocab = _int(cfg, "vocab_size")
+    context, context_note, original_context, rope_kind = _context(cfg)
+    experts, top_k = _experts(cfg, model_type)
+    is_mla = cfg.get("kv_lora_rank") is not None
+    tied = bool(cfg.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT))
+
+    dense_ffn = _int(cfg, "intermediate_size")
+    ffn = _int(cfg, "moe_intermediate_size", default=dense_ffn) if experts else dense_ffn
+
+    # --- attention, per layer -------------------------------------------------------------
+    q_lora = kv_lora = rope_dim = nope_dim = v_dim = None
+    if is_mla:
+        kv_lora = _int(cfg, "kv_lora_rank")
+        q_lora = _optional_int(cfg, "q_lora_rank")
+        rope_dim = _int(cfg, "qk_rope_head_dim")
+        nope_dim = _int(cfg, "qk_nope_head_dim")
+        v_dim = _int(cfg, "v_head_dim")
+        qk_dim = nope_dim + rope_dim
+        head_dim = qk_dim
+        if q_lora:  # down-projection, its RMSNorm, then up to every head
+            attn = hidden * q_lora + q_lora + q_lora * heads * qk_dim
+        else:
+            attn = hidden * heads * qk_dim
+        # the latent plus the shared rotary key, the latent's norm, the up-projection to K(nope) and V
+        attn += hidden * (kv_lora + rope_dim) + kv_lora + kv_lora * heads * (nope_dim + v_dim)
+        attn += heads * v_dim * hidden  # o_proj
+    else:
+        q_out, kv_out = heads * head_dim, kv_heads * head_dim
+        attn = hidden * q_out + 2 * hidden * kv_out + q_out * hidden
+        if model_type == "qwen2" or cfg.get("attention_bias"):
+            attn += q_out + 2 * kv_out  # q/k/v biases: qwen2 always has them, others when attention_bias
+        if cfg.get("attention_bias"):
+            attn += hidden  # attention_bias also puts a bias on o_proj (llama, gpt-oss); qwen2's has none
+        if model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"):
+            attn += 2 * head_dim  # per-head RMSNorm on queries and keys
+        if model_type == "gpt_oss":
+            attn += heads  # one learned attention-sink logit per head
+
+    # Gemma-2/3 wrap both attention and MLP in pre- and post-norms; everyone else has two norms.
+    norms = (4 if model_type.startswith("gemma2") or model_type.startswith("gemma3") else 2) * hidden
+
+    # --- feed-forward, per layer ----------------------------------------------------------
+    dense_mlp = 3 * hidden * dense_ffn  # gate, up, down (all these families use a gated MLP)
+    expert = 3 * hidden * ffn
+    shared = 0
+    router = 0
+    if experts:
+        if model_type == "gpt_oss":
+            expert += 2 * ffn + hidden  # gate_up and down biases
+            router = hidden * experts + experts  # router has a bias
+        else:
+            router = hidden * experts
+            if model_type.startswith("deepseek") and cfg.get("topk_method") == "noaux_tc":
+                router += experts  # e_score_correction_bias of the aux-loss-free balancing
+        n_shared = int(cfg.get("n_shared_experts") or 0)
+        shared = n_shared * 3 * hidden * ffn
+
+    moe_layers = sum(1 for i in range(layers) if experts and _is_moe_layer(cfg, model_type, i))
+    dense_layers = layers - moe_layers
+
+    per_layer_common = attn + norms
+    moe_layer_total = per_layer_common + router + experts * expert + shared
+    moe_layer_active = per_layer_common + router + top_k * expert + shared
+    dense_layer = per_layer_common + dense_mlp
+
+    embedding = vocab * hidden
+    head = 0 if tied else vocab * hidden
+    outer = embedding + head + hidden  # + final norm
+
+    total = outer + dense_layers * dense_layer + moe_layers * moe_layer_total
+    active = outer + dense_layers * dense_layer + moe_layers * moe_layer_active
+    decode_read = active if tied else active - embedding
+
+    mtp = 0
+    if model_type.startswith("deepseek") and cfg.get("num_nextn_predict_layers"):
+        # each MTP module: one more MoE layer, two input norms, the 2h→h projection, its output norm
+        per_module = moe_layer_total + 2 * hidden + 2 * hidden * hidden + hidden
+        mtp = _int(cfg, "num_nextn_predict_layers") * per_module
+
+    window, sliding_layers = _sliding(cfg, model_type, layers, context)
+    if is_mla:
+        attention = "mla"
+    elif sliding_layers:
+        attention = "hybrid-sliding"
+    else:
+        attention = "gqa"
+
+    return ArchFacts(
+        model_type=model_type,
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        ffn=ffn,
+        dense_ffn=dense_ffn,
+        vocab=vocab,
+        context_length=context,
+        context_note=context_note,
+        original_context=original_context,
+        rope_scaling_type=rope_kind,
+        experts=experts,
+        experts_per_token=top_k,
+        moe_layers=moe_layers,
+        expert_params=expert if experts else 0,
+        shared_expert_params=shared,
+        embedding_params=embedding,
+        tied_embeddings=tied,
+        attention=attention,
+        q_lora_rank=q_lora,
+        kv_lora_rank=kv_lora,
+        qk_rope_head_dim=rope_dim,
+        qk_nope_head_dim=nope_dim,
+        v_head_dim=v_dim,
+        sliding_window=window,
+        sliding_layers=sliding_layers,
+        total_params=total,
+        active_params=active,
+        decode_read_params=decode_read,
+        mtp_params=mtp,
+    )
+
+
+def kv_cache_bytes(facts: ArchFacts, context: int, bytes_per_element: float = 2) -> int:
+    """Returns the KV-cache bytes one sequence of `context` tokens holds.
+
+    GQA stores a key and a value per KV head per layer; MLA stores one compressed latent plus the
+    shared rotary key per layer; a sliding-window layer never holds more than its window.
+    """
+    if context < 0:
+        raise ValueError(f"context must be ≥ 0, got {context}")
+    if facts.attention == "mla":
+        per_token_layer = (facts.kv_lora_rank or 0) + (facts.qk_rope_head_dim or 0)
+    else:
+        per_token_layer = 2 * facts.kv_heads * facts.head_dim
+    window = facts.sliding_window or context
+    global_layers = facts.layers - facts.sliding_layers
+    tokens = global_layers * context + facts.sliding_layers * min(context, window)
+    return math.ceil(tokens * per_token_layer * bytes_per_element)
+
+
+def kv_bytes_per_token(facts: ArchFacts, bytes_per_element: float = 2, context: int | None = None) -> float:
+    """Returns the KV-cache bytes per token, averaged over a `context`-token sequence.
+
+    `context` defaults to the model's context length.  Without sliding layers the figure does not
+    depend on it; with them it falls as the context grows past the window.
+    """
+    context = facts.context_length if context is None else context
+    if context <= 0:
+        raise ValueError(f"context must be > 0, got {context}")
+    return kv_cache_bytes(facts, context, bytes_per_element) / context
+
+
+def naive_kv_bytes_per_token(facts: ArchFacts, bytes_per_element: float = 2) -> int:
+    """Returns the plain-attention figure 2 × layers × kv_heads × head_dim × bytes, ignoring MLA and windows.
+
+    For MLA this is what caching full per-head keys and values would cost (keys of qk width,
+    values of v width), the baseline the latent cache is compared against.
+    """
+    if facts.attention == "mla":
+        per_layer = facts.kv_heads * (facts.head_dim + (facts.v_head_dim or facts.head_dim))
+        return int(facts.layers * per_layer * bytes_per_element)
+    return int(2 * facts.layers * facts.kv_heads * facts.head_dim * bytes_per_element)
