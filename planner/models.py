@@ -9,16 +9,29 @@ from django.db.models import Q
 class Calibration(models.Model):
     backend = models.CharField("backend", max_length=32, help_text="llama.cpp, vllm, gpufit-torch… or * for any.")
     hardware_class = models.CharField(
-        "hardware class", max_length=32, help_text="nvidia-hbm, nvidia-gddr, amd-hbm, amd-gddr, apple, intel, cpu… or *."
+        "hardware class",
+        max_length=32,
+        help_text="nvidia-hbm, nvidia-gddr, amd-hbm, amd-gddr, apple, intel, cpu… or *.",
     )
     precision_class = models.CharField("precision class", max_length=16, help_text="float, int8, int4 or *.")
-    decode_efficiency = models.FloatField("decode efficiency", help_text="Achieved share of memory bandwidth at decode (0–1).")
-    prefill_efficiency = models.FloatField("prefill efficiency", help_text="Achieved share of tensor TFLOPS at prefill (0–1).")
-    spread = models.FloatField(
-        "spread", null=True, blank=True, help_text="Relative spread of the fit (e.g. 0.15 = ±15 %) used for the estimate's range."
+    decode_efficiency = models.FloatField(
+        "decode efficiency", help_text="Achieved share of memory bandwidth at decode (0–1)."
     )
-    runs = models.PositiveIntegerField("runs", default=0, help_text="How many measured runs the factor was fitted from.")
-    source = models.CharField("source", max_length=300, help_text="'default: …' with its reason, or 'fit: N runs, date'.")
+    prefill_efficiency = models.FloatField(
+        "prefill efficiency", help_text="Achieved share of tensor TFLOPS at prefill (0–1)."
+    )
+    spread = models.FloatField(
+        "spread",
+        null=True,
+        blank=True,
+        help_text="Relative spread of the fit (e.g. 0.15 = ±15 %) used for the estimate's range.",
+    )
+    runs = models.PositiveIntegerField(
+        "runs", default=0, help_text="How many measured runs the factor was fitted from."
+    )
+    source = models.CharField(
+        "source", max_length=300, help_text="'default: …' with its reason, or 'fit: N runs, date'."
+    )
     is_fitted = models.BooleanField("fitted from benchmarks", default=False)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
@@ -26,12 +39,15 @@ class Calibration(models.Model):
         verbose_name = "calibration factor"
         ordering = ["backend", "hardware_class", "precision_class"]
         constraints = [
-            models.UniqueConstraint(fields=["backend", "hardware_class", "precision_class"], name="calibration_unique_key"),
+            models.UniqueConstraint(
+                fields=["backend", "hardware_class", "precision_class"], name="calibration_unique_key"
+            ),
             models.CheckConstraint(
                 condition=Q(decode_efficiency__gt=0) & Q(decode_efficiency__lte=1), name="calibration_decode_in_range"
             ),
             models.CheckConstraint(
-                condition=Q(prefill_efficiency__gt=0) & Q(prefill_efficiency__lte=1), name="calibration_prefill_in_range"
+                condition=Q(prefill_efficiency__gt=0) & Q(prefill_efficiency__lte=1),
+                name="calibration_prefill_in_range",
             ),
         ]
 

@@ -1,0 +1,1252 @@
+"""The physical model of LLM inference that every gpufit figure comes from.
+
+Pure Python + numpy/pandas, no Django: pages, the JSON API, the ``estimate`` command and the benchmark
+validator all call these functions, and the benchmark workers (Python 3.12, no Django) import this file too.
+
+One vectorised core (``_core``) computes memory, fit, decode, prefill and cost for N rows at once;
+``estimate()`` calls it with one row and ``rank_gpus``/``rank_models``/``rank_builds`` with thousands, so a
+ranking and a single estimate can never disagree. The formulas, defaults and their sources are in
+docs/estimator.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
+GIB = 2**30
+
+# Inference engines a Workload may name (the CLI's --backend choices). Each has its own calibration rows;
+# an engine without measurements falls back to the hardware-class rows.
+BACKENDS: tuple[str, ...] = (
+    "llama.cpp",
+    "vllm",
+    "tensorrt-llm",
+    "sglang",
+    "transformers",
+    "gpt-fast",
+    "mlc",
+    "exllamav2",
+    "gpufit-torch",
+)
+
+# Bits per KV-cache element. q8/q4 are llama.cpp's q8_0 (34 bytes per 32 values) and q4_0 (18 bytes per 32).
+KV_BITS: dict[str, float] = {"fp16": 16.0, "bf16": 16.0, "fp8": 8.0, "q8": 8.5, "q4": 4.5}
+
+# The reference page's VRAM rule adds a flat 0.5 GB; we keep it as the fixed part of the runtime overhead
+# (CUDA/Metal context and the framework's own buffers) so that the table stays reproducible.
+OVERHEAD_BASE_GB = 0.5
+# Compute buffer: one micro-batch of activations and logits in fp32. llama.cpp's default micro-batch is 512.
+OVERHEAD_UBATCH = 512
+
+# What the driver keeps on a discrete card. A display-attached consumer card also holds the desktop's frame
+# buffers (a few hundred MB on a 4K desktop); datacenter cards only the CUDA/ROCm context.
+DISCRETE_RESERVE_GB = {"consumer": 0.8, "laptop": 0.8, "workstation": 0.6, "datacenter": 0.4}
+DISCRETE_RESERVE_DEFAULT_GB = 0.6
+
+# Apple rule for the share of unified memory the GPU may wire by default (Metal's
+# recommendedMaxWorkingSetSize): about 2/3 of RAM up to 36 GB, about 3/4 above. Measured on a 128 GiB M5 Max:
+# 107.52 GiB (84 %), so the 3/4 rule is conservative for the largest machines (antirez/ds4 PR #893);
+# GPUStack reads 75 % on its hosts (gpustack/gpustack issue #1375). Raising iogpu.wired_limit_mb moves it.
+APPLE_SHARE_SMALL = 2 / 3
+APPLE_SHARE_LARGE = 3 / 4
+APPLE_SMALL_LIMIT_GB = 36.0
+APPLE_OS_KEEP_GB = 4.0  # what we tell people to leave to macOS when they raise the limit
+OTHER_UNIFIED_SHARE = 0.75  # Strix Halo / Jetson / DGX Spark without a stated share: same as the Apple large rule
+
+# Interconnect: bandwidth (GB/s, one direction) and a per-collective latency. The latency is what gpt-fast's
+# tensor-parallel scaling on 8x A100 NVLink implies: (measured step - bytes/bandwidth) / (2 x layers) lands at
+# 20-35 us for Llama-2-7B/70B and Mixtral (see docs/estimator.md); PCIe doubles it (host-staged transfers).
+PCIE_GB_S = {3: 16.0, 4: 32.0, 5: 64.0}
+LATENCY_S = {"nvlink": 20e-6, "pcie": 40e-6}
+
+# Compute fallback when a GPU has no fp16 or fp32 figure, by segment (TFLOPS); stated in the basis when used.
+FALLBACK_TFLOPS = {
+    "datacenter": 100.0,
+    "workstation": 40.0,
+    "consumer": 40.0,
+    "laptop": 20.0,
+    "apple-silicon": 15.0,
+    "integrated-soc": 10.0,
+    "embedded": 5.0,
+}
+
+# Cost: hardware amortised over 3 years at 8 hours a day, plus power at TDP and $0.15/kWh.
+AMORTISATION_YEARS = 3.0
+HOURS_PER_DAY = 8.0
+USD_PER_KWH = 0.15
+
+UNCALIBRATED_SPREAD = 0.20  # +-20 % when no fitted spread is known
+RAM_EFFICIENCY = 0.6  # CPU offload: share of system-RAM bandwidth llama.cpp's CPU path reaches at decode
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """Architecture facts of one LLM, from the catalog row or a config.json."""
+
+    name: str
+    total_params: int  # exact count (Mixtral-8x7B: 46_702_792_704)
+    active_params: int  # per token, embedding row included
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    context_length: int
+    ffn: int = 0
+    experts: int = 0  # 0 = dense
+    experts_per_token: int = 0
+    expert_params: int = 0  # params of ONE expert in ONE MoE layer (Mixtral: 3*4096*14336)
+    moe_layers: int = 0  # layers that have experts
+    shared_expert_params: int = 0  # always-active expert params per MoE layer (counted in the dense part)
+    embedding_params: int = 0  # input embedding; 0 = vocab*hidden
+    tied_embeddings: bool = False  # lm_head shares the embedding matrix (then it IS read every token)
+    attention: str = "gqa"  # "gqa" (incl. MHA/MQA), "mla", "hybrid-sliding"
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    sliding_window: int = 0
+    sliding_layers: int = 0
+
+
+@dataclass(frozen=True)
+class Quant:
+    """A weight format: its effective bits per weight, and the real file size when known."""
+
+    name: str
+    bits_per_weight: float
+    kind: str = "gguf"  # gguf | awq | gptq | float | torch | mxfp4 | fp8
+    weight_bytes: int | None = None  # wins over params*bpw/8
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One accelerator as sold (decimal GB, GB/s, dense tensor TFLOPS)."""
+
+    name: str
+    vendor: str  # nvidia | amd | intel | apple | other
+    segment: str  # consumer | laptop | workstation | datacenter | apple-silicon | integrated-soc | embedded
+    memory_gb: float
+    bandwidth_gb_s: float
+    fp16_tflops: float | None = None
+    fp32_tflops: float | None = None
+    int8_tops: float | None = None
+    fp8_tflops: float | None = None
+    tdp_w: float | None = None
+    price_usd: float | None = None
+    unified_memory: bool = False
+    gpu_memory_share: float | None = None
+    nvlink_gb_s: float | None = None
+    pcie_gen: int | None = None
+    memory_type: str = ""  # "HBM3", "GDDR6X", "LPDDR5X"...; empty = guess the hardware class from the segment
+
+
+@dataclass(frozen=True)
+class Build:
+    """A machine: one or more identical GPUs, how the model is split, and optional CPU offload."""
+
+    gpu: GPUSpec
+    count: int = 1
+    split: str = "layer"  # "layer" (llama.cpp) | "tensor" (vLLM/TRT)
+    interconnect_gb_s: float | None = None
+    offload_ram_gb: float = 0.0
+    ram_bandwidth_gb_s: float = 0.0
+    gpu_memory_share: float | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the user asks of the machine."""
+
+    context: int = 4096  # tokens of KV cache per sequence
+    prompt_tokens: int = 512
+    batch: int = 1
+    kv_cache: str = "fp16"  # fp16 | q8 | q4
+    backend: str = "llama.cpp"
+
+
+@dataclass(frozen=True)
+class CalibrationFactor:
+    """Achieved share of peak for one (backend, hardware class, precision class); '*' matches anything."""
+
+    backend: str
+    hardware_class: str
+    precision_class: str
+    decode_efficiency: float
+    prefill_efficiency: float
+    source: str
+    runs: int = 0
+    spread: float = UNCALIBRATED_SPREAD  # relative std of measured/estimated; sets the low/high range
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Everything gpufit says about one (model, quant, build, workload)."""
+
+    fits: bool
+    fits_with_offload: bool
+    weights_gb: float
+    kv_cache_gb: float
+    overhead_gb: float
+    total_gb: float
+    usable_gb: float
+    headroom_gb: float
+    offloaded_gb: float
+    max_context: int
+    decode_tok_s: float
+    decode_tok_s_aggregate: float
+    decode_tok_s_low: float
+    decode_tok_s_high: float
+    prefill_tok_s: float
+    ttft_s: float
+    decode_bound: str
+    prefill_bound: str
+    bytes_per_token: float
+    usd_per_tok_s: float | None
+    usd_per_million_tokens: float | None
+    tokens_per_joule: float | None
+    notes: tuple[str, ...] = ()
+    basis: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return JSON-ready data: fit, memory breakdown, speeds, bounds, cost, notes and basis."""
+        return {
+            "fits": self.fits,
+            "fits_with_offload": self.fits_with_offload,
+            "memory": {
+                "weights_gb": self.weights_gb,
+                "kv_cache_gb": self.kv_cache_gb,
+                "overhead_gb": self.overhead_gb,
+                "total_gb": self.total_gb,
+                "usable_gb": self.usable_gb,
+                "headroom_gb": self.headroom_gb,
+                "offloaded_gb": self.offloaded_gb,
+            },
+            "max_context": self.max_context,
+            "decode_tok_s": self.decode_tok_s,
+            "decode_tok_s_aggregate": self.decode_tok_s_aggregate,
+            "decode_tok_s_low": self.decode_tok_s_low,
+            "decode_tok_s_high": self.decode_tok_s_high,
+            "prefill_tok_s": self.prefill_tok_s,
+            "ttft_s": self.ttft_s,
+            "decode_bound": self.decode_bound,
+            "prefill_bound": self.prefill_bound,
+            "bytes_per_token": self.bytes_per_token,
+            "usd_per_tok_s": self.usd_per_tok_s,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "tokens_per_joule": self.tokens_per_joule,
+            "notes": list(self.notes),
+            "basis": _json_ready(self.basis),
+        }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Presets: exact counts from the models' config.json files (sources in docs/estimator.md).
+
+MIXTRAL_8X7B = ModelArch(
+    name="Mixtral-8x7B",
+    total_params=46_702_792_704,
+    active_params=12_879_925_248,
+    layers=32,
+    hidden=4096,
+    heads=32,
+    kv_heads=8,
+    head_dim=128,
+    vocab=32000,
+    context_length=32768,
+    ffn=14336,
+    experts=8,
+    experts_per_token=2,
+    expert_params=3 * 4096 * 14336,
+    moe_layers=32,
+    embedding_params=32000 * 4096,
+)
+
+# The reference page's four formats, with Q8_0 at its true 8.5 bpw (34 bytes per 32 weights).
+REFERENCE_QUANTS: tuple[Quant, ...] = (
+    Quant("Q4_K_M", 4.5),
+    Quant("Q6_K", 6.5),
+    Quant("Q8_0", 8.5),
+    Quant("FP16", 16.0, kind="float"),
+)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Memory
+
+
+def table_vram_gb(total_params: int, bits_per_weight: float) -> float:
+    """Return the reference page's VRAM figure: params x bpw / 8 + 0.5 GB, rounded to 0.1 GB."""
+    return round(total_params * bits_per_weight / 8 / GB + OVERHEAD_BASE_GB, 1)
+
+
+def _kv_element_bytes(kv_cache: str) -> float:
+    try:
+        return KV_BITS[kv_cache] / 8
+    except KeyError:
+        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {sorted(KV_BITS)}") from None
+
+
+def _kv_bytes_per_token_per_layer(model: ModelArch, kv_cache: str) -> float:
+    elem = _kv_element_bytes(kv_cache)
+    if model.attention == "mla":
+        # DeepSeek's MLA caches one compressed latent plus the decoupled rope key, shared by all heads.
+        return (model.kv_lora_rank + model.qk_rope_head_dim) * elem
+    return 2 * model.kv_heads * model.head_dim * elem
+
+
+def kv_bytes_per_token(model: ModelArch, kv_cache: str = "fp16") -> int:
+    """Return KV-cache bytes one token adds across all layers (sliding layers included while in the window)."""
+    return int(round(_kv_bytes_per_token_per_layer(model, kv_cache) * model.layers))
+
+
+def _kv_token_layers(model: ModelArch, context: np.ndarray | int) -> np.ndarray:
+    """Return layer-tokens held in cache at a context: global layers hold all, sliding ones the window."""
+    ctx = np.asarray(context, dtype=float)
+    if model.attention == "hybrid-sliding" and model.sliding_window > 0 and model.sliding_layers > 0:
+        global_layers = model.layers - model.sliding_layers
+        return global_layers * ctx + model.sliding_layers * np.minimum(ctx, model.sliding_window)
+    return model.layers * ctx
+
+
+def kv_cache_bytes(model: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16") -> int:
+    """Return the KV cache in bytes for `batch` sequences of `context` tokens."""
+    per_layer = _kv_bytes_per_token_per_layer(model, kv_cache)
+    return int(round(float(_kv_token_layers(model, context)) * per_layer * batch))
+
+
+def _max_context(model: ModelArch, free_bytes: np.ndarray, batch: int, kv_cache: str) -> np.ndarray:
+    """Return the largest context whose KV cache fits in free_bytes (0 where nothing is free)."""
+    per_layer = _kv_bytes_per_token_per_layer(model, kv_cache) * batch
+    free = np.maximum(free_bytes, 0.0)
+    if model.attention == "hybrid-sliding" and model.sliding_window > 0 and model.sliding_layers > 0:
+        window = model.sliding_window
+        full_rate = model.layers * per_layer  # every layer grows until the window is full
+        global_rate = (model.layers - model.sliding_layers) * per_layer
+        at_window = window * full_rate
+        beyond = window + (free - at_window) / max(global_rate, 1e-30)
+        ctx = np.where(free <= at_window, free / full_rate, beyond)
+    else:
+        ctx = free / (model.layers * per_layer)
+    return np.minimum(np.floor(ctx), model.context_length).astype(np.int64)
+
+
+def _embedding_params(model: ModelArch) -> int:
+    return model.embedding_params or model.vocab * model.hidden
+
+
+def distinct_experts(model: ModelArch, tokens: int | np.ndarray) -> np.ndarray:
+    """Return the expected distinct experts one MoE layer touches for `tokens` tokens: E(1-(1-k/E)^T)."""
+    if model.experts <= 0:
+        return np.asarray(0.0)
+    e, k = model.experts, model.experts_per_token
+    return e * (1 - (1 - k / e) ** np.asarray(tokens, dtype=float))
+
+
+def _params_read(model: ModelArch, tokens: int | np.ndarray) -> np.ndarray:
+    """Return weights read for one step over `tokens` tokens: dense part + distinct experts (no input table)."""
+    routed = model.experts * model.expert_params * model.moe_layers
+    dense = model.total_params - routed
+    if not model.tied_embeddings:
+        # The input embedding is a lookup of one row per token, not a read of the table; a tied table is
+        # read whole as the lm_head.
+        dense -= _embedding_params(model)
+    return dense + distinct_experts(model, tokens) * model.expert_params * model.moe_layers
+
+
+def _bytes_per_param(model: ModelArch, quant: Quant) -> float:
+    if quant.weight_bytes:
+        return quant.weight_bytes / model.total_params
+    return quant.bits_per_weight / 8
+
+
+def weights_bytes(model: ModelArch, quant: Quant) -> float:
+    """Return the bytes of all weights in this format (the real file size when the quant row has one)."""
+    return float(quant.weight_bytes) if quant.weight_bytes else model.total_params * quant.bits_per_weight / 8
+
+
+def decode_weight_bytes(model: ModelArch, quant: Quant, batch: int = 1) -> float:
+    """Return weight bytes one decode step reads: attention, router, norms, lm_head and distinct experts."""
+    return float(_params_read(model, batch)) * _bytes_per_param(model, quant)
+
+
+def overhead_gb(model: ModelArch, workload: Workload, count: int = 1) -> float:
+    """Return runtime overhead in GB: 0.5 GB of context per GPU plus one fp32 micro-batch of activations."""
+    ubatch = min(max(workload.prompt_tokens, 1), OVERHEAD_UBATCH) * max(workload.batch, 1)
+    buffers = ubatch * (model.vocab + 4 * model.hidden) * 4
+    return OVERHEAD_BASE_GB * count + buffers / GB
+
+
+def apple_default_share(memory_gb: float) -> float:
+    """Return the share of unified memory macOS lets the GPU wire by default (2/3 up to 36 GB, else 3/4)."""
+    return APPLE_SHARE_SMALL if memory_gb <= APPLE_SMALL_LIMIT_GB else APPLE_SHARE_LARGE
+
+
+def usable_memory_gb(gpu: GPUSpec, share_override: float | None = None) -> float:
+    """Return GB the model may use: VRAM less the driver/display reserve, or the GPU's share of unified RAM."""
+    if gpu.unified_memory:
+        share = share_override or gpu.gpu_memory_share
+        if share is None:
+            share = apple_default_share(gpu.memory_gb) if gpu.vendor == "apple" else OTHER_UNIFIED_SHARE
+        return gpu.memory_gb * share
+    return max(gpu.memory_gb - DISCRETE_RESERVE_GB.get(gpu.segment, DISCRETE_RESERVE_DEFAULT_GB), 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Classes and calibration
+
+
+def hardware_class(gpu: GPUSpec) -> str:
+    """Return the calibration hardware class: nvidia-hbm, nvidia-gddr, nvidia-soc, amd-*, apple, intel, cpu."""
+    return str(
+        _hardware_class_vec(
+            np.array([gpu.vendor]),
+            np.array([gpu.segment]),
+            np.array([gpu.memory_type]),
+            np.array([gpu.bandwidth_gb_s], dtype=float),
+            np.array([gpu.unified_memory]),
+        )[0]
+    )
+
+
+def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.ndarray:
+    vendor = pd.Series(vendor, dtype="string").str.lower().fillna("other").to_numpy(dtype=object)
+    segment = pd.Series(segment, dtype="string").str.lower().fillna("").to_numpy(dtype=object)
+    mtype = pd.Series(memory_type, dtype="string").str.upper().fillna("")
+    has_type = (mtype != "").to_numpy()
+    hbm_typed = mtype.str.contains("HBM").to_numpy()
+    # Without a memory type: datacenter parts above 1.2 TB/s are HBM (A100, H100, MI2xx/MI300); GDDR
+    # datacenter cards (L4, L40S, A40) sit below that.
+    hbm = np.where(has_type, hbm_typed, (segment == "datacenter") & (np.asarray(bandwidth, dtype=float) >= 1200))
+    soc = np.asarray(unified, dtype=bool) | np.isin(segment, ["integrated-soc", "embedded"])
+    return np.select(
+        [
+            vendor == "apple",
+            vendor == "cpu",
+            (vendor == "nvidia") & soc,
+            (vendor == "nvidia") & hbm,
+            vendor == "nvidia",
+            (vendor == "amd") & hbm,
+            vendor == "amd",
+            vendor == "intel",
+        ],
+        ["apple", "cpu", "nvidia-soc", "nvidia-hbm", "nvidia-gddr", "amd-hbm", "amd-gddr", "intel"],
+        default="other",
+    )
+
+
+def precision_class(quant: Quant) -> str:
+    """Return 'float' (>= 12 bpw), 'int8' (6-12 bpw: Q8_0, Q6_K, int8, fp8) or 'int4' (below 6 bpw)."""
+    return _precision_class_bpw(quant.bits_per_weight)
+
+
+def _precision_class_bpw(bpw: float) -> str:
+    return "float" if bpw >= 12 else ("int8" if bpw >= 6 else "int4")
+
+
+# Fitted by `python -m planner.accuracy --fit` from planner/data/measurements.csv (batch-1 rows): the median
+# of measured / (peak-bandwidth roofline) per group, and its relative spread. Groups with fewer than 2 rows
+# fall back to the wider defaults below them.
+DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = (
+    CalibrationFactor(
+        "gpt-fast",
+        "nvidia-hbm",
+        "int4",
+        0.4687,
+        0.6087,
+        "fit: 2 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
+        2,
+        0.1358,
+    ),
+    CalibrationFactor(
+        "gpt-fast",
+        "nvidia-hbm",
+        "int8",
+        0.6131,
+        0.6087,
+        "fit: 3 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
+        3,
+        0.0945,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "apple",
+        "float",
+        0.8014,
+        0.6532,
+        "fit: 4 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
+        4,
+        0.0817,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "apple",
+        "int4",
+        0.6264,
+        0.6532,
+        "fit: 11 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
+        11,
+        0.1642,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "apple",
+        "int8",
+        0.7295,
+        0.6532,
+        "fit: 6 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
+        6,
+        0.0959,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-gddr",
+        "int4",
+        0.72,
+        0.5684,
+        "fit: 8 decode runs, 3 prefill runs (llama.cpp/nvidia-gddr), planner/data/measurements.csv",
+        8,
+        0.0879,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-hbm",
+        "int4",
+        0.3479,
+        0.1928,
+        "fit: 2 decode runs, 2 prefill runs (llama.cpp/nvidia-hbm), planner/data/measurements.csv",
+        2,
+        0.0808,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-soc",
+        "int4",
+        0.7129,
+        0.6087,
+        "fit: 2 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
+        2,
+        0.1217,
+    ),
+    CalibrationFactor(
+        "gpt-fast",
+        "amd-hbm",
+        "*",
+        0.5169,
+        0.6087,
+        "fit: 2 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
+        2,
+        0.1972,
+    ),
+    CalibrationFactor(
+        "gpt-fast",
+        "nvidia-hbm",
+        "*",
+        0.5727,
+        0.6087,
+        "fit: 6 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
+        6,
+        0.1633,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "apple",
+        "*",
+        0.667,
+        0.6532,
+        "fit: 21 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
+        21,
+        0.1815,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-gddr",
+        "*",
+        0.72,
+        0.5684,
+        "fit: 8 decode runs, 3 prefill runs (llama.cpp/nvidia-gddr), planner/data/measurements.csv",
+        8,
+        0.0879,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-hbm",
+        "*",
+        0.3479,
+        0.1928,
+        "fit: 2 decode runs, 2 prefill runs (llama.cpp/nvidia-hbm), planner/data/measurements.csv",
+        2,
+        0.0808,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "nvidia-soc",
+        "*",
+        0.7129,
+        0.6087,
+        "fit: 2 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
+        2,
+        0.1217,
+    ),
+    CalibrationFactor(
+        "gpt-fast",
+        "*",
+        "*",
+        0.5727,
+        0.6087,
+        "fit: 8 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
+        8,
+        0.1709,
+    ),
+    CalibrationFactor(
+        "llama.cpp",
+        "*",
+        "*",
+        0.667,
+        0.6087,
+        "fit: 33 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
+        33,
+        0.1969,
+    ),
+    CalibrationFactor(
+        "*", "amd-hbm", "*", 0.5169, 0.6087, "fit: 2 decode runs, all, planner/data/measurements.csv", 2, 0.1972
+    ),
+    CalibrationFactor(
+        "*", "apple", "*", 0.667, 0.6087, "fit: 21 decode runs, all, planner/data/measurements.csv", 21, 0.1815
+    ),
+    CalibrationFactor(
+        "*", "nvidia-gddr", "*", 0.72, 0.6087, "fit: 8 decode runs, all, planner/data/measurements.csv", 8, 0.0879
+    ),
+    CalibrationFactor(
+        "*", "nvidia-hbm", "*", 0.5208, 0.6087, "fit: 8 decode runs, all, planner/data/measurements.csv", 8, 0.2396
+    ),
+    CalibrationFactor(
+        "*", "nvidia-soc", "*", 0.7129, 0.6087, "fit: 2 decode runs, all, planner/data/measurements.csv", 2, 0.1217
+    ),
+    CalibrationFactor(
+        "*", "*", "*", 0.6451, 0.6087, "fit: all 41 decode runs, planner/data/measurements.csv", 41, 0.2041
+    ),
+)
+
+
+def _match_score(f: CalibrationFactor, backend: str, hw: str, prec: str) -> int:
+    """Return how specifically a factor matches (-1: it does not); backend outranks hardware outranks precision."""
+    score = 0
+    for value, want, weight in ((f.backend, backend, 4), (f.hardware_class, hw, 2), (f.precision_class, prec, 1)):
+        if value == want:
+            score += weight
+        elif value != "*":
+            return -1
+    return score
+
+
+def find_calibration(
+    backend: str, hw: str, prec: str, calibration: Sequence[CalibrationFactor] | None = None
+) -> CalibrationFactor:
+    """Return the most specific factor for (backend, hardware class, precision class).
+
+    The caller's table (the database's Calibration rows) is searched first; the shipped DEFAULT_CALIBRATION
+    only answers when no caller row matches at all, so a stored fit is never overridden by a default.
+    """
+    for table in (tuple(calibration or ()), DEFAULT_CALIBRATION):
+        best, best_score = None, -1
+        for f in table:
+            s = _match_score(f, backend, hw, prec)
+            if s > best_score:
+                best, best_score = f, s
+        if best is not None:
+            return best
+    return CalibrationFactor("*", "*", "*", 0.6, 0.4, "default: no calibration row matched")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The vectorised core
+
+
+@dataclass
+class _Rows:
+    """Per-row inputs of the core, all numpy arrays of one length."""
+
+    memory_gb: np.ndarray
+    usable_gb: np.ndarray  # per GPU
+    bandwidth: np.ndarray  # GB/s per GPU
+    tflops: np.ndarray  # per GPU
+    tdp_w: np.ndarray
+    price_usd: np.ndarray
+    count: np.ndarray
+    tensor: np.ndarray  # bool
+    ic_gb_s: np.ndarray
+    ic_latency_s: np.ndarray
+    bytes_per_param: np.ndarray
+    weights_bytes: np.ndarray
+    eff_decode: np.ndarray
+    eff_prefill: np.ndarray
+    spread: np.ndarray
+    ram_gb: np.ndarray
+    ram_gb_s: np.ndarray
+
+
+def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
+    """Return every figure for every row; estimate() and the rank_* functions both read from here."""
+    b = max(int(wl.batch), 1)
+    n = r.count.astype(float)
+    tensor = r.tensor & (r.count > 1)
+
+    # Memory: capacity adds under both splits (each card holds its layers or its slice of every layer).
+    weights_gb = r.weights_bytes / GB
+    kv_gb = kv_cache_bytes(model, wl.context, b, wl.kv_cache) / GB
+    over_gb = np.asarray([overhead_gb(model, wl, 1)])[0] + OVERHEAD_BASE_GB * (n - 1)
+    total_gb = weights_gb + kv_gb + over_gb
+    usable_gb = r.usable_gb * n
+    fits = total_gb <= usable_gb
+    headroom = usable_gb - total_gb
+    max_ctx = _max_context(model, (usable_gb - weights_gb - over_gb) * GB, b, wl.kv_cache)
+    max_ctx = np.where(weights_gb + over_gb > usable_gb, 0, max_ctx)
+
+    # CPU offload: what does not fit stays in system RAM; only weights move (the KV cache stays on the GPU).
+    short_gb = np.maximum(total_gb - usable_gb, 0.0)
+    can_offload = (r.ram_gb > 0) & (short_gb <= r.ram_gb) & (short_gb < weights_gb)
+    offloaded_gb = np.where(~fits & can_offload, short_gb, 0.0)
+    fits_offload = fits | can_offload
+    frac_ram = np.where(weights_gb > 0, offloaded_gb / weights_gb, 0.0)
+
+    # Decode: bytes one step reads (weights of the distinct experts + the KV cache at the stated context).
+    w_step = float(_params_read(model, b)) * r.bytes_per_param
+    kv_step = kv_cache_bytes(model, wl.context, b, wl.kv_cache)
+    bytes_step = w_step + kv_step
+    bw_eff = r.bandwidth * GB * r.eff_decode
+    gpu_bytes = bytes_step - w_step * frac_ram
+    t_mem = np.where(tensor, gpu_bytes / (n * bw_eff), gpu_bytes / bw_eff)
+    ram_bw = np.where(r.ram_gb_s > 0, r.ram_gb_s * GB * RAM_EFFICIENCY, np.inf)
+    t_ram = w_step * frac_ram / ram_bw
+    # Multi-GPU communication per step. Layer split: one activation hand-off per card boundary.
+    # Tensor parallel: 2 all-reduces per layer (after attention and after the MLP) of hidden x batch fp16.
+    act_bytes = model.hidden * b * 2
+    hop = act_bytes / (r.ic_gb_s * GB) + r.ic_latency_s
+    allreduce = 2 * model.layers * (r.ic_latency_s + 2 * (n - 1) / n * act_bytes / (r.ic_gb_s * GB))
+    t_comm = np.where(r.count > 1, np.where(tensor, allreduce, (n - 1) * hop), 0.0)
+    flops_step = 2 * (model.active_params) * b
+    tflops_eff = r.tflops * 1e12 * r.eff_prefill * np.where(tensor, n, 1.0)
+    t_compute = flops_step / tflops_eff
+    t_bw = t_mem + t_ram + t_comm
+    t_step = np.maximum(t_bw, t_compute)
+    decode_bound = np.where(offloaded_gb > 0, "offload", np.where(t_compute > t_bw, "compute", "bandwidth"))
+    decode = 1.0 / t_step
+    spread = r.spread
+    decode_low = decode * (1 - spread)
+    decode_high = decode * (1 + spread)
+
+    # Prefill for one prompt: compute (2 x active x P + causal attention 2 x L x H x d x P^2) against reading
+    # the weights the prompt touches (a MoE prompt of P tokens touches E(1-(1-k/E)^P) experts per layer).
+    p = max(int(wl.prompt_tokens), 1)
+    flops_pre = 2.0 * model.active_params * p + 2.0 * model.layers * model.heads * model.head_dim * p * p
+    t_pre_compute = flops_pre / tflops_eff
+    w_pre = float(_params_read(model, p)) * r.bytes_per_param
+    t_pre_mem = (
+        np.where(tensor, w_pre * (1 - frac_ram) / (n * bw_eff), w_pre * (1 - frac_ram) / bw_eff)
+        + w_pre * frac_ram / ram_bw
+    )
+    act_pre = model.hidden * p * 2
+    t_pre_comm = np.where(
+        r.count > 1,
+        np.where(
+            tensor,
+            2 * model.layers * (r.ic_latency_s + 2 * (n - 1) / n * act_pre / (r.ic_gb_s * GB)),
+            (n - 1) * (act_pre / (r.ic_gb_s * GB) + r.ic_latency_s),
+        ),
+        0.0,
+    )
+    t_pre = np.maximum(t_pre_compute, t_pre_mem) + t_pre_comm
+    prefill_bound = np.where(t_pre_compute >= t_pre_mem, "compute", "bandwidth")
+
+    # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
+    # tokens per joule at TDP (the board's rated power, an upper bound on what decode draws).
+    price = r.price_usd * n
+    watts = r.tdp_w * n
+    aggregate = decode * b
+    hours = AMORTISATION_YEARS * 365 * HOURS_PER_DAY
+    tokens_total = aggregate * hours * 3600
+    energy_usd = watts / 1000 * hours * USD_PER_KWH
+    usd_per_mtok = (price + np.nan_to_num(energy_usd)) / tokens_total * 1e6
+    return {
+        "weights_gb": weights_gb,
+        "kv_cache_gb": np.full_like(weights_gb, kv_gb),
+        "overhead_gb": over_gb,
+        "total_gb": total_gb,
+        "usable_gb": usable_gb,
+        "headroom_gb": headroom,
+        "offloaded_gb": offloaded_gb,
+        "fits": fits,
+        "fits_with_offload": fits_offload,
+        "max_context": max_ctx,
+        "decode_tok_s": decode,
+        "decode_tok_s_aggregate": aggregate,
+        "decode_tok_s_low": decode_low,
+        "decode_tok_s_high": decode_high,
+        "prefill_tok_s": p / t_pre,
+        "ttft_s": t_pre,
+        "decode_bound": decode_bound,
+        "prefill_bound": prefill_bound,
+        "bytes_per_token": bytes_step / b,
+        "weight_bytes_step": w_step,
+        "kv_bytes_step": np.full_like(weights_gb, float(kv_step)),
+        "t_compute": t_compute,
+        "t_comm": t_comm,
+        "usd_per_tok_s": price / decode,
+        "usd_per_million_tokens": usd_per_mtok,
+        "tokens_per_joule": aggregate / watts,
+    }
+
+
+def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarray]:
+    """Return (GB/s, latency s): the override, else NVLink when the GPU has it, else PCIe of its generation."""
+    nvlink = np.asarray(gpu_nvlink, dtype=float)
+    pcie_gen = np.nan_to_num(np.asarray(gpu_pcie, dtype=float), nan=4.0)
+    pcie = np.select([pcie_gen >= 5, pcie_gen >= 4], [PCIE_GB_S[5], PCIE_GB_S[4]], PCIE_GB_S[3])
+    has_nvlink = np.nan_to_num(nvlink) > 0
+    bw = np.where(has_nvlink, np.nan_to_num(nvlink), pcie)
+    lat = np.where(has_nvlink, LATENCY_S["nvlink"], LATENCY_S["pcie"])
+    over = np.asarray(override, dtype=float)
+    bw = np.where(np.isnan(over), bw, over)
+    return bw, lat
+
+
+def _tflops_vec(fp16, fp32, segment) -> tuple[np.ndarray, np.ndarray]:
+    """Return (TFLOPS, source) per row: fp16 tensor, else fp32, else a segment default."""
+    fp16 = np.asarray(fp16, dtype=float)
+    fp32 = np.asarray(fp32, dtype=float)
+    seg = pd.Series(segment, dtype="string").fillna("")
+    fallback = seg.map(FALLBACK_TFLOPS).astype(float).fillna(40.0).to_numpy()
+    ok16 = np.nan_to_num(fp16) > 0
+    ok32 = np.nan_to_num(fp32) > 0
+    tf = np.where(ok16, fp16, np.where(ok32, fp32, fallback))
+    src = np.where(ok16, "fp16", np.where(ok32, "fp32 (no fp16 figure)", "segment default (no figure)"))
+    return tf, src
+
+
+# --------------------------------------------------------------------------------------------------------
+# Single estimate
+
+
+def estimate(
+    model: ModelArch,
+    quant: Quant,
+    build: Build,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None = None,
+) -> Estimate:
+    """Return the estimate for one model, format, build and workload, with notes and the full basis."""
+    gpu = build.gpu
+    usable = usable_memory_gb(gpu, build.gpu_memory_share)
+    hw = hardware_class(gpu)
+    prec = precision_class(quant)
+    cal = find_calibration(workload.backend, hw, prec, calibration)
+    tf, tf_src = _tflops_vec([gpu.fp16_tflops], [gpu.fp32_tflops], [gpu.segment])
+    ic_bw, ic_lat = _interconnect(
+        [gpu.nvlink_gb_s if gpu.nvlink_gb_s else np.nan],
+        [gpu.pcie_gen if gpu.pcie_gen else np.nan],
+        [build.interconnect_gb_s if build.interconnect_gb_s else np.nan],
+    )
+    rows = _Rows(
+        memory_gb=np.array([gpu.memory_gb]),
+        usable_gb=np.array([usable]),
+        bandwidth=np.array([gpu.bandwidth_gb_s], dtype=float),
+        tflops=tf,
+        tdp_w=np.array([gpu.tdp_w if gpu.tdp_w else np.nan]),
+        price_usd=np.array([gpu.price_usd if gpu.price_usd else np.nan]),
+        count=np.array([max(build.count, 1)]),
+        tensor=np.array([build.split == "tensor"]),
+        ic_gb_s=ic_bw,
+        ic_latency_s=ic_lat,
+        bytes_per_param=np.array([_bytes_per_param(model, quant)]),
+        weights_bytes=np.array([weights_bytes(model, quant)]),
+        eff_decode=np.array([cal.decode_efficiency]),
+        eff_prefill=np.array([cal.prefill_efficiency]),
+        spread=np.array([cal.spread]),
+        ram_gb=np.array([build.offload_ram_gb]),
+        ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
+    )
+    c = {k: v[0] for k, v in _core(model, workload, rows).items()}
+
+    def opt(x: float) -> float | None:
+        return None if not np.isfinite(x) else float(x)
+
+    notes = _notes(model, quant, build, workload, c, usable)
+    basis: dict[str, object] = {
+        "model": model.name,
+        "quant": quant.name,
+        "bits_per_weight": quant.bits_per_weight,
+        "weight_bytes_source": "file size" if quant.weight_bytes else "params x bpw / 8",
+        "gpu": gpu.name,
+        "gpu_count": build.count,
+        "split": build.split,
+        "hardware_class": hw,
+        "precision_class": prec,
+        "backend": workload.backend,
+        "bandwidth_gb_s": gpu.bandwidth_gb_s,
+        "tflops": float(tf[0]),
+        "tflops_source": str(tf_src[0]),
+        "decode_efficiency": cal.decode_efficiency,
+        "prefill_efficiency": cal.prefill_efficiency,
+        "efficiency_source": cal.source,
+        "efficiency_key": f"{cal.backend}/{cal.hardware_class}/{cal.precision_class}",
+        "range_rule": f"point x (1 +- {cal.spread:.2f}): relative spread of measured/estimated in the calibration"
+        + (f" ({cal.runs} runs)" if cal.runs else " (uncalibrated default)"),
+        "usable_memory_rule": _usable_rule(gpu, build.gpu_memory_share),
+        "overhead_rule": f"{OVERHEAD_BASE_GB} GB per GPU + one fp32 micro-batch of min(prompt, {OVERHEAD_UBATCH}) x "
+        "(vocab + 4 x hidden) per sequence",
+        "kv_cache": workload.kv_cache,
+        "kv_bytes_per_token": kv_bytes_per_token(model, workload.kv_cache),
+        "kv_context_rule": "KV read per step at the stated context (the cache full to `context`), not an average",
+        "context": workload.context,
+        "batch": workload.batch,
+        "prompt_tokens": workload.prompt_tokens,
+        "distinct_experts_per_layer_decode": float(distinct_experts(model, max(workload.batch, 1))),
+        "distinct_experts_per_layer_prefill": float(distinct_experts(model, max(workload.prompt_tokens, 1))),
+        "weight_bytes_per_step": float(c["weight_bytes_step"]),
+        "kv_bytes_per_step": float(c["kv_bytes_step"]),
+        "bytes_per_token_rule": "(weights read per step + KV cache read per step) / batch",
+        "input_embedding_read": "whole table (tied lm_head)" if model.tied_embeddings else "one row per token",
+        "interconnect_gb_s": float(ic_bw[0]),
+        "interconnect_latency_s": float(ic_lat[0]),
+        "comm_s_per_step": float(c["t_comm"]),
+        "compute_s_per_step": float(c["t_compute"]),
+        "offload_ram_gb": build.offload_ram_gb,
+        "ram_bandwidth_gb_s": build.ram_bandwidth_gb_s,
+        "ram_efficiency": RAM_EFFICIENCY,
+        "cost_rule": f"price amortised over {AMORTISATION_YEARS:g} years at {HOURS_PER_DAY:g} h/day + power at TDP "
+        f"and ${USD_PER_KWH}/kWh, at the aggregate decode rate",
+        "price_usd": gpu.price_usd,
+        "tdp_w": gpu.tdp_w,
+    }
+    return Estimate(
+        fits=bool(c["fits"]),
+        fits_with_offload=bool(c["fits_with_offload"]),
+        weights_gb=float(c["weights_gb"]),
+        kv_cache_gb=float(c["kv_cache_gb"]),
+        overhead_gb=float(c["overhead_gb"]),
+        total_gb=float(c["total_gb"]),
+        usable_gb=float(c["usable_gb"]),
+        headroom_gb=float(c["headroom_gb"]),
+        offloaded_gb=float(c["offloaded_gb"]),
+        max_context=int(c["max_context"]),
+        decode_tok_s=float(c["decode_tok_s"]),
+        decode_tok_s_aggregate=float(c["decode_tok_s_aggregate"]),
+        decode_tok_s_low=float(c["decode_tok_s_low"]),
+        decode_tok_s_high=float(c["decode_tok_s_high"]),
+        prefill_tok_s=float(c["prefill_tok_s"]),
+        ttft_s=float(c["ttft_s"]),
+        decode_bound=str(c["decode_bound"]),
+        prefill_bound=str(c["prefill_bound"]),
+        bytes_per_token=float(c["bytes_per_token"]),
+        usd_per_tok_s=opt(c["usd_per_tok_s"]),
+        usd_per_million_tokens=opt(c["usd_per_million_tokens"]),
+        tokens_per_joule=opt(c["tokens_per_joule"]),
+        notes=tuple(notes),
+        basis=basis,
+    )
+
+
+def _usable_rule(gpu: GPUSpec, override: float | None) -> str:
+    if gpu.unified_memory:
+        if override or gpu.gpu_memory_share:
+            return f"unified: {gpu.memory_gb:g} GB x stated share {override or gpu.gpu_memory_share:.3f}"
+        if gpu.vendor == "apple":
+            return (
+                f"unified (macOS default): {gpu.memory_gb:g} GB x {apple_default_share(gpu.memory_gb):.3f} "
+                f"(2/3 up to {APPLE_SMALL_LIMIT_GB:g} GB, 3/4 above)"
+            )
+        return f"unified: {gpu.memory_gb:g} GB x {OTHER_UNIFIED_SHARE} (no stated share)"
+    reserve = DISCRETE_RESERVE_GB.get(gpu.segment, DISCRETE_RESERVE_DEFAULT_GB)
+    return f"discrete: {gpu.memory_gb:g} GB less {reserve} GB driver/display reserve ({gpu.segment})"
+
+
+def _notes(
+    model: ModelArch, quant: Quant, build: Build, wl: Workload, c: dict[str, object], usable: float
+) -> list[str]:
+    """Return plain-English warnings about fit, limits and bottlenecks."""
+    gpu = build.gpu
+    notes: list[str] = []
+    total = float(c["total_gb"])
+    if gpu.unified_memory and gpu.vendor == "apple" and not c["fits"] and not build.gpu_memory_share:
+        room = gpu.memory_gb - APPLE_OS_KEEP_GB
+        if total <= room:
+            want = math.ceil(total + 0.5)
+            notes.append(
+                f"macOS lets the GPU use {usable:.1f} of {gpu.memory_gb:g} GB by default; raising "
+                f"iogpu.wired_limit_mb to {want * 1000} ({want} GB) would fit this model "
+                f"({total:.1f} GB needed), leaving {gpu.memory_gb - want:g} GB to macOS."
+            )
+        else:
+            notes.append(
+                f"macOS lets the GPU use {usable:.1f} of {gpu.memory_gb:g} GB by default; this needs "
+                f"{total:.1f} GB, more than can be given to the GPU while keeping {APPLE_OS_KEEP_GB:g} GB for macOS."
+            )
+    elif not c["fits"]:
+        if c["fits_with_offload"]:
+            notes.append(
+                f"Does not fit in {float(c['usable_gb']):.1f} GB of GPU memory; {float(c['offloaded_gb']):.1f} GB "
+                f"of weights run from system RAM at {build.ram_bandwidth_gb_s:g} GB/s, which dominates decode time."
+            )
+        else:
+            notes.append(
+                f"Does not fit: needs {total:.1f} GB, {float(c['usable_gb']):.1f} GB usable; speeds shown are what "
+                "it would reach if it did."
+            )
+    if c["fits"] and int(c["max_context"]) < model.context_length:
+        notes.append(
+            f"Longest context that fits at batch {wl.batch} with a {wl.kv_cache} KV cache: "
+            f"{int(c['max_context']):,} of {model.context_length:,} tokens."
+        )
+    if quant.name.upper() in {"Q8_0"} and abs(quant.bits_per_weight - 8.0) < 1e-9:
+        notes.append("Q8_0 stores 34 bytes per 32 weights: 8.5 bits per weight, not 8.")
+    if build.count > 1 and build.split == "layer":
+        notes.append(
+            "Layer split adds memory, not speed: at batch 1 the cards run one after another, so decode runs at "
+            "one card's bandwidth."
+        )
+    if c["decode_bound"] == "compute":
+        notes.append("Decode is compute-bound at this batch: more bandwidth would not help, more TFLOPS would.")
+    if gpu.fp16_tflops is None:
+        notes.append("No fp16 tensor figure for this GPU: prefill speed uses a fallback (see basis).")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Vectorised rankings
+
+RESULT_COLUMNS = (
+    "weights_gb",
+    "kv_cache_gb",
+    "overhead_gb",
+    "total_gb",
+    "usable_gb",
+    "headroom_gb",
+    "offloaded_gb",
+    "fits",
+    "fits_with_offload",
+    "max_context",
+    "decode_tok_s",
+    "decode_tok_s_aggregate",
+    "decode_tok_s_low",
+    "decode_tok_s_high",
+    "prefill_tok_s",
+    "ttft_s",
+    "decode_bound",
+    "prefill_bound",
+    "bytes_per_token",
+    "usd_per_tok_s",
+    "usd_per_million_tokens",
+    "tokens_per_joule",
+)
+
+
+def _col(df: pd.DataFrame, name: str, default: object) -> np.ndarray:
+    if name in df.columns:
+        s = df[name]
+        if isinstance(default, float):
+            return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        return s.to_numpy()
+    return np.full(len(df), default, dtype=object if isinstance(default, str) else None)
+
+
+def _usable_vec(df: pd.DataFrame, share_override: np.ndarray) -> np.ndarray:
+    """Return usable GB per GPU row with the same rules as usable_memory_gb()."""
+    mem = _col(df, "memory_gb", np.nan)
+    vendor = pd.Series(_col(df, "vendor", "other"), dtype="string").str.lower().fillna("other").to_numpy(dtype=object)
+    segment = pd.Series(_col(df, "segment", ""), dtype="string").fillna("")
+    unified = pd.Series(_col(df, "unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    share = _col(df, "gpu_memory_share", np.nan)
+    share = np.where(np.nan_to_num(share_override) > 0, share_override, share)
+    apple_share = np.where(mem <= APPLE_SMALL_LIMIT_GB, APPLE_SHARE_SMALL, APPLE_SHARE_LARGE)
+    default_share = np.where(vendor == "apple", apple_share, OTHER_UNIFIED_SHARE)
+    share = np.where(np.nan_to_num(share) > 0, share, default_share)
+    reserve = segment.map(DISCRETE_RESERVE_GB).astype(float).fillna(DISCRETE_RESERVE_DEFAULT_GB).to_numpy()
+    return np.where(unified, mem * share, np.maximum(mem - reserve, 0.0))
+
+
+def _rank_frame(
+    model: ModelArch,
+    quants: Sequence[Quant],
+    gpus: pd.DataFrame,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None,
+    sort: bool = True,
+) -> pd.DataFrame:
+    """Return one row per (GPU row, quant) with every figure, fitting rows first, fastest first.
+
+    GPU rows may carry count/split/offload columns (the build planner's expansion).
+    """
+    g = len(gpus)
+    q = len(quants)
+    gi = np.tile(np.arange(g), q)  # quant-major: rows [q0: all gpus, q1: all gpus, ...]
+    qi = np.repeat(np.arange(q), g)
+
+    def gcol(name: str, default: object) -> np.ndarray:
+        return _col(gpus, name, default)
+
+    def gv(name: str, default: object) -> np.ndarray:
+        return _col(gpus, name, default)[gi]
+
+    bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
+    bpp = np.array([_bytes_per_param(model, qq) for qq in quants])[qi]
+    wbytes = np.array([weights_bytes(model, qq) for qq in quants])[qi]
+    prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
+
+    # Per-GPU facts are worked out once per GPU row, then repeated for every format.
+    segment_g = gcol("segment", "")
+    bandwidth_g = gcol("bandwidth_gb_s", np.nan)
+    unified_g = pd.Series(gcol("unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    hw_g = _hardware_class_vec(gcol("vendor", "other"), segment_g, gcol("memory_type", ""), bandwidth_g, unified_g)
+    hw = hw_g[gi]
+    # Efficiency: one lookup per (hardware class, precision class) pair present.
+    hw_levels, hw_codes = np.unique(hw_g.astype(str), return_inverse=True)
+    eff_tab = np.empty((3, len(hw_levels), q))
+    for a, h in enumerate(hw_levels):
+        for b_, p in enumerate(prec_q):
+            f = find_calibration(workload.backend, str(h), str(p), calibration)
+            eff_tab[:, a, b_] = (f.decode_efficiency, f.prefill_efficiency, f.spread)
+    eff_d, eff_p, spread = (eff_tab[i][hw_codes[gi], qi] for i in range(3))
+    tf = _tflops_vec(gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g)[0][gi]
+    ic_bw_g, ic_lat_g = _interconnect(
+        gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
+    )
+    ic_bw, ic_lat = ic_bw_g[gi], ic_lat_g[gi]
+    bandwidth = bandwidth_g[gi]
+    count = np.nan_to_num(gv("count", np.nan), nan=1.0).astype(np.int64)
+    split_g = pd.Series(gcol("split", "layer"), dtype="string").fillna("layer").to_numpy(dtype=object)
+    split = split_g[gi]
+    usable = _usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan))[gi]
+    rows = _Rows(
+        memory_gb=gv("memory_gb", np.nan),
+        usable_gb=usable,
+        bandwidth=bandwidth,
+        tflops=tf,
+        tdp_w=gv("tdp_w", np.nan),
+        price_usd=gv("price_usd", np.nan),
+        count=np.maximum(count, 1),
+        tensor=split == "tensor",
+        ic_gb_s=ic_bw,
+        ic_latency_s=ic_lat,
+        bytes_per_param=bpp,
+        weights_bytes=wbytes,
+        eff_decode=eff_d,
+        eff_prefill=eff_p,
+        spread=spread,
+        ram_gb=np.nan_to_num(gv("offload_ram_gb", np.nan)),
+        ram_gb_s=np.nan_to_num(gv("ram_bandwidth_gb_s", np.nan)),
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = _core(model, workload, rows)
+    extra = {
+        "quant": np.array([qq.name for qq in quants], dtype=object)[qi],
+        "bits_per_weight": bpw[qi],
+        "hardware_class": hw,
+        "count": rows.count,
+        "split": split,
+    }
+    extra.update({k: out[k] for k in RESULT_COLUMNS})
+    # Sort before building the frame so the GPU columns are gathered once: fitting rows first, fastest first.
+    order = np.lexsort((-np.nan_to_num(out["decode_tok_s"], nan=-1.0), ~out["fits"])) if sort else np.arange(len(gi))
+    data = {c: gpus[c].to_numpy()[gi[order]] for c in gpus.columns if c not in extra}
+    data.update({k: v[order] for k, v in extra.items()})
+    return pd.DataFrame(data, copy=False)
+
+
+def rank_gpus(
+    model: ModelArch,
+    quants: Sequence[Quant],
+    gpus: pd.DataFrame,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None = None,
+) -> pd.DataFrame:
+    """Return one row per (GPU, quant), fitting rows first, fastest first, computed in one numpy pass."""
+    return _rank_frame(model, quants, gpus, workload, calibration)
+
+
+def rank_models(
+    models: Sequence[ModelArch],
+    quants_per_model: Sequence[Sequence[Quant]],
+    gpu: GPUSpec,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None = None,
+    count: int = 1,
+    split: str = "layer",
+) -> pd.DataFrame:
+    """Return one row per (model, format) on one GPU build, fitting rows first, fastest first."""
+    row = {k: v for k, v in asdict(gpu).items()}
+    row.update({"count": count, "split": split})
+    gdf = pd.DataFrame([row])
+    frames = []
+    for m, qs in zip(models, quants_per_model, strict=True):
+        if not qs:
+            continue
+        f = _rank_frame(m, qs, gdf, workload, calibration)
+        f.insert(0, "model", m.name)
+        frames.append(f)
+    if not frames:
+        return pd.DataFrame(columns=["model", "quant", *RESULT_COLUMNS])
+    df = pd.concat(frames, ignore_index=True)
+    order = np.lexsort((-df["decode_tok_s"].to_numpy(), ~df["fits"].to_numpy()))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def rank_builds(
+    model: ModelArch,
+    quant: Quant,
+    gpus: pd.DataFrame,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None = None,
+    max_gpus: int = 8,
+    splits: Sequence[str] = ("layer", "tensor"),
+    offload_ram_gb: float = 0.0,
+    ram_bandwidth_gb_s: float = 0.0,
+    include_offload: bool = False,
+) -> pd.DataFrame:
+    """Return the builds that fit (GPU x count 1..max_gpus x split), cheapest first, with price, TDP and speed."""
+    g = len(gpus)
+    counts = np.arange(1, max_gpus + 1)
+    # Every (gpu, count, split) combination; count 1 only once (the split does not matter for one card).
+    combos = [(c, s) for c in counts for s in splits if c > 1 or s == splits[0]]
+    cc = np.array([c for c, _ in combos])
+    ss = np.array([s for _, s in combos], dtype=object)
+    gi = np.tile(np.arange(g), len(combos))
+    expanded = gpus.iloc[gi].reset_index(drop=True)
+    expanded["count"] = np.repeat(cc, g)
+    expanded["split"] = np.repeat(ss, g)
+    expanded["offload_ram_gb"] = offload_ram_gb if include_offload else 0.0
+    expanded["ram_bandwidth_gb_s"] = ram_bandwidth_gb_s if include_offload else 0.0
+    df = _rank_frame(model, [quant], expanded, workload, calibration)
+    ok = df["fits_with_offload"] if include_offload else df["fits"]
+    df = df[ok.to_numpy()].copy()
+    df["total_price_usd"] = pd.to_numeric(df.get("price_usd"), errors="coerce") * df["count"]
+    df["total_tdp_w"] = pd.to_numeric(df.get("tdp_w"), errors="coerce") * df["count"]
+    df = df.sort_values(["total_price_usd", "decode_tok_s"], ascending=[True, False], na_position="last")
+    return df.reset_index(drop=True)
+
+
+def gpus_frame(gpus: Sequence[GPUSpec]) -> pd.DataFrame:
+    """Return a rank_gpus input DataFrame from GPUSpec objects (slug = lower-case name with dashes)."""
+    rows = []
+    for gpu in gpus:
+        row = asdict(gpu)
+        row["slug"] = gpu.name.lower().replace(" ", "-")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _json_ready(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,116 @@
+"""Catalog rows -> the estimator's plain inputs. The only place that knows both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from hardware.models import GPU
+from models.models import LanguageModel, QuantVRAM
+from planner.estimator import GPUSpec, ModelArch, Quant
+
+# GPU fields the ranking needs; one query with .values() instead of model instances.
+GPU_VALUE_FIELDS = [
+    "id",
+    "slug",
+    "name",
+    "vendor",
+    "segment",
+    "memory_gb",
+    "memory_bandwidth_gb_s",
+    "fp16_tensor_tflops",
+    "fp32_tflops",
+    "int8_tops",
+    "fp8_tflops",
+    "tdp_w",
+    "launch_price_usd",
+    "street_price_usd",
+    "cloud_price_usd_hr",
+    "unified_memory",
+    "gpu_memory_share",
+    "nvlink_gb_s",
+    "pcie_gen",
+    "memory_type",
+    "source",
+    "release_date",
+]
+
+
+def model_arch(model: LanguageModel) -> ModelArch:
+    """Returns the estimator's view of a catalog model."""
+    return ModelArch(
+        name=model.name,
+        total_params=model.total_params,
+        active_params=model.active_params,
+        layers=model.layers,
+        hidden=model.hidden_size,
+        heads=model.attention_heads,
+        kv_heads=model.kv_heads,
+        head_dim=model.head_dim,
+        vocab=model.vocab_size,
+        context_length=model.context_length,
+        ffn=model.ffn_size,
+        experts=model.experts,
+        experts_per_token=model.experts_per_token,
+        expert_params=model.expert_params,
+        moe_layers=model.moe_layers,
+        shared_expert_params=model.shared_expert_params,
+        embedding_params=model.embedding_params,
+        tied_embeddings=model.tied_embeddings,
+        attention=model.attention,
+        kv_lora_rank=model.kv_lora_rank,
+        qk_rope_head_dim=model.qk_rope_head_dim,
+        sliding_window=model.sliding_window,
+        sliding_layers=model.sliding_layers,
+    )
+
+
+def quant_of(row: QuantVRAM) -> Quant:
+    """Returns the estimator's view of one VRAM-table row (the real file size wins when published)."""
+    published = row.file_bytes if row.source and not row.source.startswith("computed") else None
+    return Quant(name=row.quant.name, bits_per_weight=row.effective_bpw, kind=row.quant.kind, weight_bytes=published)
+
+
+def quants_of(model: LanguageModel) -> list[Quant]:
+    """Returns every format of a model's VRAM table, in table order (uses prefetched rows when present)."""
+    return [quant_of(row) for row in model.vram_rows.all()]
+
+
+def gpu_spec(gpu: GPU | dict) -> GPUSpec:
+    """Returns the estimator's view of a catalog GPU (an instance or a .values() dict)."""
+    get = gpu.get if isinstance(gpu, dict) else (lambda k: getattr(gpu, k))
+    street, launch = get("street_price_usd"), get("launch_price_usd")
+    return GPUSpec(
+        name=get("name"),
+        vendor=get("vendor"),
+        segment=get("segment"),
+        memory_gb=get("memory_gb"),
+        bandwidth_gb_s=get("memory_bandwidth_gb_s"),
+        fp16_tflops=get("fp16_tensor_tflops"),
+        fp32_tflops=get("fp32_tflops"),
+        int8_tops=get("int8_tops"),
+        fp8_tflops=get("fp8_tflops"),
+        tdp_w=get("tdp_w"),
+        price_usd=street if street is not None else launch,
+        unified_memory=get("unified_memory"),
+        gpu_memory_share=get("gpu_memory_share"),
+        nvlink_gb_s=get("nvlink_gb_s"),
+        pcie_gen=get("pcie_gen"),
+        memory_type=get("memory_type") or "",
+    )
+
+
+def gpu_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """Returns a DataFrame in the estimator's GPUSpec columns (plus id, slug, source) from GPU .values() rows."""
+    df = pd.DataFrame.from_records(list(rows), columns=GPU_VALUE_FIELDS)
+    df = df.rename(columns={"memory_bandwidth_gb_s": "bandwidth_gb_s", "fp16_tensor_tflops": "fp16_tflops"})
+    df["price_usd"] = df["street_price_usd"].where(df["street_price_usd"].notna(), df["launch_price_usd"])
+    df["memory_type"] = df["memory_type"].fillna("")
+    return df
+
+
+def catalog_frame(queryset=None) -> pd.DataFrame:
+    """Returns the whole GPU catalog (or a queryset of it) as the estimator's DataFrame, in one query."""
+    queryset = GPU.objects.all() if queryset is None else queryset
+    return gpu_frame(queryset.values(*GPU_VALUE_FIELDS))
