@@ -11,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("gpus/", include("hardware.urls")),
     path("models/", include("models.urls")),
+    path("benchmarks/", include("inference.urls")),
 ]

@@ -12,8 +12,8 @@ $PY manage.py migrate --noinput
 $PY manage.py load_catalog
 $PY manage.py ensure_demo_operator
 
-$PY -m celery -A gpufit worker --pool solo --concurrency 1 --loglevel INFO \
-    --hostname "gpufit@$(hostname)" >var/log/worker.log 2>&1 &
+$PY manage.py run_worker \
+    >var/log/worker.log 2>&1 &
 WORKER=$!
 stop() { kill "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true; }
 trap stop EXIT INT TERM

@@ -1,0 +1,85 @@
+"""Folding measured benchmark results into the estimator's calibration, and the figures the validation page shows.
+
+A result stores the efficiency its estimate used (in the basis). Measured / estimated is how far that
+efficiency was off, so the fitted efficiency is the used one times the median ratio of the runs behind it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from django.db import transaction
+from django.utils import timezone
+
+from inference.models import BenchmarkResult
+from planner.models import Calibration
+
+BACKEND = "gpufit-torch"
+# A fitted efficiency outside these bounds says more about a broken run than about the hardware.
+MIN_EFFICIENCY, MAX_EFFICIENCY = 0.02, 1.0
+
+
+def _key(result: BenchmarkResult) -> tuple[str, str]:
+    basis = result.estimate_basis.get("basis", {})
+    return basis.get("hardware_class", "other"), basis.get("precision_class", "*")
+
+
+def _clamp(value: float) -> float:
+    return max(MIN_EFFICIENCY, min(MAX_EFFICIENCY, value))
+
+
+def fit_calibration() -> int:
+    """Returns how many Calibration rows were written from the results folded into calibration."""
+    groups: dict[tuple[str, str], list[BenchmarkResult]] = defaultdict(list)
+    for result in BenchmarkResult.objects.filter(folded_into_calibration=True, status="ok", decode_ratio__isnull=False):
+        groups[_key(result)].append(result)
+    written = 0
+    with transaction.atomic():
+        for (hw, prec), rows in groups.items():
+            decode = [r.decode_ratio * r.estimate_basis["basis"]["decode_efficiency"] for r in rows]
+            prefill = [
+                r.prefill_ratio * r.estimate_basis["basis"]["prefill_efficiency"] for r in rows if r.prefill_ratio is not None
+            ]
+            ratios = [r.decode_ratio for r in rows]
+            spread = statistics.pstdev(ratios) / statistics.median(ratios) if len(ratios) > 1 else 0.2
+            Calibration.objects.update_or_create(
+                backend=BACKEND,
+                hardware_class=hw,
+                precision_class=prec,
+                defaults={
+                    "decode_efficiency": _clamp(statistics.median(decode)),
+                    "prefill_efficiency": _clamp(statistics.median(prefill)) if prefill else 0.5,
+                    "spread": max(spread, 0.05),
+                    "runs": len(rows),
+                    "is_fitted": True,
+                    "source": f"fit: {len(rows)} gpufit-torch run(s), median measured/estimated, {timezone.now():%Y-%m-%d}",
+                },
+            )
+            written += 1
+    return written
+
+
+def validation_summary() -> dict:
+    """Returns the validation page's context: every result's ratio, the fitted rows, and the error before and after."""
+    from inference.results import compare_again
+
+    results = list(
+        BenchmarkResult.objects.select_related("job", "gpu").filter(status="ok", decode_ratio__isnull=False).order_by("-created_at")
+    )
+    fitted = list(Calibration.objects.filter(backend=BACKEND).order_by("hardware_class", "precision_class"))
+    rows = []
+    for r in results:
+        now = compare_again(r)
+        rows.append({"result": r, "ratio_before": r.decode_ratio, "ratio_now": now})
+
+    def mape(values):
+        values = [v for v in values if v]
+        return 100 * statistics.mean(abs(1 - 1 / v) for v in values) if values else None
+
+    return {
+        "rows": rows,
+        "fitted": fitted,
+        "error_before": mape([row["ratio_before"] for row in rows]),
+        "error_now": mape([row["ratio_now"] for row in rows]),
+    }

@@ -1,0 +1,80 @@
+"""Celery tasks. They take ids, claim the job row first, and leave the row as the truth about the job."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+
+from inference import jobs
+from inference.models import BenchmarkJob, BenchmarkResult, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+)
+def run_job(self, job_id: int) -> str:
+    """Returns what happened to the job: claimed and run, or skipped because another delivery owns it."""
+    worker = self.request.hostname or settings.GPUFIT_WORKER_HOST
+    if not jobs.claim(job_id, worker):
+        log.info("job %s not claimed (already taken, finished or cancelled)", job_id)
+        return "skipped"
+    job = BenchmarkJob.objects.get(pk=job_id)
+    try:
+        measured = execute(job)
+    except SoftTimeLimitExceeded:
+        jobs.finish(job_id, JobStatus.FAILED, "time limit", f"the job ran past {settings.CELERY_TASK_SOFT_TIME_LIMIT} s")
+        return "failed"
+    except jobs.Cancelled:
+        return "cancelled"
+    except Exception as exc:  # the reason is stored on the row; the worker carries on with the next job
+        jobs.finish(job_id, JobStatus.FAILED, str(exc)[:300], traceback.format_exc())
+        return "failed"
+    return measured
+
+
+def _cpu_memory_limit_gb() -> float:
+    """Returns the RAM a CPU run may plan for: a run that cannot fit ends as "oom" instead of waking the OOM killer."""
+    import psutil
+
+    return 0.8 * psutil.virtual_memory().available / 1e9
+
+
+def execute(job: BenchmarkJob) -> str:
+    """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
+    from inference.runner import BenchSpec, run_benchmark
+    from inference.results import compare_with_estimate
+
+    spec = BenchSpec(
+        preset=job.preset,
+        layers=job.layers,
+        precision=job.precision,
+        batch=job.batch,
+        prompt_tokens=job.prompt_tokens,
+        new_tokens=job.new_tokens,
+        repeats=job.repeats,
+        device=job.target_device or "cpu",
+        memory_limit_gb=_cpu_memory_limit_gb() if (job.target_device or "cpu") == "cpu" else None,
+    )
+    result = run_benchmark(spec, progress=lambda pct, msg: jobs.report_progress(job.pk, 5 + 0.9 * pct, msg))
+    if result.status == "error" and "no longer running" in result.message:
+        raise jobs.Cancelled(result.message)
+    values = compare_with_estimate(result, host=job.worker.split("@", 1)[-1])
+    with transaction.atomic():
+        if result.status == "error":
+            done = jobs.finish(job.pk, JobStatus.FAILED, "benchmark error", result.message)
+        else:
+            done = jobs.finish(job.pk, JobStatus.SUCCEEDED, "out of memory" if result.status == "oom" else "measured")
+        if done:
+            BenchmarkResult.objects.create(job=job, **values)
+    return result.status

@@ -1,0 +1,78 @@
+"""A worker host: registers its devices, keeps a heartbeat, and finds jobs whose worker died."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from hardware.models import GPUAlias
+from inference import jobs
+from inference.models import Device, WorkerHost
+from inference.queues import queue_for_host
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30
+
+
+def register_host(hostname: str, devices=None) -> WorkerHost:
+    """Returns the host row after recording its detected devices, each matched to a catalog GPU by alias."""
+    from inference.devices import detect_devices, match_catalog
+
+    devices = detect_devices() if devices is None else devices
+    aliases = dict(GPUAlias.objects.values_list("name", "gpu__slug"))
+    host, _ = WorkerHost.objects.update_or_create(
+        hostname=hostname,
+        defaults={"queue": queue_for_host(hostname), "started_at": timezone.now(), "last_seen": timezone.now()},
+    )
+    seen = []
+    from hardware.models import GPU
+
+    for info in devices:
+        slug = match_catalog(info.name, aliases) if info.kind == "cuda" else None
+        gpu = GPU.objects.filter(slug=slug).first() if slug else None
+        Device.objects.update_or_create(
+            host=host,
+            index=info.torch_device,
+            defaults={
+                "name": info.name,
+                "memory_gb": info.memory_gb,
+                "bandwidth_gb_s": info.bandwidth_gb_s,
+                "details": info.to_dict(),
+                "gpu": gpu,
+            },
+        )
+        seen.append(info.torch_device)
+    host.devices.exclude(index__in=seen).delete()
+    software = {d.torch_device: {"driver": d.driver_version, "cuda": d.cuda_version} for d in devices if d.kind == "cuda"}
+    WorkerHost.objects.filter(pk=host.pk).update(software=software)
+    # Jobs this host was running before it (re)started cannot still be running.
+    lost = jobs.mark_lost(worker=f"gpufit@{hostname}")
+    if lost:
+        log.warning("marked %d stale job(s) lost", lost)
+    return host
+
+
+def beat(hostname: str) -> None:
+    """Records that the host is alive and marks jobs whose worker stopped reporting as lost."""
+    WorkerHost.objects.filter(hostname=hostname).update(last_seen=timezone.now())
+    jobs.mark_lost()
+
+
+def start_heartbeat(hostname: str, interval_s: float = HEARTBEAT_S) -> threading.Event:
+    """Returns an Event that stops the heartbeat thread started here."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                close_old_connections()
+                beat(hostname)
+            except Exception:  # a database hiccup must not kill the worker; the next beat tries again
+                log.exception("heartbeat failed")
+
+    threading.Thread(target=loop, name="gpufit-heartbeat", daemon=True).start()
+    return stop
