@@ -21,7 +21,7 @@ def _close(name: str, candidates: list[str], n: int = 5) -> list[str]:
     lowered = {c.lower(): c for c in candidates}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
     contains = [c for k, c in lowered.items() if name.lower() in k and c not in hits]
-    return ([lowered[h] for h in hits] + contains)[:n]
+    return list(dict.fromkeys([lowered[h] for h in hits] + contains))[:n]
 
 
 def find_model(name: str) -> LanguageModel:
