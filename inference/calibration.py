@@ -17,7 +17,7 @@ from planner.models import Calibration
 
 BACKEND = "gpufit-torch"
 # A fitted efficiency outside these bounds says more about a broken run than about the hardware.
-MIN_EFFICIENCY, MAX_EFFICIENCY = 0.02, 1.0
+MIN_EFFICIENCY, MAX_EFFICIENCY = 0.005, 1.0
 
 
 def _key(result: BenchmarkResult) -> tuple[str, str]:
@@ -77,9 +77,12 @@ def validation_summary() -> dict:
         values = [v for v in values if v]
         return 100 * statistics.mean(abs(1 - 1 / v) for v in values) if values else None
 
+    folded = [row for row in rows if row["result"].folded_into_calibration]
     return {
         "rows": rows,
         "fitted": fitted,
         "error_before": mape([row["ratio_before"] for row in rows]),
         "error_now": mape([row["ratio_now"] for row in rows]),
+        "folded_before": mape([row["ratio_before"] for row in folded]),
+        "folded_now": mape([row["ratio_now"] for row in folded]),
     }

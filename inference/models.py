@@ -128,13 +128,17 @@ class BenchmarkResult(models.Model):
     new_tokens = models.PositiveIntegerField("new tokens")
     prefill_tok_s = models.FloatField("prefill (tok/s)", null=True, blank=True)
     ttft_s = models.FloatField("time to first token (s)", null=True, blank=True)
-    decode_tok_s = models.FloatField("decode (tok/s per sequence)", null=True, blank=True)
+    decode_tok_s = models.FloatField(
+        "decode (tok/s)", null=True, blank=True, help_text="Tokens per second over all sequences of the batch."
+    )
     decode_tok_s_full_depth = models.FloatField(
         "decode extrapolated to all layers", null=True, blank=True, help_text="Measured × layers run / model layers."
     )
     peak_memory_gb = models.FloatField("peak memory (GB)", null=True, blank=True)
     achieved_bandwidth_gb_s = models.FloatField("achieved bandwidth (GB/s)", null=True, blank=True)
-    estimated_decode_tok_s = models.FloatField("estimated decode (tok/s)", null=True, blank=True)
+    estimated_decode_tok_s = models.FloatField(
+        "estimated decode (tok/s)", null=True, blank=True, help_text="The estimate's aggregate rate for the same batch."
+    )
     estimated_prefill_tok_s = models.FloatField("estimated prefill (tok/s)", null=True, blank=True)
     estimated_memory_gb = models.FloatField("estimated memory (GB)", null=True, blank=True)
     decode_ratio = models.FloatField("decode measured / estimated", null=True, blank=True)

@@ -65,6 +65,8 @@ def execute(job: BenchmarkJob) -> str:
         repeats=job.repeats,
         device=job.target_device or "cpu",
         memory_limit_gb=_cpu_memory_limit_gb() if (job.target_device or "cpu") == "cpu" else None,
+        # On CUDA a float decode step is replayed from a CUDA graph: eager launches cost 3x (docs/benchmarks.md).
+        cuda_graph=(job.target_device or "cpu").startswith("cuda") and job.precision in ("bf16", "fp16"),
     )
     result = run_benchmark(spec, progress=lambda pct, msg: jobs.report_progress(job.pk, 5 + 0.9 * pct, msg))
     if result.status == "error" and "no longer running" in result.message:

@@ -158,10 +158,10 @@ def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]
     changed = 0
     for name, quant in quants.items():
         pub = published.get(name, {})
-        bpw = pub.get("bits_per_weight")
-        file_bytes = pub.get("file_bytes")
+        bpw = pub.get("bits_per_weight_published")
+        file_bytes = pub.get("file_bytes") or (round(pub["file_gb"] * 1e9) if pub.get("file_gb") else None)
         if file_bytes:
-            source = pub.get("file_source", "published file size")
+            source = "published file size" if pub.get("file_bytes") else "published file size (rounded GB)"
             source_url = pub.get("file_source_url", "")
         else:
             # No published file: size from the format's layout over the model's exact parameter count.
@@ -172,7 +172,15 @@ def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]
             "file_bytes": int(file_bytes),
             "vram_gb": pub.get("vram_gb"),
             "quality_pct": pub.get("quality_pct"),
-            "source": (pub.get("quality_source") and f"{source}; quality: {pub['quality_source']}" or source)[:200],
+            "source": "; ".join(
+                part
+                for part in (
+                    source,
+                    pub.get("vram_source") and f"VRAM: {pub['vram_source']}",
+                    pub.get("quality_source") and f"quality: {pub['quality_source']}",
+                )
+                if part
+            )[:200],
             "source_url": source_url,
             "note": pub.get("note", ""),
         }

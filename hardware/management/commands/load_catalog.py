@@ -28,6 +28,9 @@ class Command(BaseCommand):
         except CatalogError as exc:
             raise CommandError(f"Catalog not loaded (nothing was written): {exc}") from exc
         calib = load_default_calibration()
+        from inference.measured import load_measured
+
+        measured = load_measured()
 
         out = self.stdout
         out.write(
@@ -47,5 +50,6 @@ class Command(BaseCommand):
             f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed."
         )
         out.write(f"Calibration: {calib} default rows added.")
-        total = gpus.changes + llms.changes + calib
+        out.write(f"Measured benchmark results (inference/data/measured.json): {measured} added.")
+        total = gpus.changes + llms.changes + calib + measured
         self.stdout.write(self.style.SUCCESS(f"Catalog loaded: {total} changes."))

@@ -1,0 +1,75 @@
+"""Measured results shipped with the repository (inference/data/measured.json), loaded as benchmark results.
+
+They are real runs of the GPU check on a lent GPU; loading them puts them on the GPU and model pages as
+measured results and folds the runs that match the worker's own code path into calibration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from hardware.models import GPU
+from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
+
+PATH = Path(__file__).resolve().parent / "data" / "measured.json"
+
+
+def folds_into_calibration(spec: dict) -> bool:
+    """Returns whether a run used the path a worker job takes on CUDA (bf16 under a CUDA graph, int8/int4 eager)."""
+    if spec.get("compile"):
+        return False
+    return bool(spec.get("cuda_graph")) if spec["precision"] in ("bf16", "fp16") else True
+
+
+def load_measured(path: Path = PATH) -> int:
+    """Returns how many measured results were added; already loaded runs are left alone."""
+    from inference.calibration import fit_calibration
+    from inference.results import compare_with_estimate
+    from inference.runner import BenchResult
+
+    if not path.exists():
+        return 0
+    data = json.loads(path.read_text(encoding="utf-8"))
+    when = timezone.make_aware(dt.datetime.fromisoformat(data["date"]))
+    added = 0
+    with transaction.atomic():
+        host, _ = WorkerHost.objects.get_or_create(
+            hostname=data["host"], defaults={"queue": f"gpu.{data['host']}", "started_at": when, "last_seen": when}
+        )
+        info = data["device"]
+        Device.objects.get_or_create(
+            host=host,
+            index=info["torch_device"],
+            defaults={
+                "name": info["name"],
+                "memory_gb": info["memory_gb"],
+                "bandwidth_gb_s": info["bandwidth_gb_s"],
+                "details": {**info, "copy_gb_s": data["copy_gb_s"], "matmul_tflops": data["matmul_tflops"]},
+                "gpu": GPU.objects.resolve(data["catalog_gpu"]),
+            },
+        )
+        for i, run in enumerate(data["runs"]):
+            key = f"measured:{path.name}:{i}"
+            if BenchmarkJob.objects.filter(task_id=key).exists():
+                continue
+            spec = run["result"]["spec"]
+            job = BenchmarkJob.objects.create(
+                preset=spec["preset"], layers=spec["layers"] or 32, precision=spec["precision"], batch=spec["batch"],
+                prompt_tokens=spec["prompt_tokens"], new_tokens=spec["new_tokens"], repeats=spec["repeats"],
+                target_host=data["host"], target_device=spec["device"], status=JobStatus.SUCCEEDED, progress=100,
+                message=f"measured with: {run['command']}"[:300], worker=f"gpu_check@{data['host']}", task_id=key,
+                created_at=when, started_at=when, finished_at=when,
+            )
+            result = BenchResult(**run["result"])
+            values = compare_with_estimate(result, host=data["host"])
+            values["folded_into_calibration"] = folds_into_calibration(spec)
+            BenchmarkResult.objects.create(job=job, created_at=when, **values)
+            added += 1
+        if added:
+            fit_calibration()
+    return added

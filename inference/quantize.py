@@ -1,0 +1,201 @@
+"""Weight-only int8 / int4 quantization of the torch Mixtral, as module swaps.
+
+Rules (what is quantized and why):
+- attention projections (wq, wk, wv, wo) and the three expert matrices: int8 per output channel, or int4 group-wise;
+- experts are quantized per expert: every [out, in] matrix of the [E, out, in] stack has its own scales;
+- the MoE router (gate, 8 x 4096) stays in the activation dtype: it is 0.03 % of a layer and a flipped top-2
+  choice changes the output far more than any weight rounding;
+- the token embedding stays in the activation dtype: a decode step reads only B rows of it;
+- lm_head is int8 in both modes: it decides the next token directly, and int4 on it costs the most quality
+  per byte saved (it is 131 M of Mixtral's 46.7 B parameters).
+Activations stay in bf16/fp16/fp32; weights are dequantized on the fly (weight-only quantization).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.mixtral import Experts, Mixtral, RoutedFFN
+
+MODES = ("int8", "int4")
+# Standard deviation of a uniform integer code, used to scale random codes to a target weight std.
+_INT8_CODE_STD = ((255**2 - 1) / 12) ** 0.5  # codes uniform in [-127, 127]
+_INT4_CODE_STD = ((16**2 - 1) / 12) ** 0.5  # nibbles uniform in [0, 15], centred at 8
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (codes int8 [..., out, in], scales [..., out]) with w ~= codes * scales[..., None]."""
+    scales = w.float().abs().amax(dim=-1).clamp(min=1e-8) / 127.0
+    codes = torch.round(w.float() / scales[..., None]).clamp(-127, 127).to(torch.int8)
+    return codes, scales.to(w.dtype)
+
+
+def quantize_int4(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (packed uint8 [..., out, in/2], scales [..., out, in/group]): two 4-bit codes per byte, zero at 8."""
+    *lead, n_in = w.shape
+    if n_in % group_size:
+        raise ValueError(f"input width {n_in} is not a multiple of group size {group_size}")
+    g = w.float().reshape(*lead, n_in // group_size, group_size)  # [..., out, G, group]
+    scales = g.abs().amax(dim=-1).clamp(min=1e-8) / 7.0  # symmetric: codes -7..7 use 15 of the 16 levels
+    codes = (torch.round(g / scales[..., None]).clamp(-8, 7) + 8).to(torch.uint8).reshape(*lead, n_in)
+    packed = codes[..., 0::2] | (codes[..., 1::2] << 4)  # even input index in the low nibble
+    return packed, scales.to(w.dtype)
+
+
+def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Returns the [..., out, in] weight in dtype from packed codes and group scales."""
+    low = (packed & 0x0F).to(dtype) - 8
+    high = (packed >> 4).to(dtype) - 8
+    w = torch.stack([low, high], dim=-1).flatten(-2)  # [..., out, in]: re-interleave even/odd inputs
+    n_groups = scales.shape[-1]
+    w = w.unflatten(-1, (n_groups, -1)) * scales.to(dtype)[..., None]  # [..., out, G, group]
+    return w.flatten(-2)
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T with W stored as int8 codes and one scale per output channel."""
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=torch.bfloat16):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8, device=device))
+        self.register_buffer("scales", torch.empty(out_features, dtype=dtype, device=device))
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear) -> Int8Linear:
+        """Returns the int8 twin of lin (meta in, meta out: the codes are filled at materialisation)."""
+        q = cls(lin.in_features, lin.out_features, device=lin.weight.device, dtype=lin.weight.dtype)
+        if lin.weight.device.type != "meta":
+            q.weight, q.scales = quantize_int8(lin.weight.data)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Scaling the output instead of the weight: same result, one multiply per output instead of per weight.
+        return F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+
+    @torch.no_grad()
+    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
+        self.weight.random_(-127, 128, generator=gen)
+        self.scales.fill_(std / _INT8_CODE_STD)
+
+
+class Int4Linear(nn.Module):
+    """y = x W^T with W stored as packed 4-bit codes and one scale per group of group_size inputs."""
+
+    def __init__(self, in_features: int, out_features: int, group_size: int, device=None, dtype=torch.bfloat16):
+        super().__init__()
+        if in_features % group_size:
+            raise ValueError(f"input width {in_features} is not a multiple of group size {group_size}")
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.register_buffer("weight", torch.empty(out_features, in_features // 2, dtype=torch.uint8, device=device))
+        self.register_buffer("scales", torch.empty(out_features, in_features // group_size, dtype=dtype, device=device))
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, group_size: int) -> Int4Linear:
+        """Returns the int4 twin of lin (meta in, meta out)."""
+        q = cls(lin.in_features, lin.out_features, group_size, device=lin.weight.device, dtype=lin.weight.dtype)
+        if lin.weight.device.type != "meta":
+            q.weight, q.scales = quantize_int4(lin.weight.data, group_size)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, dequantize_int4(self.weight, self.scales, x.dtype))
+
+    @torch.no_grad()
+    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
+        self.weight.random_(0, 256, generator=gen)
+        self.scales.fill_(std / _INT4_CODE_STD)
+
+
+class QuantExperts(RoutedFFN):
+    """Expert stack with int8 (per channel) or int4 (group-wise) codes, quantized per expert."""
+
+    def __init__(self, experts: Experts, mode: str, group_size: int):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.group_size = mode, group_size
+        self.n_experts, self.top_k = experts.n_experts, experts.top_k
+        dtype, device = experts.w1.dtype, experts.w1.device
+        for name in ("w1", "w2", "w3"):
+            w = getattr(experts, name)
+            e, out, n_in = w.shape
+            if device.type != "meta":
+                codes, scales = quantize_int8(w.data) if mode == "int8" else quantize_int4(w.data, group_size)
+            elif mode == "int8":
+                codes = torch.empty(e, out, n_in, dtype=torch.int8, device=device)
+                scales = torch.empty(e, out, dtype=dtype, device=device)
+            else:
+                if n_in % group_size:
+                    raise ValueError(f"input width {n_in} is not a multiple of group size {group_size}")
+                codes = torch.empty(e, out, n_in // 2, dtype=torch.uint8, device=device)
+                scales = torch.empty(e, out, n_in // group_size, dtype=dtype, device=device)
+            self.register_buffer(name, codes)
+            self.register_buffer(name + "_scales", scales)
+
+    def use_gather(self, n_tokens: int) -> bool:
+        # Gathering copies k experts per token; beyond half the stack that reads more than dispatching does.
+        return n_tokens * self.top_k <= self.n_experts // 2
+
+    def weight(self, name: str, index: torch.Tensor | int, dtype: torch.dtype) -> torch.Tensor:
+        """Returns the dequantized weights of experts `index` for matrix name ('w1', 'w2', 'w3')."""
+        codes, scales = getattr(self, name)[index], getattr(self, name + "_scales")[index]
+        if self.mode == "int8":
+            return codes.to(dtype) * scales.to(dtype)[..., None]
+        return dequantize_int4(codes, scales, dtype)
+
+    def forward_gather(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Returns the MoE output from each token's gathered and dequantized experts (a few tokens only)."""
+        w1, w3, w2 = (self.weight(n, idx, x.dtype) for n in ("w1", "w3", "w2"))  # [T, k, out, in]
+        h = F.silu(torch.einsum("td,tkfd->tkf", x, w1)) * torch.einsum("td,tkfd->tkf", x, w3)  # [T, k, ffn]
+        y = torch.einsum("tkf,tkdf->tkd", h, w2)  # [T, k, dim]
+        return torch.einsum("tkd,tk->td", y, weights.to(y.dtype))
+
+    def _ffn(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Returns the SwiGLU output of rows xs grouped by expert, dequantizing one expert at a time."""
+        out = torch.empty(xs.shape[0], self.w2.shape[1], dtype=xs.dtype, device=xs.device)
+        start = 0
+        for e, n in enumerate(counts.tolist()):  # host sync; experts with no tokens are never dequantized
+            if n:
+                rows = xs[start : start + n]
+                h = F.silu(F.linear(rows, self.weight("w1", e, xs.dtype))) * F.linear(
+                    rows, self.weight("w3", e, xs.dtype)
+                )
+                out[start : start + n] = F.linear(h, self.weight("w2", e, xs.dtype))
+                start += n
+        return out
+
+    @torch.no_grad()
+    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
+        for name in ("w1", "w2", "w3"):
+            codes, scales = getattr(self, name), getattr(self, name + "_scales")
+            if self.mode == "int8":
+                codes.random_(-127, 128, generator=gen)
+                code_std = _INT8_CODE_STD
+            else:
+                codes.random_(0, 256, generator=gen)
+                code_std = _INT4_CODE_STD
+            scales.fill_((out_std if name == "w2" else std) / code_std)
+
+
+@torch.no_grad()
+def quantize_model(model: Mixtral, mode: str, group_size: int = 128) -> Mixtral:
+    """Returns model with its linears and expert stacks swapped for int8/int4 modules (in place).
+
+    On a meta model this only swaps shapes; init_random then fills the integer codes directly on the device, so the
+    full-precision weights never exist (Mixtral-8x7B int4 never needs the 93 GB of bf16).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def linear(lin: nn.Linear) -> nn.Module:
+        return Int8Linear.from_linear(lin) if mode == "int8" else Int4Linear.from_linear(lin, group_size)
+
+    for layer in model.layers:
+        att = layer.attention
+        att.wq, att.wk, att.wv, att.wo = linear(att.wq), linear(att.wk), linear(att.wv), linear(att.wo)
+        layer.moe.experts = QuantExperts(layer.moe.experts, mode, group_size)
+    model.output = Int8Linear.from_linear(model.output)
+    return model

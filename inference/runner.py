@@ -1,0 +1,452 @@
+"""The benchmark runner: one BenchSpec in, one frozen BenchResult out; out-of-memory is a result, not a crash.
+
+Timing method (docs/benchmarks.md): warm-up and compilation untimed and reported apart; the device is synchronised
+before every clock read; peak-memory statistics are reset before the measured region; prefill and decode are timed
+separately; figures are medians over repeats, with min/max as the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+PRECISIONS = ("bf16", "fp16", "fp32", "int8", "int4")
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    preset: str = "mixtral-8x7b"  # key of inference.mixtral.PRESETS
+    layers: int | None = None  # None: the preset's full depth; fewer are allowed and reported
+    precision: str = "bf16"  # bf16 | fp16 | fp32 | int8 | int4 (int: weight-only, bf16 activations; fp32 on CPU)
+    batch: int = 1
+    prompt_tokens: int = 128
+    new_tokens: int = 128
+    repeats: int = 3
+    device: str = "cpu"  # "cpu" or "cuda:N"
+    compile: bool = False  # torch.compile the decode step (compile time reported apart)
+    cuda_graph: bool = False  # capture the decode step in a CUDA graph (CUDA only; removes launch overhead)
+    seed: int = 0
+    group_size: int = 128  # int4 group width
+    memory_limit_gb: float | None = None  # refuse (as "oom") a run whose weights + KV cache exceed this
+
+    def validate(self) -> None:
+        """Raises ValueError for a spec that cannot run."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if min(self.batch, self.prompt_tokens, self.new_tokens, self.repeats) < 1:
+            raise ValueError("batch, prompt_tokens, new_tokens and repeats must be at least 1")
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise ValueError("cuda_graph needs a CUDA device")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    spec: dict
+    status: str  # "ok" | "oom" | "error"
+    message: str = ""
+    model_layers: int | None = None  # layers actually run
+    full_layers: int | None = None  # the preset's depth, for the extrapolated figures
+    prefill_tok_s: float | None = None  # batch x prompt tokens / median prefill time
+    ttft_s: float | None = None  # median time from prompt in to first token out (prefill + sampling)
+    decode_tok_s: float | None = None  # batch x new tokens / median decode time
+    decode_tok_s_min: float | None = None
+    decode_tok_s_max: float | None = None
+    per_token_latency_ms: float | None = None  # median decode step time
+    per_token_latency_p90_ms: float | None = None
+    peak_memory_gb: float | None = None
+    peak_memory_source: str = ""
+    weight_bytes: int | None = None  # every weight tensor of the model as run (codes + scales when quantized)
+    active_bytes_per_token: int | None = (
+        None  # weights read per decode step (attention, router, norms, touched experts, lm_head, B embedding rows)
+    )
+    kv_bytes_per_token: int | None = None  # KV cache read per decode step (the static cache is read whole, masked)
+    experts_touched_per_layer: float | None = None  # mean distinct experts per layer per decode step
+    achieved_gb_s: float | None = None  # active_bytes_per_token / median step time
+    expert_histogram: list[list[int]] = field(default_factory=list)  # [layer][expert] assignments in measured decode
+    expert_share_max: float | None = None  # largest share one expert took in any layer
+    routing_collapsed: bool | None = None  # expert_share_max > 0.6
+    full_depth_weight_bytes: int | None = None
+    full_depth_decode_tok_s: float | None = None  # extrapolated; equal to decode_tok_s when all layers ran
+    full_depth_prefill_tok_s: float | None = None
+    full_depth_ttft_s: float | None = None
+    extrapolation: str = ""
+    materialise_s: float | None = None
+    warmup_s: float | None = None
+    compile_s: float | None = None
+    device_name: str = ""
+    torch_version: str = ""
+    cuda_version: str | None = None
+    driver_version: str | None = None
+    host: str = field(default_factory=platform.node)
+
+    def to_dict(self) -> dict:
+        """Returns the result as a JSON-ready dict."""
+        return asdict(self)
+
+
+def _module_bytes(module, recurse: bool = True) -> int:
+    """Returns bytes of the module's parameters and persistent buffers (weights, codes and scales)."""
+    total = sum(p.numel() * p.element_size() for p in module.parameters(recurse=recurse))
+    for name, buf in module.named_buffers(recurse=recurse):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("k", "v", "expert_counts", "touched", "calls", "rope_cos", "rope_sin", "positions"):
+            continue  # caches and counters are not weights
+        total += buf.numel() * buf.element_size()
+    return total
+
+
+def weight_bytes(model) -> int:
+    """Returns the bytes of every weight of the model (works on meta models too)."""
+    return _module_bytes(model)
+
+
+def active_bytes(model, batch: int, experts_touched: list[float]) -> int:
+    """Returns weight bytes one decode step reads, given the mean distinct experts touched in each layer."""
+    dim_row = model.tok_embeddings.weight[0].numel() * model.tok_embeddings.weight.element_size()
+    total = batch * dim_row + _module_bytes(model.norm) + _module_bytes(model.output)
+    for layer, touched in zip(model.layers, experts_touched, strict=True):
+        experts = layer.moe.experts
+        total += _module_bytes(layer) - _module_bytes(experts)  # attention, norms, router
+        total += round(_module_bytes(experts) / experts.n_experts * touched)
+    return total
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _dtype(precision: str, device):
+    import torch
+
+    if precision == "fp32":
+        return torch.float32
+    if precision == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+def _env(device) -> dict:
+    import torch
+
+    info = {"torch_version": torch.__version__, "cuda_version": torch.version.cuda, "driver_version": None}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            v = pynvml.nvmlSystemGetDriverVersion()
+            info["driver_version"] = v.decode() if isinstance(v, bytes) else v
+            pynvml.nvmlShutdown()
+        except Exception:  # pynvml missing or NVML unavailable: the driver version stays unknown
+            pass
+    else:
+        from inference.devices import cpu_name
+
+        info["device_name"] = cpu_name()
+    return info
+
+
+def _peak_memory(device) -> tuple[float, str]:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9, "torch.cuda.max_memory_allocated over the measured region"
+    import resource
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return rss_kb * 1024 / 1e9, "process RSS high-water mark (getrusage ru_maxrss), whole process lifetime"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def build_model(spec: BenchSpec, device):
+    """Returns the materialised model for spec, built on meta and filled in place on device."""
+    import torch
+
+    from inference.mixtral import PRESETS, build_meta, init_random
+    from inference.quantize import quantize_model
+
+    cfg = PRESETS[spec.preset]
+    cfg = cfg.with_layers(spec.layers or cfg.n_layers)
+    model = build_meta(cfg)
+    if spec.precision in ("int8", "int4"):
+        quantize_model(model, spec.precision, group_size=spec.group_size)
+    dtype = _dtype(spec.precision, device)
+    planned = weight_bytes(model.to(dtype=dtype))
+    kv = 2 * cfg.n_layers * spec.batch * cfg.n_kv_heads * (spec.prompt_tokens + spec.new_tokens) * cfg.head_dim * 2
+    if spec.memory_limit_gb is not None and (planned + kv) / 1e9 > spec.memory_limit_gb:
+        raise torch.OutOfMemoryError(
+            f"out of memory: weights {planned / 1e9:.1f} GB + KV cache {kv / 1e9:.2f} GB exceed memory_limit_gb={spec.memory_limit_gb}"
+        )
+    return init_random(model, device, dtype, seed=spec.seed).eval()
+
+
+def run_benchmark(spec: BenchSpec, progress: Progress | None = None) -> BenchResult:
+    """Returns the measured result of spec: status "ok", "oom" (with the message) or "error"."""
+    import torch
+
+    spec.validate()
+    report = progress or (lambda pct, msg: None)
+    device = torch.device(spec.device)
+    model = None
+    try:
+        report(0.0, "building model")
+        return _run(spec, device, report)
+    except Exception as exc:
+        status = "oom" if _is_oom(exc) else "error"
+        message = str(exc) if status == "oom" else "".join(traceback.format_exception_only(exc)).strip()
+        return BenchResult(spec=asdict(spec), status=status, message=message[:2000], **_env(device))
+    finally:
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
+    import torch
+
+    from inference.mixtral import PRESETS, build_meta, reset_routing_stats
+    from inference.prompts import prompt_batch
+
+    full_cfg = PRESETS[spec.preset]
+    t0 = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    model = build_model(spec, device)
+    cfg = model.cfg
+    max_seq = spec.prompt_tokens + spec.new_tokens
+    with torch.inference_mode():
+        model.setup_caches(spec.batch, max_seq)
+        _sync(device)
+        materialise_s = time.perf_counter() - t0
+        report(10.0, f"materialised {cfg.n_layers} layers in {materialise_s:.1f} s")
+        # Real Mixtral token ids; folded into a test preset's smaller vocabulary (no-op for 32000).
+        tokens = torch.tensor(prompt_batch(spec.batch, spec.prompt_tokens), device=device) % cfg.vocab_size  # [B, P]
+        prefill_pos = torch.arange(spec.prompt_tokens, device=device)
+        step_tok = torch.zeros(spec.batch, 1, dtype=torch.long, device=device)  # static decode inputs
+        step_pos = torch.zeros(1, dtype=torch.long, device=device)
+
+        def eager_step():
+            return model(step_tok, step_pos)
+
+        step = eager_step
+        if spec.compile:
+            for moe in model.moe_layers():
+                moe.experts.prefer_gather = True
+            step = torch.compile(eager_step, dynamic=False)
+
+        # Warm-up (untimed): one prefill and two decode steps, eager, so kernels are loaded and autotuned.
+        tw = time.perf_counter()
+        first = model(tokens, prefill_pos)[:, -1].argmax(-1)
+        for i in range(2):
+            step_tok.copy_(first[:, None])
+            step_pos.fill_(spec.prompt_tokens + i)
+            eager_step()
+        _sync(device)
+        warmup_s = time.perf_counter() - tw
+        compile_s = None
+        if spec.compile or spec.cuda_graph:
+            report(15.0, "compiling the decode step")
+            tc = time.perf_counter()
+            if spec.compile:
+                for _ in range(2):
+                    step()
+            if spec.cuda_graph:
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        step()
+                torch.cuda.current_stream(device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                inner = step
+                with torch.cuda.graph(graph):
+                    graph_out = inner()
+
+                def step():
+                    graph.replay()
+                    return graph_out
+
+            _sync(device)
+            compile_s = time.perf_counter() - tc
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        prefill_times, ttfts, decode_times, step_times = [], [], [], []
+        touched = [0.0] * cfg.n_layers
+        histogram = [[0] * cfg.n_experts for _ in range(cfg.n_layers)]
+        for r in range(spec.repeats):
+            report(20.0 + 75.0 * r / spec.repeats, f"repeat {r + 1}/{spec.repeats}: prefill")
+            _sync(device)
+            ta = time.perf_counter()
+            logits = model(tokens, prefill_pos)  # [B, P, vocab]
+            _sync(device)
+            tb = time.perf_counter()
+            nxt = logits[:, -1].argmax(-1)  # [B] greedy: sampling choice does not change the cost
+            _sync(device)
+            tc = time.perf_counter()
+            prefill_times.append(tb - ta)
+            ttfts.append(tc - ta)
+            reset_routing_stats(model)
+            report(20.0 + 75.0 * (r + 0.3) / spec.repeats, f"repeat {r + 1}/{spec.repeats}: decode")
+            td = time.perf_counter()
+            for i in range(spec.new_tokens):
+                step_tok.copy_(nxt[:, None])
+                step_pos.fill_(spec.prompt_tokens + i)
+                ts = time.perf_counter()
+                nxt = step()[:, -1].argmax(-1)
+                _sync(device)
+                step_times.append(time.perf_counter() - ts)
+            decode_times.append(time.perf_counter() - td)
+            for li, moe in enumerate(model.moe_layers()):
+                touched[li] += float(moe.touched) / max(int(moe.calls), 1) / spec.repeats
+                for e, c in enumerate(moe.expert_counts.tolist()):
+                    histogram[li][e] += c
+        peak_gb, peak_src = _peak_memory(device)
+
+        step_s = statistics.median(step_times)
+        act = active_bytes(model, spec.batch, touched)
+        shares = [max(h) / max(sum(h), 1) for h in histogram]
+        kv_elt = model.layers[0].attention.kv_cache.k.element_size()
+        kv_bytes = 2 * cfg.n_layers * spec.batch * cfg.n_kv_heads * max_seq * cfg.head_dim * kv_elt
+        wbytes = weight_bytes(model)
+        prefill_s, ttft_s = statistics.median(prefill_times), statistics.median(ttfts)
+        decode_rates = [spec.batch * spec.new_tokens / t for t in decode_times]
+
+        # Extrapolation to the preset's depth: the same achieved bandwidth over the full depth's active bytes for
+        # decode, the same FLOP rate over the full depth's active parameters for prefill (a linear model per layer).
+        full_layers = full_cfg.n_layers
+        if cfg.n_layers == full_layers:
+            full_w, ratio_decode, ratio_prefill = wbytes, 1.0, 1.0
+            how = "all layers ran: no extrapolation"
+        else:
+            full_meta = build_meta(full_cfg)
+            if spec.precision in ("int8", "int4"):
+                from inference.quantize import quantize_model
+
+                quantize_model(full_meta, spec.precision, group_size=spec.group_size)
+            full_meta.to(dtype=_dtype(spec.precision, device))
+            full_w = weight_bytes(full_meta)
+            mean_touched = sum(touched) / len(touched)
+            ratio_decode = active_bytes(full_meta, spec.batch, [mean_touched] * full_layers) / act
+            per_layer = (wbytes - _module_bytes(model.output) - _module_bytes(model.tok_embeddings)) / cfg.n_layers
+            fixed = _module_bytes(model.output)
+            ratio_prefill = (fixed + per_layer * full_layers) / (fixed + per_layer * cfg.n_layers)
+            how = (
+                f"{cfg.n_layers} of {full_layers} layers ran; decode scaled by active bytes "
+                f"(x{ratio_decode:.2f}, same achieved bandwidth), prefill by active weights (x{ratio_prefill:.2f})"
+            )
+        decode_tok_s = spec.batch / step_s
+        env = _env(device)
+        report(100.0, "done")
+        return BenchResult(
+            spec=asdict(spec),
+            status="ok",
+            model_layers=cfg.n_layers,
+            full_layers=full_layers,
+            prefill_tok_s=spec.batch * spec.prompt_tokens / prefill_s,
+            ttft_s=ttft_s,
+            decode_tok_s=decode_tok_s,
+            decode_tok_s_min=min(decode_rates),
+            decode_tok_s_max=max(decode_rates),
+            per_token_latency_ms=step_s * 1e3,
+            per_token_latency_p90_ms=statistics.quantiles(step_times, n=10)[-1] * 1e3
+            if len(step_times) > 1
+            else step_s * 1e3,
+            peak_memory_gb=peak_gb,
+            peak_memory_source=peak_src,
+            weight_bytes=wbytes,
+            active_bytes_per_token=act,
+            kv_bytes_per_token=kv_bytes,
+            experts_touched_per_layer=sum(touched) / len(touched),
+            achieved_gb_s=act / step_s / 1e9,
+            expert_histogram=histogram,
+            expert_share_max=max(shares),
+            routing_collapsed=max(shares) > 0.6,
+            full_depth_weight_bytes=full_w,
+            full_depth_decode_tok_s=decode_tok_s / ratio_decode,
+            full_depth_prefill_tok_s=spec.batch * spec.prompt_tokens / prefill_s / ratio_prefill,
+            full_depth_ttft_s=ttft_s * ratio_prefill,
+            extrapolation=how,
+            materialise_s=materialise_s,
+            warmup_s=warmup_s,
+            compile_s=compile_s,
+            **env,
+        )
+
+
+def format_row(r: BenchResult) -> str:
+    """Returns a one-line human summary of a result."""
+    s = r.spec
+    head = f"{s['preset']} L{r.model_layers or s['layers']} {s['precision']} b{s['batch']} p{s['prompt_tokens']} n{s['new_tokens']}"
+    if r.status != "ok":
+        return f"{head}: {r.status.upper()} {r.message[:200]}"
+    return (
+        f"{head}: prefill {r.prefill_tok_s:.1f} tok/s, TTFT {r.ttft_s * 1e3:.1f} ms, decode {r.decode_tok_s:.2f} tok/s "
+        f"[{r.decode_tok_s_min:.2f}-{r.decode_tok_s_max:.2f}], {r.per_token_latency_ms:.1f} ms/token, "
+        f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active, "
+        f"experts/layer {r.experts_touched_per_layer:.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one benchmark from the command line; returns the exit status (0 ok, 2 oom, 1 error)."""
+    p = argparse.ArgumentParser(description="Benchmark the torch Mixtral at real shapes with random weights.")
+    p.add_argument("--preset", default="mixtral-8x7b")
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--precision", default="bf16", choices=PRECISIONS)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-limit-gb", type=float, default=None)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    a = p.parse_args(argv)
+    spec = BenchSpec(
+        preset=a.preset,
+        layers=a.layers,
+        precision=a.precision,
+        batch=a.batch,
+        prompt_tokens=a.prompt_tokens,
+        new_tokens=a.new_tokens,
+        repeats=a.repeats,
+        device=a.device,
+        compile=a.compile,
+        cuda_graph=a.cuda_graph,
+        seed=a.seed,
+        group_size=a.group_size,
+        memory_limit_gb=a.memory_limit_gb,
+    )
+    progress = None if a.json else (lambda pct, msg: print(f"[{pct:5.1f}%] {msg}", file=sys.stderr))
+    result = run_benchmark(spec, progress)
+    print(json.dumps(result.to_dict(), indent=1) if a.json else format_row(result))
+    return {"ok": 0, "oom": 2}.get(result.status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
