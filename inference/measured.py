@@ -59,11 +59,23 @@ def load_measured(path: Path = PATH) -> int:
                 continue
             spec = run["result"]["spec"]
             job = BenchmarkJob.objects.create(
-                preset=spec["preset"], layers=spec["layers"] or 32, precision=spec["precision"], batch=spec["batch"],
-                prompt_tokens=spec["prompt_tokens"], new_tokens=spec["new_tokens"], repeats=spec["repeats"],
-                target_host=data["host"], target_device=spec["device"], status=JobStatus.SUCCEEDED, progress=100,
-                message=f"measured with: {run['command']}"[:300], worker=f"gpu_check@{data['host']}", task_id=key,
-                created_at=when, started_at=when, finished_at=when,
+                preset=spec["preset"],
+                layers=spec["layers"] or 32,
+                precision=spec["precision"],
+                batch=spec["batch"],
+                prompt_tokens=spec["prompt_tokens"],
+                new_tokens=spec["new_tokens"],
+                repeats=spec["repeats"],
+                target_host=data["host"],
+                target_device=spec["device"],
+                status=JobStatus.SUCCEEDED,
+                progress=100,
+                message=f"measured with: {run['command']}"[:300],
+                worker=f"gpu_check@{data['host']}",
+                task_id=key,
+                created_at=when,
+                started_at=when,
+                finished_at=when,
             )
             result = BenchResult(**run["result"])
             values = compare_with_estimate(result, host=data["host"])

@@ -36,10 +36,17 @@ class Device(models.Model):
     index = models.CharField("device", max_length=16, help_text="cpu, cuda:0, cuda:1…")
     name = models.CharField("reported name", max_length=160)
     memory_gb = models.FloatField("memory (GB)")
-    bandwidth_gb_s = models.FloatField("bandwidth (GB/s)", null=True, blank=True, help_text="Theoretical, or measured for a CPU.")
+    bandwidth_gb_s = models.FloatField(
+        "bandwidth (GB/s)", null=True, blank=True, help_text="Theoretical, or measured for a CPU."
+    )
     details = models.JSONField("details", default=dict, blank=True)
     gpu = models.ForeignKey(
-        "hardware.GPU", null=True, blank=True, on_delete=models.SET_NULL, verbose_name="catalog GPU", related_name="devices"
+        "hardware.GPU",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name="catalog GPU",
+        related_name="devices",
     )
 
     class Meta:
@@ -65,7 +72,9 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 class BenchmarkJob(models.Model):
     preset = models.CharField("model preset", max_length=40, default="mixtral-8x7b")
-    layers = models.PositiveIntegerField("layers", help_text="Fewer than the model's layers is allowed; reported as such.")
+    layers = models.PositiveIntegerField(
+        "layers", help_text="Fewer than the model's layers is allowed; reported as such."
+    )
     precision = models.CharField("precision", max_length=8)
     batch = models.PositiveIntegerField("batch")
     prompt_tokens = models.PositiveIntegerField("prompt tokens")
@@ -76,7 +85,9 @@ class BenchmarkJob(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, verbose_name="requested by"
     )
-    status = models.CharField("status", max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        "status", max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
     progress = models.FloatField("progress (%)", default=0)
     message = models.CharField("message", max_length=300, blank=True)
     worker = models.CharField("worker", max_length=200, blank=True)
@@ -118,7 +129,12 @@ class BenchmarkResult(models.Model):
     status = models.CharField("outcome", max_length=8, help_text="ok, oom or error.")
     device_name = models.CharField("device", max_length=160)
     gpu = models.ForeignKey(
-        "hardware.GPU", null=True, blank=True, on_delete=models.SET_NULL, verbose_name="catalog GPU", related_name="results"
+        "hardware.GPU",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name="catalog GPU",
+        related_name="results",
     )
     precision = models.CharField("precision", max_length=8)
     layers = models.PositiveIntegerField("layers run")

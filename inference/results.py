@@ -29,7 +29,13 @@ def _gpu_for(device: Device | None, name: str, memory_gb: float | None, is_cpu: 
 
 def _estimate(spec: dict, layers: int, gpu):
     return estimate_run(
-        shapes_for(spec["preset"]), layers, spec["precision"], spec["batch"], spec["prompt_tokens"], spec["new_tokens"], gpu,
+        shapes_for(spec["preset"]),
+        layers,
+        spec["precision"],
+        spec["batch"],
+        spec["prompt_tokens"],
+        spec["new_tokens"],
+        gpu,
         calibration_factors(),
     )
 
@@ -63,7 +69,9 @@ def compare_with_estimate(result, host: str | None = None) -> dict:
         "estimated_memory_gb": est.total_gb,
         "decode_ratio": ratio(result.decode_tok_s, est.decode_tok_s_aggregate) if result.status == "ok" else None,
         # The estimator's prefill is one prompt's; a batched prefill is compared only at batch 1.
-        "prefill_ratio": ratio(result.prefill_tok_s, est.prefill_tok_s) if result.status == "ok" and spec["batch"] == 1 else None,
+        "prefill_ratio": ratio(result.prefill_tok_s, est.prefill_tok_s)
+        if result.status == "ok" and spec["batch"] == 1
+        else None,
         "raw": result.to_dict(),
         "estimate_basis": est.to_dict(),
     }

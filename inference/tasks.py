@@ -33,7 +33,9 @@ def run_job(self, job_id: int) -> str:
     try:
         measured = execute(job)
     except SoftTimeLimitExceeded:
-        jobs.finish(job_id, JobStatus.FAILED, "time limit", f"the job ran past {settings.CELERY_TASK_SOFT_TIME_LIMIT} s")
+        jobs.finish(
+            job_id, JobStatus.FAILED, "time limit", f"the job ran past {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
+        )
         return "failed"
     except jobs.Cancelled:
         return "cancelled"
@@ -52,8 +54,8 @@ def _cpu_memory_limit_gb() -> float:
 
 def execute(job: BenchmarkJob) -> str:
     """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
-    from inference.runner import BenchSpec, run_benchmark
     from inference.results import compare_with_estimate
+    from inference.runner import BenchSpec, run_benchmark
 
     spec = BenchSpec(
         preset=job.preset,

@@ -76,10 +76,23 @@ def device_spec(name: str, memory_gb: float, bandwidth_gb_s: float, is_cpu: bool
     )
 
 
-def estimate_run(shapes: Shapes, layers: int, precision: str, batch: int, prompt_tokens: int, new_tokens: int, gpu: GPUSpec, calibration=None):
+def estimate_run(
+    shapes: Shapes,
+    layers: int,
+    precision: str,
+    batch: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    gpu: GPUSpec,
+    calibration=None,
+):
     """Returns the estimator's Estimate for one benchmark run on ``gpu`` with the gpufit-torch backend."""
     workload = Workload(
-        context=prompt_tokens + new_tokens, prompt_tokens=prompt_tokens, batch=batch, kv_cache="fp16", backend="gpufit-torch"
+        context=prompt_tokens + new_tokens,
+        prompt_tokens=prompt_tokens,
+        batch=batch,
+        kv_cache="fp16",
+        backend="gpufit-torch",
     )
     return estimate(arch_for(shapes, layers), quant_for(precision), Build(gpu=gpu), workload, calibration)
 

@@ -65,8 +65,14 @@ def preview_estimate(request):
     else:
         return render(request, "inference/_estimate.html", {"form": form, "unknown_device": True})
     est = estimate_run(
-        shapes_for(data["preset"]), data["layers"], data["precision"], data["batch"], data["prompt_tokens"],
-        data["new_tokens"], gpu, calibration_factors(),
+        shapes_for(data["preset"]),
+        data["layers"],
+        data["precision"],
+        data["batch"],
+        data["prompt_tokens"],
+        data["new_tokens"],
+        gpu,
+        calibration_factors(),
     )
     return render(request, "inference/_estimate.html", {"form": form, "estimate": est, "device": device})
 
@@ -137,9 +143,18 @@ def _chart(result: BenchmarkResult) -> str | None:
     figure = {
         "data": [
             {"type": "bar", "name": "measured", "x": labels, "y": [result.decode_tok_s, result.prefill_tok_s]},
-            {"type": "bar", "name": "estimated", "x": labels, "y": [result.estimated_decode_tok_s, result.estimated_prefill_tok_s]},
+            {
+                "type": "bar",
+                "name": "estimated",
+                "x": labels,
+                "y": [result.estimated_decode_tok_s, result.estimated_prefill_tok_s],
+            },
         ],
-        "layout": {"barmode": "group", "height": 320, "margin": {"t": 20, "b": 40, "l": 60, "r": 20}, "yaxis": {"type": "log"}},
+        "layout": {
+            "barmode": "group",
+            "height": 320,
+            "margin": {"t": 20, "b": 40, "l": 60, "r": 20},
+            "yaxis": {"type": "log"},
+        },
     }
     return json.dumps(figure)
-

@@ -47,7 +47,9 @@ def register_host(hostname: str, devices=None) -> WorkerHost:
         )
         seen.append(info.torch_device)
     host.devices.exclude(index__in=seen).delete()
-    software = {d.torch_device: {"driver": d.driver_version, "cuda": d.cuda_version} for d in devices if d.kind == "cuda"}
+    software = {
+        d.torch_device: {"driver": d.driver_version, "cuda": d.cuda_version} for d in devices if d.kind == "cuda"
+    }
     WorkerHost.objects.filter(pk=host.pk).update(software=software)
     # Jobs this host was running before it (re)started cannot still be running.
     lost = jobs.mark_lost(worker=f"gpufit@{hostname}")

@@ -82,7 +82,9 @@ def read_formats() -> list[dict]:
             try:
                 bpw = float(row["bits_per_weight"])
             except (KeyError, ValueError):
-                raise CatalogError(f"formats.csv row {order + 2}: bits_per_weight {row.get('bits_per_weight')!r} is not a number.") from None
+                raise CatalogError(
+                    f"formats.csv row {order + 2}: bits_per_weight {row.get('bits_per_weight')!r} is not a number."
+                ) from None
             rows.append(
                 {
                     "name": row["name"].strip(),
@@ -153,7 +155,9 @@ def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]
     published = {q["format"]: q for q in entry.get("quants", [])}
     unknown = set(published) - set(quants)
     if unknown:
-        raise CatalogError(f"model {entry['slug']}: unknown format(s) {', '.join(sorted(unknown))} (not in formats.csv).")
+        raise CatalogError(
+            f"model {entry['slug']}: unknown format(s) {', '.join(sorted(unknown))} (not in formats.csv)."
+        )
     existing = {row.quant_id: row for row in model.vram_rows.all()}
     changed = 0
     for name, quant in quants.items():
@@ -200,7 +204,11 @@ def _load_scores(model: LanguageModel, entry: dict) -> int:
     changed = 0
     existing = {s.name: s for s in model.benchmarks.all()}
     for bench in entry.get("benchmarks", []):
-        values = {"score": float(bench["score"]), "source": bench.get("source", "")[:200], "source_url": bench.get("source_url", "")}
+        values = {
+            "score": float(bench["score"]),
+            "source": bench.get("source", "")[:200],
+            "source_url": bench.get("source_url", ""),
+        }
         row = existing.get(bench["name"])
         if row is None:
             BenchmarkScore.objects.create(model=model, name=bench["name"], **values)

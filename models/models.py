@@ -28,12 +28,17 @@ class LanguageModel(models.Model):
     slug = models.SlugField("slug", max_length=140, unique=True)
     family = models.CharField("family", max_length=60, blank=True, help_text="e.g. mistral, llama, qwen.")
     vendor = models.CharField("publisher", max_length=60, blank=True, help_text="Who released the weights.")
-    hf_repo = models.CharField("Hugging Face repo", max_length=200, blank=True, help_text="e.g. mistralai/Mixtral-8x7B-Instruct-v0.1")
-    architecture = models.CharField("architecture", max_length=8, choices=Architecture.choices, default=Architecture.DENSE)
+    hf_repo = models.CharField(
+        "Hugging Face repo", max_length=200, blank=True, help_text="e.g. mistralai/Mixtral-8x7B-Instruct-v0.1"
+    )
+    architecture = models.CharField(
+        "architecture", max_length=8, choices=Architecture.choices, default=Architecture.DENSE
+    )
     attention = models.CharField("attention", max_length=16, choices=Attention.choices, default=Attention.GQA)
     total_params = models.BigIntegerField("total parameters", help_text="Exact count from the published config.")
     active_params = models.BigIntegerField(
-        "active parameters", help_text="Parameters used per token: all but the unused experts (equals total for dense models)."
+        "active parameters",
+        help_text="Parameters used per token: all but the unused experts (equals total for dense models).",
     )
     layers = models.PositiveIntegerField("layers")
     hidden_size = models.PositiveIntegerField("hidden size")
@@ -56,7 +61,9 @@ class LanguageModel(models.Model):
     context_length = models.PositiveIntegerField("context length (tokens)")
     release_date = models.DateField("release date", null=True, blank=True)
     license = models.CharField("license", max_length=80, blank=True)
-    downloads = models.PositiveBigIntegerField("downloads", null=True, blank=True, help_text="Hugging Face downloads, as sourced.")
+    downloads = models.PositiveBigIntegerField(
+        "downloads", null=True, blank=True, help_text="Hugging Face downloads, as sourced."
+    )
     tags = models.CharField("tags", max_length=200, blank=True, help_text="Comma-separated: chat, coding, reasoning…")
     ollama_tag = models.CharField("Ollama tag", max_length=80, blank=True, help_text="e.g. mixtral:8x7b")
     instruction_format = models.TextField("instruction format", blank=True)
@@ -110,7 +117,8 @@ class QuantFormat(models.Model):
     name = models.CharField("name", max_length=32, unique=True, help_text="e.g. Q4_K_M, Q8_0, FP16, AWQ-INT4.")
     kind = models.CharField("kind", max_length=8, choices=QuantKind.choices)
     bits_per_weight = models.FloatField(
-        "bits per weight", help_text="Effective bits per weight of the format's block layout (Q8_0: 34 bytes / 32 weights = 8.5)."
+        "bits per weight",
+        help_text="Effective bits per weight of the format's block layout (Q8_0: 34 bytes / 32 weights = 8.5).",
     )
     description = models.TextField("description", blank=True)
     source_url = models.URLField("source URL", max_length=400, blank=True)
@@ -141,7 +149,10 @@ class QuantVRAM(models.Model):
         help_text="Effective bpw for this model when it differs from the format's layout (mixed _K_M formats).",
     )
     file_bytes = models.BigIntegerField(
-        "weight file size (bytes)", null=True, blank=True, help_text="Published file size; when empty, params × bpw / 8 is used."
+        "weight file size (bytes)",
+        null=True,
+        blank=True,
+        help_text="Published file size; when empty, params × bpw / 8 is used.",
     )
     vram_gb = models.FloatField(
         "VRAM required (GB)",
@@ -149,10 +160,14 @@ class QuantVRAM(models.Model):
         blank=True,
         help_text="Published or measured figure; when empty it is computed (weights + 0.5 GB, the reference rule).",
     )
-    quality_pct = models.FloatField("quality (%)", null=True, blank=True, help_text="Share of the full-precision model's quality.")
+    quality_pct = models.FloatField(
+        "quality (%)", null=True, blank=True, help_text="Share of the full-precision model's quality."
+    )
     source = models.CharField("source", max_length=200, blank=True, help_text="Where the figures come from.")
     source_url = models.URLField("source URL", max_length=400, blank=True)
-    note = models.TextField("note", blank=True, help_text="Shown under the table, e.g. why a published figure was corrected.")
+    note = models.TextField(
+        "note", blank=True, help_text="Shown under the table, e.g. why a published figure was corrected."
+    )
     edited_by_editor = models.BooleanField("changed by an editor", default=False)
 
     class Meta:
@@ -160,7 +175,9 @@ class QuantVRAM(models.Model):
         ordering = ["model", "quant__sort_order", "quant__bits_per_weight"]
         constraints = [
             models.UniqueConstraint(fields=["model", "quant"], name="vram_one_row_per_model_format"),
-            models.CheckConstraint(condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="vram_file_bytes_positive"),
+            models.CheckConstraint(
+                condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="vram_file_bytes_positive"
+            ),
             models.CheckConstraint(condition=Q(vram_gb__isnull=True) | Q(vram_gb__gt=0), name="vram_gb_positive"),
             models.CheckConstraint(
                 condition=Q(quality_pct__isnull=True) | (Q(quality_pct__gte=0) & Q(quality_pct__lte=100)),

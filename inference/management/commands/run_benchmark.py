@@ -30,8 +30,14 @@ class Command(BaseCommand):
 
         try:
             spec = BenchSpec(
-                preset=o["preset"], layers=o["layers"], precision=o["precision"], batch=o["batch"],
-                prompt_tokens=o["prompt_tokens"], new_tokens=o["new_tokens"], repeats=o["repeats"], device=o["device"],
+                preset=o["preset"],
+                layers=o["layers"],
+                precision=o["precision"],
+                batch=o["batch"],
+                prompt_tokens=o["prompt_tokens"],
+                new_tokens=o["new_tokens"],
+                repeats=o["repeats"],
+                device=o["device"],
                 compile=o["compile"],
             )
             spec.validate()

@@ -12,7 +12,9 @@ class Command(BaseCommand):
     help = "Registers this host's devices, then runs a Celery worker on its own queue (gpu.<host>) and gpu.any."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default=settings.GPUFIT_WORKER_HOST, help="host name to register (default: GPUFIT_WORKER_HOST)")
+        parser.add_argument(
+            "--host", default=settings.GPUFIT_WORKER_HOST, help="host name to register (default: GPUFIT_WORKER_HOST)"
+        )
         parser.add_argument("--loglevel", default="INFO")
         parser.add_argument("--no-any", action="store_true", help="consume only this host's queue, not gpu.any")
 
@@ -29,12 +31,18 @@ class Command(BaseCommand):
         app.worker_main(
             [
                 "worker",
-                "--pool", "solo",
-                "--concurrency", "1",
-                "--prefetch-multiplier", "1",
-                "--queues", ",".join(queues),
-                "--hostname", f"gpufit@{o['host']}",
-                "--loglevel", o["loglevel"],
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "--queues",
+                ",".join(queues),
+                "--hostname",
+                f"gpufit@{o['host']}",
+                "--loglevel",
+                o["loglevel"],
                 "--without-gossip",
                 "--without-mingle",
             ]

@@ -51,7 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="display name (default: the config folder's name)")
         parser.add_argument("--slug", help="URL name (default: from the name)")
         parser.add_argument("--hf-repo", default="", help="Hugging Face repo id, for the record")
-        parser.add_argument("--format", help="catalog format of the GGUF file when its header does not say (e.g. Q4_K_M)")
+        parser.add_argument(
+            "--format", help="catalog format of the GGUF file when its header does not say (e.g. Q4_K_M)"
+        )
 
     def handle(self, *args, **o):
         path = Path(o["config"])
