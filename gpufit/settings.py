@@ -83,10 +83,15 @@ INSTALLED_APPS = [
     "models",
     "planner",
     "inference",
+    "ninja",  # serves the API docs page's Swagger UI from its own static files, no CDN
+    "gpufit",  # API tokens, catalog history, system checks
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "gpufit.middleware.SecurityHeadersMiddleware",
+    "gpufit.middleware.BodySizeMiddleware",
+    "gpufit.middleware.NullCharacterMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -94,6 +99,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gpufit.middleware.LoginRateLimitMiddleware",
+    "gpufit.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "gpufit.urls"
@@ -149,6 +156,48 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 
 LOGIN_URL = "/admin/login/"
 
+# Cache: Redis when REDIS_URL (or CACHE_URL) is set, so every gunicorn worker shares the rate-limit
+# counters; a per-process memory cache otherwise (the embedded default runs one process).
+CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "gpufit",
+            "TIMEOUT": 300,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpufit"}}
+
+# Rate limits, LIMIT/SECONDS (gpufit/ratelimit.py). Job triggers per user; recommend per client address
+# (it ranks the whole catalog); failed admin logins per address.
+GPUFIT_RATE_JOBS = env_str("GPUFIT_RATE_JOBS", "30/60")
+GPUFIT_RATE_RECOMMEND = env_str("GPUFIT_RATE_RECOMMEND", "120/60")
+GPUFIT_RATE_LOGIN_FAILURES = env_str("GPUFIT_RATE_LOGIN_FAILURES", "5/60")
+# Behind a reverse proxy, the header holding the client address (e.g. HTTP_X_FORWARDED_FOR); empty: REMOTE_ADDR.
+GPUFIT_TRUSTED_PROXY_HEADER = env_str("GPUFIT_TRUSTED_PROXY_HEADER")
+
+# Request bodies: forms and JSON are small (1 MB); uploads stop at the admin CSV import's 5 MB cap plus
+# multipart framing. Larger bodies get a 413 before they are read (gpufit.middleware.BodySizeMiddleware).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+GPUFIT_MAX_UPLOAD_BYTES = env_int("GPUFIT_MAX_UPLOAD_BYTES", 6 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = GPUFIT_MAX_UPLOAD_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+
+# Content Security Policy (gpufit.middleware.SecurityHeadersMiddleware). Every script is a file under
+# static/, so no inline script and no eval: plotly.js draws our SVG charts without 'unsafe-eval' (only its
+# WebGL traces compile functions at run time), htmx needs nothing while templates avoid hx-on and js: values.
+# 'unsafe-inline' styles stay because plotly.js and htmx both insert <style> elements. See docs/security.md.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), usb=()"
+
 # Celery: REDIS_URL (or CELERY_BROKER_URL), else kombu's filesystem transport
 # under var/, which needs no server (see FIELD-NOTES: works across processes).
 REDIS_URL = env_str("REDIS_URL")
@@ -186,6 +235,7 @@ GPUFIT_CHECKPOINT_DIR = env_str("GPUFIT_CHECKPOINT_DIR")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True

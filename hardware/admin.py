@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 
+from gpufit.history import CatalogHistoryMixin
 from hardware.catalog import CatalogError, export_csv, import_csv
 from hardware.models import GPU, GPUAlias, Source
 
@@ -22,7 +23,7 @@ class CSVImportForm(forms.Form):
 
 
 @admin.register(GPU)
-class GPUAdmin(admin.ModelAdmin):
+class GPUAdmin(CatalogHistoryMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "vendor",
@@ -63,7 +64,15 @@ class GPUAdmin(admin.ModelAdmin):
         ("Interconnect", {"fields": ["pcie_gen", "nvlink_gb_s"]}),
         (
             "Price",
-            {"fields": ["launch_price_usd", "street_price_usd", "street_price_date", "cloud_price_usd_hr", "price_source_url"]},
+            {
+                "fields": [
+                    "launch_price_usd",
+                    "street_price_usd",
+                    "street_price_date",
+                    "cloud_price_usd_hr",
+                    "price_source_url",
+                ]
+            },
         ),
         ("Provenance", {"fields": ["source", "source_url", "source_id", "notes", "edited_by_editor", "updated_at"]}),
     ]
@@ -109,7 +118,12 @@ class GPUAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, f"Imported {created} new and {updated} changed GPUs.")
                 return redirect(reverse("admin:hardware_gpu_changelist"))
-        context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "title": "Import GPUs from CSV"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "opts": self.model._meta,
+            "title": "Import GPUs from CSV",
+        }
         return render(request, "admin/hardware/gpu/import_csv.html", context)
 
 

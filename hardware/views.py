@@ -5,6 +5,12 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
 from hardware.models import GPU, Segment, Vendor
+from inference.models import BenchmarkResult
+from models.models import LanguageModel
+from planner import charts
+from planner.calibration import calibration_factors
+from planner.estimator import Workload, rank_models
+from planner.inputs import gpu_spec, model_arch, quants_of
 
 
 class GPUFilterForm(forms.Form):
@@ -34,6 +40,59 @@ def gpu_list(request):
     return render(request, "hardware/gpu_list.html", {"form": form, "page": page, "total": gpus.count()})
 
 
+class GPUModelsForm(forms.Form):
+    """The GPU page's workload: context and concurrent users for every model on this card."""
+
+    context = forms.IntegerField(label="Context (tokens)", initial=4096, min_value=256, max_value=1_048_576)
+    users = forms.IntegerField(label="Concurrent users", initial=1, min_value=1, max_value=256)
+    fits_only = forms.BooleanField(label="Only what fits", required=False, initial=True)
+
+
 def gpu_detail(request, slug: str):
     gpu = get_object_or_404(GPU.objects.prefetch_related("aliases"), slug=slug)
-    return render(request, "hardware/gpu_detail.html", {"gpu": gpu})
+    query = {"context": 4096, "users": 1, "fits_only": "on", **request.GET.dict()}
+    if "context" in request.GET and "fits_only" not in request.GET:
+        query.pop("fits_only")  # the form was submitted with the box cleared
+    form = GPUModelsForm(query)
+    context: dict = {"gpu": gpu, "form": form}
+    if form.is_valid():
+        data = form.cleaned_data
+        models = list(LanguageModel.objects.with_table())
+        workload = Workload(context=data["context"], batch=data["users"])
+        ranked = rank_models(
+            [model_arch(m) for m in models],
+            [quants_of(m) for m in models],
+            gpu_spec(gpu),
+            workload,
+            calibration_factors(),
+        )
+        by_name = {m.name: m for m in models}
+        rows = ranked[ranked["fits"]] if data["fits_only"] else ranked
+        records = [
+            {**r, "model_obj": by_name.get(r["model"])}
+            for r in rows[
+                [
+                    "model",
+                    "quant",
+                    "total_gb",
+                    "headroom_gb",
+                    "decode_tok_s",
+                    "decode_tok_s_low",
+                    "decode_tok_s_high",
+                    "prefill_tok_s",
+                    "ttft_s",
+                    "decode_bound",
+                    "usd_per_million_tokens",
+                    "fits",
+                ]
+            ].to_dict("records")
+        ]
+        context.update(
+            rows=records,
+            fit_count=int(ranked["fits"].sum()),
+            row_count=len(ranked),
+            chart=charts.speed_by_model(ranked),
+            measured=BenchmarkResult.objects.filter(gpu=gpu, status="ok").select_related("job").order_by("-created_at"),
+            data=data,
+        )
+    return render(request, "hardware/gpu_detail.html", context)

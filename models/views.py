@@ -1,8 +1,35 @@
+"""Model list and model pages: catalog facts, the VRAM table at the visitor's context, and the GPUs that fit."""
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 from django.shortcuts import get_object_or_404, render
 
 from models.models import LanguageModel
+from planner import charts
+from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, ModelGPUForm
+from planner.inputs import model_arch
+from planner.views import gpu_ranking, memory_table, workload_of
+
+# The request the reference page tokenizes; we run it through mistral-common and show the real ids.
+EXAMPLE_PROMPT = "Explain Machine Learning to me in a nutshell."
+MISTRAL_COMMON_SNIPPET = """from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+from mistral_common.protocol.instruct.messages import UserMessage
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+tokenizer = MistralTokenizer.v1()
+request = ChatCompletionRequest(messages=[UserMessage(content="{prompt}")])
+tokens = tokenizer.encode_chat_completion(request).tokens"""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One way to run the model, with the tool it needs."""
+
+    tool: str
+    command: str
 
 
 def model_list(request):
@@ -10,6 +37,97 @@ def model_list(request):
     return render(request, "models/model_list.html", {"models": models})
 
 
+def run_commands(model: LanguageModel, quant: str, context: int) -> list[Command]:
+    """Returns the commands that run ``model`` at ``quant`` with ``context`` tokens, built from its catalog row."""
+    out = []
+    if model.ollama_tag:
+        out.append(Command("Ollama", f"ollama run {model.ollama_tag}"))
+    gguf = f"{model.slug}.{quant}.gguf"
+    out.append(Command("llama.cpp", f"llama-server -m ./{gguf} --ctx-size {context} --n-gpu-layers 999 --port 8080"))
+    if model.hf_repo:
+        out.append(Command("vLLM", f"vllm serve {model.hf_repo} --max-model-len {context}"))
+        out.append(
+            Command(
+                "transformers",
+                "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                f'model_id = "{model.hf_repo}"\n'
+                "tokenizer = AutoTokenizer.from_pretrained(model_id)\n"
+                'model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", device_map="auto")\n'
+                'messages = [{"role": "user", "content": "' + EXAMPLE_PROMPT + '"}]\n'
+                'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")\n'
+                "outputs = model.generate(inputs.to(model.device), max_new_tokens=64)\n"
+                "print(tokenizer.decode(outputs[0][inputs.shape[-1]:], skip_special_tokens=True))",
+            )
+        )
+    return out
+
+
+@lru_cache(maxsize=1)
+def mistral_tokens(prompt: str = EXAMPLE_PROMPT) -> tuple[int, ...]:
+    """Returns the token ids mistral-common's v1 (Mixtral) tokenizer gives the example chat request."""
+    from mistral_common.protocol.instruct.messages import UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    request = ChatCompletionRequest(messages=[UserMessage(content=prompt)])
+    return tuple(MistralTokenizer.v1().encode_chat_completion(request).tokens)
+
+
+def _tokenization(model: LanguageModel) -> dict | None:
+    # The v1 tokenizer is Mixtral-8x7B's (and Mistral-7B v0.1's); other models use other tokenizers.
+    if model.family != "mixtral" or "8x7b" not in model.slug:
+        return None
+    try:
+        tokens = mistral_tokens()
+    except ImportError:
+        tokens = ()
+    return {"code": MISTRAL_COMMON_SNIPPET.format(prompt=EXAMPLE_PROMPT), "tokens": tokens}
+
+
 def model_detail(request, slug: str):
     model = get_object_or_404(LanguageModel.objects.with_table(), slug=slug)
-    return render(request, "models/model_detail.html", {"model": model, "vram_rows": model.vram_rows.all()})
+    form = ModelGPUForm.from_query(request.GET, model=model)
+    context: dict = {
+        "model": model,
+        "form": form,
+        "context_choices": _context_choices(model),
+        "offload_ram": (DEFAULT_RAM_GB, DEFAULT_RAM_BANDWIDTH_GB_S),
+    }
+    if form.is_valid():
+        data = form.cleaned_data
+        workload = workload_of(data)
+        memory = memory_table(model, model_arch(model), workload)
+        ranking = gpu_ranking(model, data, sort=data["sort"])
+        context.update(
+            data=data,
+            memory=memory,
+            memory_chart=charts.memory_breakdown(memory),
+            ranking=ranking,
+            notes=[m for m in memory if m.row.note],
+        )
+    if request.headers.get("HX-Request"):
+        status = 400 if form.errors else 200
+        return render(request, "models/_results.html", context, status=status)
+    context.update(
+        benchmarks=list(model.benchmarks.all()),
+        commands=run_commands(model, *_command_settings(form)),
+        tokenization=_tokenization(model),
+    )
+    return render(request, "models/model_detail.html", context)
+
+
+def _command_settings(form: ModelGPUForm) -> tuple[str, int]:
+    """Returns the format and context the run commands use: the visitor's when valid, else the form's defaults."""
+    data = form.cleaned_data if form.is_valid() else {}
+    row = data.get("quant_row")
+    return (row.quant.name if row else DEFAULT_QUANT, data.get("context") or form.fields["context"].initial)
+
+
+def _context_choices(model: LanguageModel) -> list[int]:
+    """Returns the context lengths offered by the page's control: 2K doubling up to the model's full context."""
+    out, ctx = [], 2048
+    while ctx < model.context_length:
+        out.append(ctx)
+        ctx *= 2
+    out.append(model.context_length)
+    return out

@@ -1,3 +1,494 @@
+"""The recommender, the build planner, the compare page, and the ranking the model page shares with them.
+
+Views stay thin: a form checks the inputs, ``gpu_ranking``/``memory_table`` hand them to the estimator, and the
+template shows what came back. The helpers here only shape catalog rows into the estimator's inputs and pick
+rows out of its answers; every figure on a page is an estimator or catalog figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+from django.db import connection
+from django.db.models import Count, Max
+from django.http import HttpResponse
 from django.shortcuts import render
 
-# Create your views here.
+from hardware.models import GPU
+from inference.models import BenchmarkResult
+from models.models import LanguageModel, QuantVRAM
+from planner import charts
+from planner.calibration import calibration_factors
+from planner.estimator import (
+    GB,
+    MIXTRAL_8X7B,
+    Build,
+    ModelArch,
+    Workload,
+    estimate,
+    kv_cache_bytes,
+    overhead_gb,
+    rank_builds,
+    rank_gpus,
+    table_vram_gb,
+    weights_bytes,
+)
+from planner.forms import (
+    BEST,
+    DEFAULT_RAM_BANDWIDTH_GB_S,
+    DEFAULT_RAM_GB,
+    BasisForm,
+    CompareForm,
+    PlanForm,
+    RecommendForm,
+    WorkloadFields,
+)
+from planner.inputs import catalog_frame, gpu_spec, model_arch, quant_of
+
+# Cards shown on the model page and rows in the recommender/planner tables; the rest are counted, not rendered,
+# so the page stays fast whatever the catalog size.
+CARD_LIMIT = 36
+SIDE_LIMIT = 12  # pairs and offload builds
+TABLE_LIMIT = 100
+# The reference page's four formats, shown first on every model page.
+REFERENCE_FORMATS = ("Q4_K_M", "Q6_K", "Q8_0", "fp16")
+# Benchmark presets of the torch Mixtral runner, and the catalog architecture each one runs.
+MEASURED_PRESETS: dict[str, ModelArch] = {"mixtral-8x7b": MIXTRAL_8X7B}
+# Runner precision -> the VRAM-table format it corresponds to.
+PRECISION_FORMATS = {"bf16": "bf16", "fp16": "fp16", "int8": "torch-int8", "int4": "torch-int4"}
+# What the CSV download carries, in order.
+CSV_COLUMNS = [
+    "name",
+    "vendor",
+    "segment",
+    "memory_gb",
+    "bandwidth_gb_s",
+    "quant",
+    "bits_per_weight",
+    "total_gb",
+    "headroom_gb",
+    "decode_tok_s",
+    "decode_tok_s_low",
+    "decode_tok_s_high",
+    "prefill_tok_s",
+    "decode_bound",
+    "price_usd",
+    "usd_per_tok_s",
+    "usd_per_million_tokens",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared by the model page, the recommender and the planner
+
+
+@dataclass
+class Ranking:
+    """The GPU list for one model and workload, split the way the pages show it."""
+
+    fits: list[dict]  # single cards that hold the whole model, in the chosen order, at most CARD_LIMIT
+    fit_count: int  # how many single cards fit (before the limit)
+    two_cards: list[dict]  # curated cards that fit only as a pair (layer split)
+    offload: list[dict]  # curated cards that fit only with CPU offload
+    measured: list[BenchmarkResult]
+    frame: pd.DataFrame  # every fitting single-card row (for charts and CSV)
+    chart: dict = field(default_factory=dict)
+
+
+def workload_of(data: dict) -> Workload:
+    """Returns the estimator's Workload for a cleaned form."""
+    return Workload(context=data["context"], batch=data["users"], kv_cache=data["kv_cache"])
+
+
+# The catalog frame, rebuilt only when the GPU table changes: building it from 2,500 rows costs more than the
+# rest of a model page, and the table changes only when an editor saves or load_catalog runs.
+_FRAME_CACHE: dict[str, object] = {"key": None, "frame": None}
+
+
+def catalog_version() -> tuple:
+    """Returns a cheap fingerprint of the GPU table (row count and last update), one query."""
+    agg = GPU.objects.aggregate(n=Count("id"), changed=Max("updated_at"), top=Max("id"))
+    return (connection.alias, connection.settings_dict["NAME"], agg["n"], agg["changed"], agg["top"])
+
+
+def cached_catalog_frame() -> pd.DataFrame:
+    """Returns the whole catalog as the estimator's frame, re-read only when catalog_version() changes."""
+    key = catalog_version()
+    if _FRAME_CACHE["key"] != key:
+        _FRAME_CACHE["frame"] = catalog_frame()
+        _FRAME_CACHE["key"] = key
+    return _FRAME_CACHE["frame"]  # type: ignore[return-value]
+
+
+def gpu_frame_for(data: dict, queryset=None) -> pd.DataFrame:
+    """Returns the catalog frame narrowed by vendor/segment, priced by the chosen basis (a copy: callers may edit)."""
+    frame = cached_catalog_frame() if queryset is None else catalog_frame(queryset)
+    mask = pd.Series(True, index=frame.index)
+    if data.get("vendor"):
+        mask &= frame["vendor"] == data["vendor"]
+    if data.get("segment"):
+        mask &= frame["segment"] == data["segment"]
+    frame = frame[mask].copy()
+    if data.get("price_basis") == "launch":
+        # New at launch price where known; a card that only has a street price keeps it.
+        frame["price_usd"] = frame["launch_price_usd"].where(
+            frame["launch_price_usd"].notna(), frame["street_price_usd"]
+        )
+    return frame
+
+
+def _quants_for(model: LanguageModel, data: dict) -> list:
+    if data["quant"] == BEST:
+        return [quant_of(row) for row in model.vram_rows.all()]
+    return [quant_of(data["quant_row"])]
+
+
+def _best_per_gpu(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Returns one row per GPU: the highest-precision format that fits (or the smallest if none does)."""
+    ordered = ranked.sort_values(["fits", "bits_per_weight"], ascending=[False, False], kind="stable")
+    fitting = ordered[ordered["fits"]].drop_duplicates("id")
+    rest = ranked[~ranked["id"].isin(fitting["id"])].sort_values("bits_per_weight", kind="stable")
+    return pd.concat([fitting, rest.drop_duplicates("id")], ignore_index=True)
+
+
+def _sort(frame: pd.DataFrame, how: str) -> pd.DataFrame:
+    if how == "speed":
+        return frame.sort_values("decode_tok_s", ascending=False, kind="stable")
+    if how == "price":
+        return frame.sort_values(["price_usd", "decode_tok_s"], ascending=[True, False], na_position="last")
+    if how == "value":
+        return frame.sort_values("usd_per_tok_s", ascending=True, na_position="last", kind="stable")
+    # The reference page's order: smallest card that holds the model first, faster first among equals.
+    return frame.sort_values(["memory_gb", "decode_tok_s"], ascending=[True, False], kind="stable")
+
+
+def measured_results(model: LanguageModel):
+    """Returns the ok benchmark results on catalog GPUs for runner presets with this model's architecture."""
+    presets = [
+        name
+        for name, arch in MEASURED_PRESETS.items()
+        if arch.total_params == model.total_params and arch.layers == model.layers
+    ]
+    return (
+        BenchmarkResult.objects.filter(status="ok", gpu__isnull=False, job__preset__in=presets)
+        .select_related("gpu", "job")
+        .order_by("-decode_tok_s")
+    )
+
+
+# Columns the cards and tables read; converting only these keeps row->dict conversion cheap.
+RECORD_COLUMNS = [
+    "id",
+    "slug",
+    "name",
+    "vendor",
+    "segment",
+    "source",
+    "memory_gb",
+    "bandwidth_gb_s",
+    "quant",
+    "bits_per_weight",
+    "count",
+    "split",
+    "fits",
+    "fits_with_offload",
+    "total_gb",
+    "usable_gb",
+    "headroom_gb",
+    "offloaded_gb",
+    "decode_tok_s",
+    "decode_tok_s_aggregate",
+    "decode_tok_s_low",
+    "decode_tok_s_high",
+    "prefill_tok_s",
+    "ttft_s",
+    "decode_bound",
+    "prefill_bound",
+    "price_usd",
+    "usd_per_tok_s",
+    "usd_per_million_tokens",
+    "measured",
+    "total_price_usd",
+    "total_tdp_w",
+]
+# How many decimals each figure is shown with ("-" = none when whole); see _show.
+SHOWN = {
+    "memory_gb": 1,
+    "bandwidth_gb_s": 0,
+    "total_gb": 1,
+    "usable_gb": 1,
+    "headroom_gb": 1,
+    "offloaded_gb": 1,
+    "decode_tok_s": 1,
+    "decode_tok_s_aggregate": 1,
+    "decode_tok_s_low": 1,
+    "decode_tok_s_high": 1,
+    "prefill_tok_s": 0,
+    "ttft_s": 2,
+    "price_usd": 0,
+    "usd_per_tok_s": 0,
+    "usd_per_million_tokens": 2,
+    "total_price_usd": 0,
+    "total_tdp_w": 0,
+}
+
+
+def _show(value: object, digits: int) -> str:
+    """Returns a figure as text with thousands separators ("—" for missing); trailing ".0" dropped."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    text = f"{float(value):,.{digits}f}"
+    return text[:-2] if digits == 1 and text.endswith(".0") else text
+
+
+def _records(frame: pd.DataFrame, limit: int) -> list[dict]:
+    """Returns the first ``limit`` rows as dicts (NaN as None), with ``show``: each figure as display text."""
+    head = frame.head(limit)
+    columns = [c for c in RECORD_COLUMNS if c in head.columns]
+    arrays = [head[c].to_numpy() for c in columns]
+    rows = []
+    for values in zip(*arrays, strict=True):
+        row = {}
+        for k, v in zip(columns, values, strict=True):
+            if isinstance(v, float) and v != v:
+                v = None
+            elif hasattr(v, "item"):
+                v = v.item()
+            row[k] = v
+        row["show"] = {k: _show(row.get(k), d) for k, d in SHOWN.items() if k in row}
+        rows.append(row)
+    return rows
+
+
+def gpu_ranking(model: LanguageModel, data: dict, sort: str = "memory", limit: int = CARD_LIMIT) -> Ranking:
+    """Returns the GPUs that can run ``model`` for a cleaned workload form: single cards, pairs, offload, measured."""
+    arch = model_arch(model)
+    workload = workload_of(data)
+    calibration = calibration_factors()
+    quants = _quants_for(model, data)
+    frame = gpu_frame_for(data).assign(group="single", count=1, offload_ram_gb=0.0, ram_bandwidth_gb_s=0.0)
+    if data["quant"] != BEST:
+        # Pairs and CPU offload only for curated cards: they carry prices, and they are what people buy.
+        # All three groups go through the estimator in one call.
+        curated = frame[frame["source"] == "curated"]
+        ram_gb = data.get("ram_gb") or DEFAULT_RAM_GB
+        ram_bw = data.get("ram_bandwidth_gb_s") or DEFAULT_RAM_BANDWIDTH_GB_S
+        frame = pd.concat(
+            [
+                frame,
+                curated.assign(group="pair", count=2, split="layer"),
+                curated.assign(group="offload", offload_ram_gb=ram_gb, ram_bandwidth_gb_s=ram_bw),
+            ],
+            ignore_index=True,
+        )
+    ranked = rank_gpus(arch, quants, frame, workload, calibration)
+    if data.get("budget") is not None:
+        ranked = ranked[ranked["price_usd"].notna() & (ranked["price_usd"] * ranked["count"] <= data["budget"])]
+    measured = list(measured_results(model))
+    measured_ids = {r.gpu_id for r in measured}
+    if data.get("measured_only"):
+        ranked = ranked[ranked["id"].isin(measured_ids)]
+    ranked = ranked.assign(measured=ranked["id"].isin(measured_ids))
+
+    group = ranked["group"]
+    single = ranked[group == "single"]
+    if data["quant"] == BEST:
+        single = _best_per_gpu(single)
+    fitting = _sort(single[single["fits"]], sort)
+    # A pair or an offload build is shown only for a card that cannot hold the model alone.
+    alone = set(single.loc[single["fits"], "id"])
+    pairs = ranked[(group == "pair") & ranked["fits"] & ~ranked["id"].isin(alone)]
+    offload = ranked[(group == "offload") & ranked["fits_with_offload"] & ~ranked["fits"] & ~ranked["id"].isin(alone)]
+    two_cards = _records(_sort(pairs, sort), SIDE_LIMIT)
+    offloaded = _records(_sort(offload, "speed"), SIDE_LIMIT)
+
+    return Ranking(
+        fits=_records(fitting, limit),
+        fit_count=len(fitting),
+        two_cards=two_cards,
+        offload=offloaded,
+        measured=measured,
+        frame=fitting,
+        chart=charts.speed_vs_price(fitting),
+    )
+
+
+@dataclass
+class MemoryRow:
+    """One format of a model's VRAM table at the visitor's context."""
+
+    row: QuantVRAM
+    reference: bool
+    vram_gb: float  # the table figure: stored when present, else the reference rule over the weight size
+    weights_gb: float
+    kv_cache_gb: float
+    overhead_gb: float
+    total_gb: float  # weights + KV cache + runtime overhead: what the GPU list checks against
+
+
+def memory_table(model: LanguageModel, arch: ModelArch, workload: Workload) -> list[MemoryRow]:
+    """Returns the VRAM table rows, the reference formats first, each with the KV cache at the workload's context."""
+    kv_gb = kv_cache_bytes(arch, workload.context, workload.batch, workload.kv_cache) / GB
+    over_gb = overhead_gb(arch, workload)
+    out = []
+    for row in model.vram_rows.all():
+        quant = quant_of(row)
+        w_bytes = weights_bytes(arch, quant)
+        stored = row.vram_gb
+        # The reference rule (params x bpw / 8 + 0.5 GB) applied to this row's weight size.
+        vram = stored if stored is not None else table_vram_gb(arch.total_params, w_bytes * 8 / arch.total_params)
+        w_gb = w_bytes / GB
+        out.append(
+            MemoryRow(
+                row=row,
+                reference=row.quant.name in REFERENCE_FORMATS,
+                vram_gb=vram,
+                weights_gb=w_gb,
+                kv_cache_gb=kv_gb,
+                overhead_gb=over_gb,
+                total_gb=w_gb + kv_gb + over_gb,
+            )
+        )
+    order = {name: i for i, name in enumerate(REFERENCE_FORMATS)}
+    return sorted(out, key=lambda m: (not m.reference, order.get(m.row.quant.name, 0)))
+
+
+def _form_context(form: WorkloadFields) -> dict:
+    return {"form": form, "errors": form.errors}
+
+
+def _status(request, form: WorkloadFields) -> int:
+    # An htmx request gets 400 with the form's messages (the page swaps them in); a full page stays 200.
+    return 400 if (request.headers.get("HX-Request") and form.errors) else 200
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Recommender
+
+
+def recommend(request):
+    form = RecommendForm.from_query(request.GET)
+    context: dict = {"form": form, "columns": RecommendForm.base_fields["sort"].choices}
+    if form.is_valid():
+        data = form.cleaned_data
+        ranking = gpu_ranking(data["model"], data, sort="speed")
+        frame = ranking.frame.sort_values(
+            data["sort"], ascending=data["order"] == "asc", na_position="last", kind="stable"
+        )
+        if request.GET.get("format") == "csv":
+            return _csv_response(frame, f"gpufit-{data['model'].slug}-{data['quant'].lower()}.csv")
+        context.update(
+            model=data["model"],
+            data=data,
+            rows=_records(frame, TABLE_LIMIT),
+            total=len(frame),
+            ranking=ranking,
+            query=request.GET.urlencode(),
+        )
+    template = "planner/_recommend_results.html" if request.headers.get("HX-Request") else "planner/recommend.html"
+    return render(request, template, context, status=_status(request, form))
+
+
+def _csv_response(frame: pd.DataFrame, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    frame.reindex(columns=CSV_COLUMNS).to_csv(response, index=False, float_format="%.4g")
+    return response
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Build planner
+
+PLAN_SORTS = {"price": ("total_price_usd", True), "speed": ("decode_tok_s", False), "value": ("usd_per_tok_s", True)}
+
+
+def plan(request):
+    form = PlanForm.from_query(request.GET)
+    context: dict = {"form": form}
+    if form.is_valid():
+        data = form.cleaned_data
+        arch = model_arch(data["model"])
+        # Builds are about buying: only cards with a price are combined.
+        frame = gpu_frame_for(data)
+        frame = frame[frame["price_usd"].notna()]
+        builds = rank_builds(
+            arch,
+            quant_of(data["quant_row"]),
+            frame,
+            workload_of(data),
+            calibration_factors(),
+            max_gpus=data["max_gpus"],
+            splits=data["split"],
+            offload_ram_gb=data["ram_gb"],
+            ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"],
+            include_offload=data["offload"],
+        )
+        if data.get("budget") is not None:
+            builds = builds[builds["total_price_usd"] <= data["budget"]]
+        column, ascending = PLAN_SORTS.get(request.GET.get("sort", "price"), PLAN_SORTS["price"])
+        builds = builds.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+        context.update(
+            model=data["model"],
+            data=data,
+            builds=_records(builds, TABLE_LIMIT),
+            total=len(builds),
+            query=request.GET.urlencode(),
+            sort=request.GET.get("sort", "price"),
+            chart=charts.builds_scatter(builds.head(TABLE_LIMIT)),
+        )
+    template = "planner/_plan_results.html" if request.headers.get("HX-Request") else "planner/plan.html"
+    return render(request, template, context, status=_status(request, form))
+
+
+def plan_basis(request):
+    """The estimator's full answer (basis, notes, memory) for one build of the planner's table."""
+    form = BasisForm.from_query(request.GET)
+    if not form.is_valid():
+        return render(request, "planner/_basis.html", {"form": form}, status=400)
+    data = form.cleaned_data
+    gpu = data["gpu"]
+    spec = gpu_spec(gpu)
+    if data["price_basis"] == "launch" and gpu.launch_price_usd is not None:
+        spec = replace(spec, price_usd=gpu.launch_price_usd)
+    build = Build(
+        gpu=spec,
+        count=data["count"],
+        split=data["split_one"],
+        offload_ram_gb=data["ram_gb"] if data["offload"] else 0.0,
+        ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"] if data["offload"] else 0.0,
+    )
+    result = estimate(
+        model_arch(data["model"]), quant_of(data["quant_row"]), build, workload_of(data), calibration_factors()
+    )
+    return render(
+        request,
+        "planner/_basis.html",
+        {"form": form, "gpu": gpu, "build": build, "estimate": result, "basis": sorted(result.basis.items())},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Compare
+
+
+def compare(request):
+    form = CompareForm.from_query(request.GET)
+    context: dict = {"form": form}
+    if form.is_valid():
+        data = form.cleaned_data
+        gpus = data["gpus"]
+        model = data["model"]
+        ranked = rank_gpus(
+            model_arch(model),
+            [quant_of(data["quant_row"])] if data["quant"] != BEST else [quant_of(r) for r in model.vram_rows.all()],
+            gpu_frame_for(data, GPU.objects.filter(pk__in=[g.pk for g in gpus])),
+            workload_of(data),
+            calibration_factors(),
+        )
+        if data["quant"] == BEST:
+            ranked = _best_per_gpu(ranked)
+        by_id = {row["id"]: row for row in _records(ranked, len(ranked))}
+        columns = [(gpu, by_id.get(gpu.pk)) for gpu in gpus]
+        context.update(model=model, data=data, columns=columns, chart=charts.compare_bars(ranked))
+    return render(request, "planner/compare.html", context, status=_status(request, form))

@@ -7,8 +7,7 @@ from django.core.management import call_command
 from django.db.models import Q
 
 from hardware.models import GPU, Source
-from models.models import LanguageModel, QuantFormat, QuantVRAM
-from planner.models import Calibration
+from models.models import LanguageModel, QuantFormat
 
 pytestmark = pytest.mark.django_db
 
@@ -19,11 +18,7 @@ def catalog(django_db_setup, django_db_blocker):
         call_command("load_catalog", verbosity=0)
     yield
     with django_db_blocker.unblock():
-        QuantVRAM.objects.all().delete()
-        LanguageModel.objects.all().delete()
-        QuantFormat.objects.all().delete()
-        GPU.objects.all().delete()
-        Calibration.objects.all().delete()
+        call_command("flush", interactive=False, verbosity=0)
 
 
 def test_it_has_the_breadth_the_catalog_promises():

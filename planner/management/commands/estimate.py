@@ -6,10 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from planner.calibration import calibration_factors
-from planner.estimator import BACKENDS, Build, GPUSpec, ModelArch, Quant, Workload, estimate
-from planner.inputs import gpu_spec, model_arch, quant_of
-from planner.lookup import NotFound, find_format, find_gpu, find_model
+from planner.estimator import BACKENDS
+from planner.queries import EstimateQuery
 
 
 def positive_int(text: str) -> int:
@@ -68,40 +66,20 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args, **o):
-        try:
-            model, quant = self._model_and_quant(o)
-            gpu = self._gpu(o)
-        except NotFound as exc:
-            raise CommandError(str(exc), returncode=2) from exc
-        if o["context"] > model.context_length:
-            raise CommandError(
-                f"--context {o['context']} is longer than {model.name}'s {model.context_length}-token context.",
-                returncode=2,
-            )
-        if (o["offload_ram_gb"] > 0) != (o["ram_bandwidth_gb_s"] > 0):
-            raise CommandError("--offload-ram-gb and --ram-bandwidth-gb-s go together.", returncode=2)
-        build = Build(
-            gpu=gpu,
-            count=o["gpus"],
-            split=o["split"],
-            offload_ram_gb=o["offload_ram_gb"],
-            ram_bandwidth_gb_s=o["ram_bandwidth_gb_s"],
-        )
-        workload = Workload(
-            context=o["context"],
-            prompt_tokens=o["prompt_tokens"],
-            batch=o["batch"],
-            kv_cache=o["kv_cache"],
-            backend=o["backend"],
-        )
-        result = estimate(model, quant, build, workload, calibration_factors())
-        data = {"model": model.name, "quant": quant.name, "gpu": gpu.name, "gpus": o["gpus"], **result.to_dict()}
+        fields = set(EstimateQuery.base_fields)
+        query = EstimateQuery({k: v for k, v in o.items() if k in fields}, option_style="cli")
+        if not query.is_valid():
+            # Unknown names first: their message carries the closest matches.
+            if query.not_found:
+                raise CommandError(str(query.not_found[0]), returncode=2)
+            raise CommandError(" ".join(query.messages()), returncode=2)
+        data = query.inputs().run()
         if o["json"]:
             self.stdout.write(json.dumps(data, indent=2, default=str))
             return
         mem = data["memory"]
         self.stdout.write(
-            f"{model.name} @ {quant.name} on {o['gpus']}× {gpu.name} ({o['split']} split), context {o['context']}"
+            f"{data['model']} @ {data['quant']} on {o['gpus']}× {data['gpu']} ({o['split']} split), context {o['context']}"
         )
         self.stdout.write(
             f"  memory: weights {mem['weights_gb']:.1f} + KV {mem['kv_cache_gb']:.1f} + overhead {mem['overhead_gb']:.1f} "
@@ -113,73 +91,3 @@ class Command(BaseCommand):
         )
         for note in data["notes"]:
             self.stdout.write(f"  note: {note}")
-
-    def _model_and_quant(self, o) -> tuple[ModelArch, Quant]:
-        if o["model"]:
-            row = find_model(o["model"])
-            model = model_arch(row)
-            vram = {r.quant.name.lower(): r for r in row.vram_rows.all()}
-        else:
-            missing = [f"--{k.replace('_', '-')}" for k in ("params_b", "layers", "kv_heads", "head_dim") if not o[k]]
-            if missing:
-                raise CommandError(f"Give --model, or a custom model with {', '.join(missing)}.", returncode=2)
-            total = int(o["params_b"] * 1e9)
-            active = int((o["active_params_b"] or o["params_b"]) * 1e9)
-            if active > total:
-                raise CommandError("--active-params-b cannot exceed --params-b.", returncode=2)
-            if o["experts_per_token"] > o["experts"]:
-                raise CommandError("--experts-per-token cannot exceed --experts.", returncode=2)
-            heads = o["heads"] or o["kv_heads"] * 4
-            hidden = o["hidden"] or heads * o["head_dim"]
-            expert_params = (
-                (total - active) // max(o["experts"] - o["experts_per_token"], 1) // o["layers"] if o["experts"] else 0
-            )
-            model = ModelArch(
-                name="custom model",
-                total_params=total,
-                active_params=active,
-                layers=o["layers"],
-                hidden=hidden,
-                heads=heads,
-                kv_heads=o["kv_heads"],
-                head_dim=o["head_dim"],
-                vocab=o["vocab"],
-                context_length=max(o["context"], 4096),
-                experts=o["experts"],
-                experts_per_token=o["experts_per_token"],
-                expert_params=expert_params,
-                moe_layers=o["layers"] if o["experts"] else 0,
-                embedding_params=o["vocab"] * hidden,
-            )
-            vram = {}
-        if not o["quant"] and not o["bits_per_weight"]:
-            raise CommandError("Give --quant NAME and/or --bits-per-weight X.", returncode=2)
-        if o["quant"]:
-            row = vram.get(o["quant"].lower())
-            if row is not None:
-                quant = quant_of(row)
-            else:
-                fmt = find_format(o["quant"])
-                quant = Quant(name=fmt.name, bits_per_weight=fmt.bits_per_weight, kind=fmt.kind)
-            if o["bits_per_weight"]:
-                quant = Quant(name=quant.name, bits_per_weight=o["bits_per_weight"], kind=quant.kind)
-        else:
-            quant = Quant(name=f"{o['bits_per_weight']} bpw", bits_per_weight=o["bits_per_weight"], kind="custom")
-        return model, quant
-
-    def _gpu(self, o) -> GPUSpec:
-        if o["gpu"]:
-            return gpu_spec(find_gpu(o["gpu"]))
-        if not (o["bandwidth_gb_s"] and o["memory_gb"]):
-            raise CommandError(
-                "Give --gpu NAME, or custom hardware with --bandwidth-gb-s and --memory-gb.", returncode=2
-            )
-        return GPUSpec(
-            name="custom hardware",
-            vendor="other",
-            segment="integrated-soc" if o["unified"] else "consumer",
-            memory_gb=o["memory_gb"],
-            bandwidth_gb_s=o["bandwidth_gb_s"],
-            fp16_tflops=o["tflops"],
-            unified_memory=o["unified"],
-        )

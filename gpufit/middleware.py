@@ -1,0 +1,151 @@
+"""Request hardening: security headers, body size, login throttling and a 503 when the database is down."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from gpufit.ratelimit import Rate, client_ip, hit, peek
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+class SecurityHeadersMiddleware:
+    """Adds the Content-Security-Policy and Permissions-Policy headers to every response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.csp = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+        self.permissions = getattr(settings, "PERMISSIONS_POLICY", "")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if self.csp and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.csp
+        if self.permissions and "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = self.permissions
+        return response
+
+
+class BodySizeMiddleware:
+    """Answers 413 to a request whose declared body is larger than the site accepts, before reading it.
+
+    Uploads (multipart) may be as large as the admin CSV import allows; every other body is small.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data")
+        limit = settings.GPUFIT_MAX_UPLOAD_BYTES if multipart else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length > limit:
+            message = f"Request body of {length} bytes is larger than the {limit} bytes this site accepts."
+            if _wants_json(request):
+                return JsonResponse({"detail": message}, status=413)
+            return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+class NullCharacterMiddleware:
+    """Answers 400 to a path or query string holding a NUL character.
+
+    PostgreSQL text cannot hold NUL, so such a value would fail deep inside a query; Django's forms
+    refuse it field by field, and this refuses it once for every view, the API included.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query.lower() or "\x00" in query:
+            message = "Request contains a NUL character."
+            if _wants_json(request):
+                return JsonResponse({"detail": message}, status=400)
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+class LoginRateLimitMiddleware:
+    """Answers 429 to an address with too many failed admin logins in the current window.
+
+    A failed login re-renders the form (200); a successful one redirects (302). Counting 200s to a
+    login POST needs no change to Django's login view.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.rate = Rate.parse(settings.GPUFIT_RATE_LOGIN_FAILURES)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or request.path != reverse("admin:login"):
+            return self.get_response(request)
+        ip = client_ip(request)
+        verdict = peek("login", ip, self.rate)
+        if not verdict.allowed:
+            response = HttpResponse(
+                f"Too many failed logins from your address. Try again in {verdict.retry_after_s} seconds.",
+                status=429,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(verdict.retry_after_s)
+            return response
+        response = self.get_response(request)
+        if response.status_code == 200:
+            hit("login", ip, self.rate)
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Turns a lost database connection into a 503 with a message instead of a 500.
+
+    The broken connection is closed so that the next request opens a fresh one: the site recovers by
+    itself when the database is back.
+    """
+
+    MESSAGE = "The database is not answering right now. Please try again in a minute."
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        return database_unavailable_response(request, exception)
+
+
+def database_unavailable_response(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Returns the 503 answer for a request that found the database down, after dropping broken connections."""
+    log.error("database unavailable while serving %s: %s", request.path, exception)
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:  # a connection that cannot even close is gone already
+            log.debug("closing a broken connection failed", exc_info=True)
+    if _wants_json(request):
+        response: HttpResponse = JsonResponse({"detail": DatabaseUnavailableMiddleware.MESSAGE}, status=503)
+    else:
+        response = HttpResponse(
+            "<!doctype html><title>gpufit is unavailable</title><h1>Temporarily unavailable</h1>"
+            f"<p>{DatabaseUnavailableMiddleware.MESSAGE}</p>",
+            status=503,
+            content_type="text/html; charset=utf-8",
+        )
+    response["Retry-After"] = "30"
+    return response

@@ -1,0 +1,238 @@
+"""Forms for the pages people browse: every input is checked here and comes out typed.
+
+The model page, the recommender, the build planner and the compare page share one set of fields
+(``WorkloadFields``); each ``clean_*`` returns the value the view hands to the estimator, and a bad value
+becomes a message next to its field rather than an exception.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from hardware.models import GPU, Segment, Vendor
+from models.models import LanguageModel, QuantVRAM
+from planner.estimator import KV_BITS
+from planner.lookup import NotFound, find_gpu, find_model
+
+BEST = "best"  # quant choice: the highest-precision format that fits each GPU
+DEFAULT_QUANT = "Q4_K_M"  # the reference page's format
+MIN_CONTEXT = 256
+
+PRICE_BASIS = [
+    ("street", "Street price (used/current where known)"),
+    ("launch", "New, at launch price"),
+]
+KV_CHOICES = [(k, k) for k in ("fp16", "q8", "q4") if k in KV_BITS]
+SPLIT_CHOICES = [
+    ("both", "Try both"),
+    ("layer", "Layer split (llama.cpp)"),
+    ("tensor", "Tensor parallel (vLLM)"),
+]
+GPU_SORTS = {
+    "memory": "Minimum VRAM (like the reference)",
+    "speed": "Fastest first",
+    "price": "Cheapest first",
+    "value": "Best $ per tok/s",
+}
+# Columns the recommender's table can be sorted by (the estimator's column names).
+RANK_COLUMNS = {
+    "name": "GPU",
+    "memory_gb": "VRAM",
+    "decode_tok_s": "Decode tok/s",
+    "prefill_tok_s": "Prefill tok/s",
+    "price_usd": "Price",
+    "usd_per_tok_s": "$ per tok/s",
+    "usd_per_million_tokens": "$ per M tokens",
+    "headroom_gb": "Headroom",
+}
+# A typical desktop's system RAM for the CPU-offload option: dual-channel DDR5-5600
+# (2 channels x 8 bytes x 5600 MT/s = 89.6 GB/s theoretical).
+DEFAULT_RAM_GB = 64
+DEFAULT_RAM_BANDWIDTH_GB_S = 89.6
+
+
+def _vendor_choices() -> list[tuple[str, str]]:
+    return [("", "Any vendor"), *Vendor.choices]
+
+
+def _segment_choices() -> list[tuple[str, str]]:
+    return [("", "Any segment"), *Segment.choices]
+
+
+class WorkloadFields(forms.Form):
+    """The inputs every ranking takes; ``model`` is fixed by the page (model page) or a field (subclasses)."""
+
+    quant = forms.CharField(label="Format", required=False, initial=DEFAULT_QUANT, max_length=32)
+    context = forms.IntegerField(label="Context (tokens)", initial=4096, min_value=MIN_CONTEXT)
+    users = forms.IntegerField(label="Concurrent users", initial=1, min_value=1, max_value=256)
+    kv_cache = forms.ChoiceField(label="KV cache", choices=KV_CHOICES, initial="fp16")
+    budget = forms.FloatField(label="Budget (USD)", required=False)
+    vendor = forms.ChoiceField(label="Vendor", required=False, choices=_vendor_choices)
+    segment = forms.ChoiceField(label="Segment", required=False, choices=_segment_choices)
+    price_basis = forms.ChoiceField(label="Price", choices=PRICE_BASIS, initial="street", required=False)
+
+    def __init__(self, *args, model: LanguageModel | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+
+    @classmethod
+    def from_query(cls, query, **kwargs) -> WorkloadFields:
+        """Returns a bound form: the query's values over the fields' initials, so a bare URL is valid."""
+        data = {name: field.initial for name, field in cls.base_fields.items() if field.initial is not None}
+        data.update({k: v for k, v in query.items() if k in cls.base_fields and v != ""})
+        return cls(data, **kwargs)
+
+    def clean_budget(self) -> float | None:
+        budget = self.cleaned_data.get("budget")
+        if budget is not None and budget < 0:
+            raise forms.ValidationError("A budget cannot be negative.")
+        return budget
+
+    def clean_quant(self) -> str:
+        quant = (self.cleaned_data.get("quant") or DEFAULT_QUANT).strip()
+        return BEST if quant.lower() == BEST else quant
+
+    def clean_price_basis(self) -> str:
+        return self.cleaned_data.get("price_basis") or "street"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        model = data.get("model") or self.model
+        if model is None:
+            return data
+        data["model"] = model
+        context = data.get("context")
+        if context is not None and context > model.context_length:
+            self.add_error(
+                "context", f"{model.name} reads at most {model.context_length:,} tokens; {context:,} is longer."
+            )
+        quant = data.get("quant")
+        if quant and quant != BEST:
+            row = quant_row(model, quant)
+            if row is None:
+                names = ", ".join(r.quant.name for r in model.vram_rows.all())
+                self.add_error("quant", f"{model.name} has no {quant} row. Formats: {names}.")
+            else:
+                data["quant_row"] = row
+        return data
+
+
+def quant_row(model: LanguageModel, name: str) -> QuantVRAM | None:
+    """Returns the model's VRAM-table row for a format name (case-insensitive; uses prefetched rows)."""
+    rows = list(model.vram_rows.all())
+    exact = [r for r in rows if r.quant.name == name]
+    if exact:
+        return exact[0]
+    return next((r for r in rows if r.quant.name.lower() == name.lower()), None)
+
+
+class ModelGPUForm(WorkloadFields):
+    """The model page's "GPUs that can run this model" controls."""
+
+    measured_only = forms.BooleanField(label="Measured only", required=False)
+    sort = forms.ChoiceField(label="Sort", choices=list(GPU_SORTS.items()), initial="memory", required=False)
+
+    def clean_sort(self) -> str:
+        return self.cleaned_data.get("sort") or "memory"
+
+
+class ModelField(forms.CharField):
+    """A model named by slug, name or Hugging Face repo id; cleans to the LanguageModel (VRAM rows prefetched)."""
+
+    def clean(self, value) -> LanguageModel | None:
+        value = super().clean(value)
+        if not value:
+            return None
+        try:
+            return find_model(value)
+        except NotFound as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class RecommendForm(WorkloadFields):
+    """The recommender: a model and a workload -> ranked single GPUs."""
+
+    model = ModelField(label="Model", max_length=200, initial="mixtral-8x7b-instruct-v0-1")
+    sort = forms.ChoiceField(
+        label="Sort by", choices=list(RANK_COLUMNS.items()), initial="decode_tok_s", required=False
+    )
+    order = forms.ChoiceField(
+        label="Order", choices=[("desc", "High to low"), ("asc", "Low to high")], initial="desc", required=False
+    )
+
+    field_order = ["model", "quant", "context", "users", "kv_cache", "budget", "vendor", "segment", "price_basis"]
+
+    def clean_sort(self) -> str:
+        return self.cleaned_data.get("sort") or "decode_tok_s"
+
+    def clean_order(self) -> str:
+        return self.cleaned_data.get("order") or "desc"
+
+
+class PlanForm(WorkloadFields):
+    """The build planner: the recommender's inputs plus several cards, split mode and CPU offload."""
+
+    model = ModelField(label="Model", max_length=200, initial="mixtral-8x7b-instruct-v0-1")
+    max_gpus = forms.IntegerField(label="Up to N GPUs", initial=4, min_value=1, max_value=8)
+    split = forms.ChoiceField(label="Split", choices=SPLIT_CHOICES, initial="both")
+    offload = forms.BooleanField(label="Allow CPU offload", required=False)
+    ram_gb = forms.FloatField(label="System RAM (GB)", initial=DEFAULT_RAM_GB, min_value=0, max_value=4096)
+    ram_bandwidth_gb_s = forms.FloatField(
+        label="RAM bandwidth (GB/s)", initial=DEFAULT_RAM_BANDWIDTH_GB_S, min_value=1, max_value=2000
+    )
+
+    field_order = ["model", "quant", "context", "users", "kv_cache", "budget", "vendor", "segment", "price_basis"]
+
+    def clean_split(self) -> tuple[str, ...]:
+        split = self.cleaned_data.get("split") or "both"
+        return ("layer", "tensor") if split == "both" else (split,)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("quant") == BEST:
+            # A build is sized for one format; "best that fits" would need one search per format.
+            self.add_error("quant", "The planner sizes builds for one format; pick one (e.g. Q4_K_M).")
+        return data
+
+
+class BasisForm(PlanForm):
+    """One build of the planner's table: its GPU, count and split, for the basis partial."""
+
+    gpu = forms.CharField(max_length=200)
+    count = forms.IntegerField(min_value=1, max_value=8)
+    split_one = forms.ChoiceField(choices=[("layer", "layer"), ("tensor", "tensor")], initial="layer")
+
+    def clean_gpu(self) -> GPU:
+        try:
+            return find_gpu(self.cleaned_data["gpu"])
+        except NotFound as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class CompareForm(WorkloadFields):
+    """Compare: a list of GPUs side by side for one model."""
+
+    gpus = forms.CharField(
+        label="GPUs (comma-separated)",
+        max_length=1000,
+        initial="nvidia-geforce-rtx-4090,nvidia-geforce-rtx-3090,nvidia-rtx-6000-ada-generation",
+    )
+    model = ModelField(label="Model", max_length=200, initial="mixtral-8x7b-instruct-v0-1")
+
+    field_order = ["gpus", "model", "quant", "context", "users", "kv_cache"]
+
+    def clean_gpus(self) -> list[GPU]:
+        names = [n.strip() for n in self.cleaned_data["gpus"].split(",") if n.strip()]
+        if not names:
+            raise forms.ValidationError("Name at least one GPU.")
+        if len(names) > 8:
+            raise forms.ValidationError("Compare at most 8 GPUs at once.")
+        gpus, errors = [], []
+        for name in names:
+            try:
+                gpus.append(find_gpu(name))
+            except NotFound as exc:
+                errors.append(str(exc))
+        if errors:
+            raise forms.ValidationError(errors)
+        return gpus
