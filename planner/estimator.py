@@ -1070,6 +1070,129 @@ def _usable_vec(df: pd.DataFrame, share_override: np.ndarray) -> np.ndarray:
     return np.where(unified, mem * share, np.maximum(mem - reserve, 0.0))
 
 
+@dataclass
+class _GPUPrep:
+    """Per-GPU-row facts of a ranking, worked out once and shared by every model and format."""
+
+    gpus: pd.DataFrame
+    hw: np.ndarray
+    hw_levels: np.ndarray
+    hw_codes: np.ndarray
+    tflops: np.ndarray
+    ic_bw: np.ndarray
+    ic_lat: np.ndarray
+    bandwidth: np.ndarray
+    count: np.ndarray
+    split: np.ndarray
+    usable: np.ndarray
+    memory: np.ndarray
+    tdp: np.ndarray
+    price: np.ndarray
+    ram_gb: np.ndarray
+    ram_gb_s: np.ndarray
+
+
+def _prepare_gpus(gpus: pd.DataFrame) -> _GPUPrep:
+    def gcol(name: str, default: object) -> np.ndarray:
+        return _col(gpus, name, default)
+
+    segment_g = gcol("segment", "")
+    bandwidth_g = gcol("bandwidth_gb_s", np.nan)
+    unified_g = pd.Series(gcol("unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    hw_g = _hardware_class_vec(gcol("vendor", "other"), segment_g, gcol("memory_type", ""), bandwidth_g, unified_g)
+    hw_levels, hw_codes = np.unique(hw_g.astype(str), return_inverse=True)
+    ic_bw_g, ic_lat_g = _interconnect(
+        gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
+    )
+    return _GPUPrep(
+        gpus=gpus,
+        hw=hw_g,
+        hw_levels=hw_levels,
+        hw_codes=hw_codes,
+        tflops=_tflops_vec(gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g)[0],
+        ic_bw=ic_bw_g,
+        ic_lat=ic_lat_g,
+        bandwidth=bandwidth_g,
+        count=np.maximum(np.nan_to_num(gcol("count", np.nan), nan=1.0).astype(np.int64), 1),
+        split=pd.Series(gcol("split", "layer"), dtype="string").fillna("layer").to_numpy(dtype=object),
+        usable=_usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan)),
+        memory=gcol("memory_gb", np.nan),
+        tdp=gcol("tdp_w", np.nan),
+        price=gcol("price_usd", np.nan),
+        ram_gb=np.nan_to_num(gcol("offload_ram_gb", np.nan)),
+        ram_gb_s=np.nan_to_num(gcol("ram_bandwidth_gb_s", np.nan)),
+    )
+
+
+def _rank_arrays(
+    model: ModelArch,
+    quants: Sequence[Quant],
+    prep: _GPUPrep,
+    workload: Workload,
+    calibration: Sequence[CalibrationFactor] | None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Return (GPU row index per result row, every figure per result row) for one model over its formats."""
+    g = len(prep.gpus)
+    q = len(quants)
+    gi = np.tile(np.arange(g), q)  # quant-major: rows [q0: all gpus, q1: all gpus, ...]
+    qi = np.repeat(np.arange(q), g)
+
+    bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
+    bpp = np.array([_bytes_per_param(model, qq) for qq in quants])[qi]
+    wbytes = np.array([weights_bytes(model, qq) for qq in quants])[qi]
+    prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
+    # Efficiency: one lookup per (hardware class, precision class) pair present.
+    eff_tab = np.empty((3, len(prep.hw_levels), q))
+    for a, h in enumerate(prep.hw_levels):
+        for b_, p in enumerate(prec_q):
+            f = find_calibration(workload.backend, str(h), str(p), calibration)
+            eff_tab[:, a, b_] = (f.decode_efficiency, f.prefill_efficiency, f.spread)
+    eff_d, eff_p, spread = (eff_tab[i][prep.hw_codes[gi], qi] for i in range(3))
+    split = prep.split[gi]
+    rows = _Rows(
+        memory_gb=prep.memory[gi],
+        usable_gb=prep.usable[gi],
+        bandwidth=prep.bandwidth[gi],
+        tflops=prep.tflops[gi],
+        tdp_w=prep.tdp[gi],
+        price_usd=prep.price[gi],
+        count=prep.count[gi],
+        tensor=split == "tensor",
+        ic_gb_s=prep.ic_bw[gi],
+        ic_latency_s=prep.ic_lat[gi],
+        bytes_per_param=bpp,
+        weights_bytes=wbytes,
+        eff_decode=eff_d,
+        eff_prefill=eff_p,
+        spread=spread,
+        ram_gb=prep.ram_gb[gi],
+        ram_gb_s=prep.ram_gb_s[gi],
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = _core(model, workload, rows)
+    extra = {
+        "quant": np.array([qq.name for qq in quants], dtype=object)[qi],
+        "bits_per_weight": bpw[qi],
+        "hardware_class": prep.hw[gi],
+        "count": rows.count,
+        "split": split,
+    }
+    extra.update({k: out[k] for k in RESULT_COLUMNS})
+    return gi, extra
+
+
+def _frame(prep: _GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
+    # Sort before building the frame so the GPU columns are gathered once.
+    data = {c: prep.gpus[c].to_numpy()[gi[order]] for c in prep.gpus.columns if c not in extra}
+    data.update({k: v[order] for k, v in extra.items()})
+    return pd.DataFrame(data, copy=False)
+
+
+def _fit_first(extra: dict[str, np.ndarray]) -> np.ndarray:
+    """Return the row order: fitting rows first, fastest first."""
+    return np.lexsort((-np.nan_to_num(extra["decode_tok_s"], nan=-1.0), ~extra["fits"]))
+
+
 def _rank_frame(
     model: ModelArch,
     quants: Sequence[Quant],
@@ -1082,80 +1205,9 @@ def _rank_frame(
 
     GPU rows may carry count/split/offload columns (the build planner's expansion).
     """
-    g = len(gpus)
-    q = len(quants)
-    gi = np.tile(np.arange(g), q)  # quant-major: rows [q0: all gpus, q1: all gpus, ...]
-    qi = np.repeat(np.arange(q), g)
-
-    def gcol(name: str, default: object) -> np.ndarray:
-        return _col(gpus, name, default)
-
-    def gv(name: str, default: object) -> np.ndarray:
-        return _col(gpus, name, default)[gi]
-
-    bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
-    bpp = np.array([_bytes_per_param(model, qq) for qq in quants])[qi]
-    wbytes = np.array([weights_bytes(model, qq) for qq in quants])[qi]
-    prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
-
-    # Per-GPU facts are worked out once per GPU row, then repeated for every format.
-    segment_g = gcol("segment", "")
-    bandwidth_g = gcol("bandwidth_gb_s", np.nan)
-    unified_g = pd.Series(gcol("unified_memory", False)).fillna(False).astype(bool).to_numpy()
-    hw_g = _hardware_class_vec(gcol("vendor", "other"), segment_g, gcol("memory_type", ""), bandwidth_g, unified_g)
-    hw = hw_g[gi]
-    # Efficiency: one lookup per (hardware class, precision class) pair present.
-    hw_levels, hw_codes = np.unique(hw_g.astype(str), return_inverse=True)
-    eff_tab = np.empty((3, len(hw_levels), q))
-    for a, h in enumerate(hw_levels):
-        for b_, p in enumerate(prec_q):
-            f = find_calibration(workload.backend, str(h), str(p), calibration)
-            eff_tab[:, a, b_] = (f.decode_efficiency, f.prefill_efficiency, f.spread)
-    eff_d, eff_p, spread = (eff_tab[i][hw_codes[gi], qi] for i in range(3))
-    tf = _tflops_vec(gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g)[0][gi]
-    ic_bw_g, ic_lat_g = _interconnect(
-        gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
-    )
-    ic_bw, ic_lat = ic_bw_g[gi], ic_lat_g[gi]
-    bandwidth = bandwidth_g[gi]
-    count = np.nan_to_num(gv("count", np.nan), nan=1.0).astype(np.int64)
-    split_g = pd.Series(gcol("split", "layer"), dtype="string").fillna("layer").to_numpy(dtype=object)
-    split = split_g[gi]
-    usable = _usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan))[gi]
-    rows = _Rows(
-        memory_gb=gv("memory_gb", np.nan),
-        usable_gb=usable,
-        bandwidth=bandwidth,
-        tflops=tf,
-        tdp_w=gv("tdp_w", np.nan),
-        price_usd=gv("price_usd", np.nan),
-        count=np.maximum(count, 1),
-        tensor=split == "tensor",
-        ic_gb_s=ic_bw,
-        ic_latency_s=ic_lat,
-        bytes_per_param=bpp,
-        weights_bytes=wbytes,
-        eff_decode=eff_d,
-        eff_prefill=eff_p,
-        spread=spread,
-        ram_gb=np.nan_to_num(gv("offload_ram_gb", np.nan)),
-        ram_gb_s=np.nan_to_num(gv("ram_bandwidth_gb_s", np.nan)),
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = _core(model, workload, rows)
-    extra = {
-        "quant": np.array([qq.name for qq in quants], dtype=object)[qi],
-        "bits_per_weight": bpw[qi],
-        "hardware_class": hw,
-        "count": rows.count,
-        "split": split,
-    }
-    extra.update({k: out[k] for k in RESULT_COLUMNS})
-    # Sort before building the frame so the GPU columns are gathered once: fitting rows first, fastest first.
-    order = np.lexsort((-np.nan_to_num(out["decode_tok_s"], nan=-1.0), ~out["fits"])) if sort else np.arange(len(gi))
-    data = {c: gpus[c].to_numpy()[gi[order]] for c in gpus.columns if c not in extra}
-    data.update({k: v[order] for k, v in extra.items()})
-    return pd.DataFrame(data, copy=False)
+    prep = _prepare_gpus(gpus)
+    gi, extra = _rank_arrays(model, quants, prep, workload, calibration)
+    return _frame(prep, gi, extra, _fit_first(extra) if sort else np.arange(len(gi)))
 
 
 def rank_gpus(
@@ -1181,19 +1233,20 @@ def rank_models(
     """Return one row per (model, format) on one GPU build, fitting rows first, fastest first."""
     row = {k: v for k, v in asdict(gpu).items()}
     row.update({"count": count, "split": split})
-    gdf = pd.DataFrame([row])
-    frames = []
+    prep = _prepare_gpus(pd.DataFrame([row]))
+    parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for m, qs in zip(models, quants_per_model, strict=True):
         if not qs:
             continue
-        f = _rank_frame(m, qs, gdf, workload, calibration)
-        f.insert(0, "model", m.name)
-        frames.append(f)
-    if not frames:
+        gi, extra = _rank_arrays(m, qs, prep, workload, calibration)
+        extra["model"] = np.full(len(gi), m.name, dtype=object)
+        parts.append((gi, extra))
+    if not parts:
         return pd.DataFrame(columns=["model", "quant", *RESULT_COLUMNS])
-    df = pd.concat(frames, ignore_index=True)
-    order = np.lexsort((-df["decode_tok_s"].to_numpy(), ~df["fits"].to_numpy()))
-    return df.iloc[order].reset_index(drop=True)
+    gi = np.concatenate([p[0] for p in parts])
+    extra = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    df = _frame(prep, gi, extra, _fit_first(extra))
+    return df[["model", *[c for c in df.columns if c != "model"]]]
 
 
 def rank_builds(

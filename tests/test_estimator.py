@@ -212,6 +212,13 @@ def test_it_ranks_models_on_one_gpu():
         ("Mixtral-8x7B", "Q4_K_M"), ("Mixtral-8x7B", "FP16"), ("gemma-2-9b", "Q8_0")}  # fmt: skip
     fp16 = ranked[ranked["quant"] == "FP16"].iloc[0]
     assert not fp16["fits"]
+    # Each row carries exactly what estimate() says for that model and format on the GPU.
+    for model, quant in ((MIXTRAL_8X7B, Q4_K_M), (GEMMA2_9B, Q8_0)):
+        row = ranked[(ranked["model"] == model.name) & (ranked["quant"] == quant.name)].iloc[0]
+        single = estimate(model, quant, Build(H100), Workload())
+        assert row["decode_tok_s"] == pytest.approx(single.decode_tok_s)
+        assert row["total_gb"] == pytest.approx(single.total_gb)
+        assert row["max_context"] == single.max_context
 
 
 def test_it_plans_builds_that_fit_cheapest_first():
