@@ -228,6 +228,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 GPUFIT_WORKER_HOST = env_str("GPUFIT_WORKER_HOST", socket.gethostname())
 # A worker is shown "stale" when its last heartbeat is older than this.
 GPUFIT_HEARTBEAT_STALE_S = env_int("GPUFIT_HEARTBEAT_STALE_S", 120)
+# How often a worker beats (and looks for lost or stranded jobs), and how long a job may sit queued before
+# its message is sent again (a Redis restarted without persistence forgets its queues).
+GPUFIT_HEARTBEAT_S = env_int("GPUFIT_HEARTBEAT_S", 30)
+GPUFIT_REQUEUE_AFTER_S = env_int("GPUFIT_REQUEUE_AFTER_S", 900)
 # Optional local Mixtral safetensors checkpoint for benchmarks with real weights.
 GPUFIT_CHECKPOINT_DIR = env_str("GPUFIT_CHECKPOINT_DIR")
 

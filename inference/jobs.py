@@ -20,19 +20,46 @@ from inference.models import ACTIVE_STATUSES, BenchmarkJob, JobStatus
 LOST_AFTER_S = 300
 
 
+def requeue_after_s() -> int:
+    """Returns how long a job may wait queued before its message is sent again (a broker may have lost it)."""
+    return settings.GPUFIT_REQUEUE_AFTER_S
+
+
 class Cancelled(Exception):
     """Raised inside a running benchmark when its job was cancelled from the UI."""
 
 
 def submit(job: BenchmarkJob) -> BenchmarkJob:
     """Returns the saved job; its task is sent to the job's queue once the transaction commits."""
-    from inference.tasks import run_job
-
     job.task_id = str(uuid.uuid4())
     job.status = JobStatus.QUEUED
+    job.sent_at = timezone.now()
     job.save()
-    transaction.on_commit(lambda: run_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id))
+    transaction.on_commit(lambda: _send(job))
     return job
+
+
+def _send(job: BenchmarkJob) -> None:
+    from inference.tasks import run_job
+
+    run_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id)
+
+
+def requeue_stale(now: dt.datetime | None = None) -> int:
+    """Returns how many queued jobs were sent again because their message may be gone.
+
+    A Redis restarted without persistence forgets its queues; the job rows remember. Sending twice is
+    harmless: the task claims the row first, so a second delivery does nothing.
+    """
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=requeue_after_s())
+    resent = 0
+    for job in BenchmarkJob.objects.filter(status=JobStatus.QUEUED, sent_at__lt=cutoff):
+        # Conditional update first, so two heartbeats never re-send the same job at once.
+        if BenchmarkJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED, sent_at=job.sent_at).update(sent_at=now):
+            _send(job)
+            resent += 1
+    return resent
 
 
 def claim(job_id: int, worker: str) -> bool:

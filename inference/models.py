@@ -93,6 +93,12 @@ class BenchmarkJob(models.Model):
     worker = models.CharField("worker", max_length=200, blank=True)
     task_id = models.CharField("task id", max_length=64, blank=True)
     created_at = models.DateTimeField("created", default=timezone.now)
+    sent_at = models.DateTimeField(
+        "last sent",
+        null=True,
+        blank=True,
+        help_text="When the task was last sent to the broker (re-sent if it was lost).",
+    )
     started_at = models.DateTimeField("started", null=True, blank=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True)
     heartbeat_at = models.DateTimeField("last progress", null=True, blank=True)

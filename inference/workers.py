@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -15,7 +16,7 @@ from inference.queues import queue_for_host
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 30
+HEARTBEAT_S = settings.GPUFIT_HEARTBEAT_S
 
 
 def register_host(hostname: str, devices=None) -> WorkerHost:
@@ -55,6 +56,9 @@ def register_host(hostname: str, devices=None) -> WorkerHost:
     lost = jobs.mark_lost(worker=f"gpufit@{hostname}")
     if lost:
         log.warning("marked %d stale job(s) lost", lost)
+    resent = jobs.requeue_stale()
+    if resent:
+        log.warning("re-sent %d queued job(s) whose message may have been lost", resent)
     return host
 
 
@@ -62,6 +66,7 @@ def beat(hostname: str) -> None:
     """Records that the host is alive and marks jobs whose worker stopped reporting as lost."""
     WorkerHost.objects.filter(hostname=hostname).update(last_seen=timezone.now())
     jobs.mark_lost()
+    jobs.requeue_stale()
 
 
 def start_heartbeat(hostname: str, interval_s: float = HEARTBEAT_S) -> threading.Event:

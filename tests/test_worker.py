@@ -37,7 +37,7 @@ def wait_for(predicate, timeout: float, what: str):
 class Worker:
     """A `manage.py run_worker` subprocess on its own host name (so its queue is its own)."""
 
-    def __init__(self, redis_url: str, host: str):
+    def __init__(self, redis_url: str, host: str, **extra_env: str):
         self.host = host
         db = settings.DATABASES["default"]
         env = dict(os.environ)
@@ -48,6 +48,7 @@ class Worker:
                 "REDIS_URL": redis_url,
                 "GPUFIT_WORKER_HOST": host,
                 "PYTHONUNBUFFERED": "1",
+                **extra_env,
             }
         )
         started = timezone.now()
@@ -202,3 +203,40 @@ def test_a_cancelled_job_is_not_run(client, operator):
     assert run_job.apply(args=[job.pk]).get() == "skipped"
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED and not BenchmarkResult.objects.exists()
+
+
+def test_a_job_whose_message_the_broker_lost_still_runs(client, operator, redis_url, postgres):
+    import redis
+
+    host = f"test-{uuid.uuid4().hex[:8]}"
+    # Queue a job while no worker listens, then drop the queue as a Redis restarted without persistence would.
+    from inference import jobs
+
+    job = jobs.submit(
+        BenchmarkJob(
+            preset="tiny",
+            layers=2,
+            precision="fp32",
+            batch=1,
+            prompt_tokens=32,
+            new_tokens=8,
+            repeats=2,
+            target_host=host,
+            target_device="cpu",
+            requested_by=operator,
+        )
+    )
+    broker = redis.Redis.from_url(redis_url)
+    wait_for(lambda: broker.llen(job.queue) == 1, 10, "the message to reach Redis")
+    broker.delete(job.queue)
+    # The worker that comes up finds the job still queued in the database and sends it again.
+    worker = Worker(redis_url, host, GPUFIT_REQUEUE_AFTER_S="1", GPUFIT_HEARTBEAT_S="1")
+    try:
+        wait_for(
+            lambda: BenchmarkJob.objects.get(pk=job.pk).status not in ("queued", "running"), 180, "the job to finish"
+        )
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
+        assert BenchmarkResult.objects.filter(job=job).count() == 1
+    finally:
+        worker.stop()
