@@ -414,12 +414,19 @@ def hardware_class(gpu: GPUSpec) -> str:
     )
 
 
+def _text_array(values, missing: str, case) -> np.ndarray:
+    """Return the values as case-folded strings in an object array, ``missing`` for None/NaN/NA."""
+    return np.array(
+        [case(v) if isinstance(v, str) else missing for v in np.asarray(values, dtype=object).ravel()], dtype=object
+    )
+
+
 def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.ndarray:
-    vendor = pd.Series(vendor, dtype="string").str.lower().fillna("other").to_numpy(dtype=object)
-    segment = pd.Series(segment, dtype="string").str.lower().fillna("").to_numpy(dtype=object)
-    mtype = pd.Series(memory_type, dtype="string").str.upper().fillna("")
-    has_type = (mtype != "").to_numpy()
-    hbm_typed = mtype.str.contains("HBM").to_numpy()
+    vendor = _text_array(vendor, "other", str.lower)
+    segment = _text_array(segment, "", str.lower)
+    mtype = _text_array(memory_type, "", str.upper)
+    has_type = mtype != ""
+    hbm_typed = np.array(["HBM" in m for m in mtype], dtype=bool)
     # Without a memory type: datacenter parts above 1.2 TB/s are HBM (A100, H100, MI2xx/MI300); GDDR
     # datacenter cards (L4, L40S, A40) sit below that.
     hbm = np.where(has_type, hbm_typed, (segment == "datacenter") & (np.asarray(bandwidth, dtype=float) >= 1200))
