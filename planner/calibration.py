@@ -28,7 +28,13 @@ def load_default_calibration() -> int:
 
 
 def calibration_factors() -> tuple[CalibrationFactor, ...]:
-    """Returns the stored calibration as plain values for the estimator (one query)."""
+    """Returns the stored calibration as plain values for the estimator, re-read only when a row changed."""
+    from planner.lookup import remembered
+
+    return remembered("calibration", "all", _read_calibration)
+
+
+def _read_calibration() -> tuple[CalibrationFactor, ...]:
     fields = set(CalibrationFactor.__dataclass_fields__)
     out = []
     for row in Calibration.objects.all():

@@ -3,9 +3,77 @@
 from __future__ import annotations
 
 import difflib
+import threading
+
+from django.db import connection
 
 from hardware.models import GPU
 from models.models import LanguageModel, QuantFormat
+
+
+class CatalogFreshnessMiddleware:
+    """Lets a request read the catalog fingerprint once, however many lookups it makes."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        begin_request()
+        try:
+            return self.get_response(request)
+        finally:
+            end_request()
+
+
+# Catalog rows found by name, kept per process while the catalog is unchanged. Finding a model with its VRAM
+# table and a GPU by alias takes several queries; the fingerprint below takes one.
+_FOUND: dict[str, object] = {"version": None}
+
+_VERSION_SQL = """
+SELECT (SELECT COUNT(*) FROM hardware_gpu), (SELECT MAX(updated_at) FROM hardware_gpu), (SELECT MAX(id) FROM hardware_gpu),
+       (SELECT COUNT(*) FROM hardware_gpualias), (SELECT MAX(id) FROM hardware_gpualias),
+       (SELECT COUNT(*) FROM models_languagemodel), (SELECT MAX(updated_at) FROM models_languagemodel),
+       (SELECT COUNT(*) FROM models_quantvram), (SELECT MAX(updated_at) FROM models_quantvram),
+       (SELECT COUNT(*) FROM models_quantformat), (SELECT MAX(updated_at) FROM models_quantformat),
+       (SELECT COUNT(*) FROM planner_calibration), (SELECT MAX(updated_at) FROM planner_calibration)
+"""
+
+
+def catalog_fingerprint() -> tuple:
+    """Returns a value that changes whenever a catalog or calibration row is added, changed or removed (one query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSION_SQL)
+        row = cursor.fetchone()
+    return (connection.alias, connection.settings_dict["NAME"], *row)
+
+
+# Inside a request the fingerprint is read once (CatalogFreshnessMiddleware marks the request's start);
+# outside one (commands, tests calling functions) it is read on every lookup.
+_REQUEST = threading.local()
+
+
+def begin_request() -> None:
+    _REQUEST.checked = False
+
+
+def end_request() -> None:
+    _REQUEST.checked = None
+
+
+def remembered(kind: str, key: str, find):
+    """Returns find() for (kind, key), remembered until the catalog fingerprint changes."""
+    checked = getattr(_REQUEST, "checked", None)
+    if not checked:
+        version = catalog_fingerprint()
+        if _FOUND["version"] != version:
+            _FOUND.clear()
+            _FOUND["version"] = version
+        if checked is False:
+            _REQUEST.checked = True
+    cache_key = f"{kind}:{key.strip().lower()}"
+    if cache_key not in _FOUND:
+        _FOUND[cache_key] = find()
+    return _FOUND[cache_key]
 
 
 class NotFound(LookupError):
@@ -25,7 +93,11 @@ def _close(name: str, candidates: list[str], n: int = 5) -> list[str]:
 
 
 def find_model(name: str) -> LanguageModel:
-    """Returns the model whose slug, name or Hugging Face repo id is ``name``."""
+    """Returns the model whose slug, name or Hugging Face repo id is ``name`` (its VRAM table prefetched)."""
+    return remembered("model", name, lambda: _find_model(name))
+
+
+def _find_model(name: str) -> LanguageModel:
     key = name.strip()
     qs = LanguageModel.objects.with_table()
     model = (
@@ -43,6 +115,10 @@ def find_model(name: str) -> LanguageModel:
 
 def find_gpu(name: str) -> GPU:
     """Returns the GPU whose slug, name or alias is ``name``."""
+    return remembered("gpu", name, lambda: _find_gpu(name))
+
+
+def _find_gpu(name: str) -> GPU:
     gpu = GPU.objects.resolve(name)
     if gpu is None:
         names = list(GPU.objects.values_list("name", flat=True))
