@@ -233,6 +233,8 @@ GPUFIT_HEARTBEAT_STALE_S = env_int("GPUFIT_HEARTBEAT_STALE_S", 120)
 # its message is sent again (a Redis restarted without persistence forgets its queues).
 GPUFIT_HEARTBEAT_S = env_int("GPUFIT_HEARTBEAT_S", 30)
 GPUFIT_REQUEUE_AFTER_S = env_int("GPUFIT_REQUEUE_AFTER_S", 900)
+# Anonymous catalog pages are served from the cache for this long while the catalog is unchanged (0: off).
+GPUFIT_PAGE_CACHE_S = env_int("GPUFIT_PAGE_CACHE_S", 600)
 # Optional local Mixtral safetensors checkpoint for benchmarks with real weights.
 GPUFIT_CHECKPOINT_DIR = env_str("GPUFIT_CHECKPOINT_DIR")
 

@@ -11,6 +11,7 @@ from planner import charts
 from planner.calibration import calibration_factors
 from planner.estimator import Workload, rank_models
 from planner.inputs import gpu_spec, model_arch, quants_of
+from planner.pagecache import catalog_page
 
 
 class GPUFilterForm(forms.Form):
@@ -21,6 +22,7 @@ class GPUFilterForm(forms.Form):
     curated = forms.BooleanField(label="Curated only", required=False)
 
 
+@catalog_page
 def gpu_list(request):
     form = GPUFilterForm(request.GET or None)
     gpus = GPU.objects.all()
@@ -48,6 +50,7 @@ class GPUModelsForm(forms.Form):
     fits_only = forms.BooleanField(label="Only what fits", required=False, initial=True)
 
 
+@catalog_page
 def gpu_detail(request, slug: str):
     gpu = get_object_or_404(GPU.objects.prefetch_related("aliases"), slug=slug)
     query = {"context": 4096, "users": 1, "fits_only": "on", **request.GET.dict()}
@@ -67,7 +70,7 @@ def gpu_detail(request, slug: str):
             calibration_factors(),
         )
         by_name = {m.name: m for m in models}
-        rows = ranked[ranked["fits"]] if data["fits_only"] else ranked
+        rows = ranked[ranked["fits"].astype(bool)] if data["fits_only"] else ranked
         records = [
             {**r, "model_obj": by_name.get(r["model"])}
             for r in rows[

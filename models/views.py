@@ -11,6 +11,7 @@ from models.models import LanguageModel
 from planner import charts
 from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, ModelGPUForm
 from planner.inputs import model_arch
+from planner.pagecache import catalog_page
 from planner.views import gpu_ranking, memory_table, workload_of
 
 # The request the reference page tokenizes; we run it through mistral-common and show the real ids.
@@ -32,6 +33,7 @@ class Command:
     command: str
 
 
+@catalog_page
 def model_list(request):
     models = LanguageModel.objects.order_by("family", "total_params")
     return render(request, "models/model_list.html", {"models": models})
@@ -84,6 +86,7 @@ def _tokenization(model: LanguageModel) -> dict | None:
     return {"code": MISTRAL_COMMON_SNIPPET.format(prompt=EXAMPLE_PROMPT), "tokens": tokens}
 
 
+@catalog_page
 def model_detail(request, slug: str):
     model = get_object_or_404(LanguageModel.objects.with_table(), slug=slug)
     form = ModelGPUForm.from_query(request.GET, model=model)

@@ -35,12 +35,16 @@ SELECT (SELECT COUNT(*) FROM hardware_gpu), (SELECT MAX(updated_at) FROM hardwar
        (SELECT COUNT(*) FROM models_languagemodel), (SELECT MAX(updated_at) FROM models_languagemodel),
        (SELECT COUNT(*) FROM models_quantvram), (SELECT MAX(updated_at) FROM models_quantvram),
        (SELECT COUNT(*) FROM models_quantformat), (SELECT MAX(updated_at) FROM models_quantformat),
-       (SELECT COUNT(*) FROM planner_calibration), (SELECT MAX(updated_at) FROM planner_calibration)
+       (SELECT COUNT(*) FROM planner_calibration), (SELECT MAX(updated_at) FROM planner_calibration),
+       (SELECT COUNT(*) FROM inference_benchmarkresult), (SELECT MAX(id) FROM inference_benchmarkresult)
 """
 
 
 def catalog_fingerprint() -> tuple:
-    """Returns a value that changes whenever a catalog or calibration row is added, changed or removed (one query)."""
+    """Returns a value that changes whenever a catalog, calibration or result row is added, changed or removed.
+
+    One query. Results count because pages show them beside the estimates.
+    """
     with connection.cursor() as cursor:
         cursor.execute(_VERSION_SQL)
         row = cursor.fetchone()

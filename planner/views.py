@@ -45,6 +45,7 @@ from planner.forms import (
     WorkloadFields,
 )
 from planner.inputs import catalog_frame, gpu_spec, model_arch, quant_of
+from planner.pagecache import catalog_page
 
 # Cards shown on the model page and rows in the recommender/planner tables; the rest are counted, not rendered,
 # so the page stays fast whatever the catalog size.
@@ -367,6 +368,7 @@ def _status(request, form: WorkloadFields) -> int:
 # Recommender
 
 
+@catalog_page
 def recommend(request):
     form = RecommendForm.from_query(request.GET)
     context: dict = {"form": form, "columns": RecommendForm.base_fields["sort"].choices}
@@ -403,6 +405,7 @@ def _csv_response(frame: pd.DataFrame, filename: str) -> HttpResponse:
 PLAN_SORTS = {"price": ("total_price_usd", True), "speed": ("decode_tok_s", False), "value": ("usd_per_tok_s", True)}
 
 
+@catalog_page
 def plan(request):
     form = PlanForm.from_query(request.GET)
     context: dict = {"form": form}
@@ -441,6 +444,7 @@ def plan(request):
     return render(request, template, context, status=_status(request, form))
 
 
+@catalog_page
 def plan_basis(request):
     """The estimator's full answer (basis, notes, memory) for one build of the planner's table."""
     form = BasisForm.from_query(request.GET)
@@ -472,6 +476,7 @@ def plan_basis(request):
 # Compare
 
 
+@catalog_page
 def compare(request):
     form = CompareForm.from_query(request.GET)
     context: dict = {"form": form}

@@ -39,3 +39,9 @@ def redis_url() -> str:
             pytest.fail("REDIS_URL is required in CI")
         pytest.skip("no Redis server answers on 127.0.0.1:6379 (set REDIS_URL)")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pages(settings):
+    """Renders every page afresh so tests can read response.context; tests/test_page_cache.py turns the cache on."""
+    settings.GPUFIT_PAGE_CACHE_S = 0
