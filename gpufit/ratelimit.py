@@ -9,6 +9,11 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
 
+def _now() -> float:
+    """Returns the limiter's clock (a function of its own so tests can hold it still)."""
+    return time.time()
+
+
 @dataclass(frozen=True)
 class Rate:
     """At most ``limit`` events per ``period_s`` seconds."""
@@ -43,7 +48,7 @@ def _key(scope: str, ident: str, rate: Rate, now: float) -> tuple[str, int]:
 
 def hit(scope: str, ident: str, rate: Rate) -> Verdict:
     """Returns whether one more event for ``ident`` fits ``rate``, counting it."""
-    key, retry = _key(scope, ident, rate, time.time())
+    key, retry = _key(scope, ident, rate, _now())
     # add() is a no-op when the key exists; incr() is atomic on Redis and under locmem's lock.
     cache.add(key, 0, timeout=rate.period_s + 1)
     try:
@@ -57,7 +62,7 @@ def hit(scope: str, ident: str, rate: Rate) -> Verdict:
 
 def peek(scope: str, ident: str, rate: Rate) -> Verdict:
     """Returns whether ``ident`` is still within ``rate``, without counting an event."""
-    key, retry = _key(scope, ident, rate, time.time())
+    key, retry = _key(scope, ident, rate, _now())
     count = cache.get(key, 0)
     return Verdict(allowed=count < rate.limit, count=count, retry_after_s=retry)
 

@@ -58,7 +58,11 @@ def test_failed_logins_are_throttled_per_address(client, settings):
     from gpufit.middleware import LoginRateLimitMiddleware  # the rate is read when the middleware starts
 
     ip = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    import gpufit.ratelimit
+
+    start = (uuid.uuid4().int % 10**9) * 3600 + 1  # a window of its own: no boundary, no counts from other runs
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gpufit.ratelimit, "_now", lambda: start)
         mp.setattr(LoginRateLimitMiddleware, "__init__", _init_with(settings.GPUFIT_RATE_LOGIN_FAILURES))
         codes = [
             client.post("/admin/login/", {"username": "x", "password": "wrong"}, REMOTE_ADDR=ip).status_code
