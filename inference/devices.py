@@ -5,6 +5,7 @@ torch is imported only inside functions, so a web process can call detect_device
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -126,13 +127,10 @@ def _torch_devices() -> list[DeviceInfo]:
 
 def cpu_name() -> str:
     """Returns the CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     import platform
 
     return platform.processor() or platform.machine()

@@ -8,6 +8,7 @@ separately; figures are medians over repeats, with min/max as the spread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
@@ -143,15 +144,14 @@ def _env(device) -> dict:
     info = {"torch_version": torch.__version__, "cuda_version": torch.version.cuda, "driver_version": None}
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
-        try:
+        # pynvml missing or NVML unavailable: the driver version stays unknown.
+        with contextlib.suppress(Exception):
             import pynvml
 
             pynvml.nvmlInit()
             v = pynvml.nvmlSystemGetDriverVersion()
             info["driver_version"] = v.decode() if isinstance(v, bytes) else v
             pynvml.nvmlShutdown()
-        except Exception:  # pynvml missing or NVML unavailable: the driver version stays unknown
-            pass
     else:
         from inference.devices import cpu_name
 
