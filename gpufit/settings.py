@@ -211,6 +211,9 @@ if CELERY_BROKER_URL:
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 else:
     BROKER_DIR = VAR_DIR / "broker"
+    # kombu's filesystem transport expects its folders to exist, in the web process and the worker alike.
+    for _folder in ("queue", "processed"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),

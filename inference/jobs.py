@@ -7,6 +7,7 @@ progress report or a cancel racing a finish can never move a job backwards.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference.models import ACTIVE_STATUSES, BenchmarkJob, JobStatus
+
+log = logging.getLogger(__name__)
 
 # A running job whose row has not moved for this long is taken for lost (its worker died).
 LOST_AFTER_S = 300
@@ -42,7 +45,13 @@ def submit(job: BenchmarkJob) -> BenchmarkJob:
 def _send(job: BenchmarkJob) -> None:
     from inference.tasks import run_job
 
-    run_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id)
+    try:
+        run_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False)
+    except Exception:  # broker down: the row stays queued and a worker's heartbeat sends it again
+        log.exception("could not send job %s to the broker", job.pk)
+        BenchmarkJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            message="the broker did not answer; the job will be sent again"
+        )
 
 
 def requeue_stale(now: dt.datetime | None = None) -> int:

@@ -37,7 +37,7 @@ def wait_for(predicate, timeout: float, what: str):
 class Worker:
     """A `manage.py run_worker` subprocess on its own host name (so its queue is its own)."""
 
-    def __init__(self, redis_url: str, host: str, **extra_env: str):
+    def __init__(self, redis_url: str | None, host: str, **extra_env: str):
         self.host = host
         db = settings.DATABASES["default"]
         env = dict(os.environ)
@@ -45,14 +45,18 @@ class Worker:
             {
                 "DEBUG": "1",
                 "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-                "REDIS_URL": redis_url,
                 "GPUFIT_WORKER_HOST": host,
                 "PYTHONUNBUFFERED": "1",
                 **extra_env,
             }
         )
+        # No REDIS_URL: the embedded default, kombu's file-system broker under GPUFIT_VAR_DIR.
+        env.pop("REDIS_URL", None)
+        if redis_url:
+            env["REDIS_URL"] = redis_url
         started = timezone.now()
         self.log = open(ROOT / "var" / f"test-worker-{host}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_worker", "--host", host, "--no-any", "--loglevel", "INFO"],
             cwd=ROOT,
@@ -238,5 +242,48 @@ def test_a_job_whose_message_the_broker_lost_still_runs(client, operator, redis_
         job.refresh_from_db()
         assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
         assert BenchmarkResult.objects.filter(job=job).count() == 1
+    finally:
+        worker.stop()
+
+
+def test_the_embedded_broker_runs_a_job_without_redis(operator, postgres, tmp_path):
+    """make run's default: no Redis, the file-system broker under var/ shared by the web process and the worker."""
+    host = f"test-{uuid.uuid4().hex[:8]}"
+    worker = Worker(None, host, GPUFIT_VAR_DIR=str(tmp_path))
+    try:
+        job = BenchmarkJob.objects.create(
+            preset="tiny",
+            layers=2,
+            precision="fp32",
+            batch=1,
+            prompt_tokens=32,
+            new_tokens=8,
+            repeats=2,
+            target_host=host,
+            target_device="cpu",
+            requested_by=operator,
+        )
+        sender = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                f"from inference import jobs; from inference.models import BenchmarkJob; jobs.submit(BenchmarkJob.objects.get(pk={job.pk}))",
+            ],
+            cwd=ROOT,
+            env=worker.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sender.returncode == 0, sender.stderr[-2000:]
+        wait_for(
+            lambda: BenchmarkJob.objects.get(pk=job.pk).status not in ("queued", "running"), 180, "the job to finish"
+        )
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, (job.status, job.error, job.message)
+        assert BenchmarkResult.objects.get(job=job).status == "ok"
+        assert any((tmp_path / "broker").rglob("*"))  # the messages went through the file-system broker
     finally:
         worker.stop()
