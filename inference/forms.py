@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
+from django.conf import settings
+from django.utils import timezone
 
 from inference.models import BenchmarkJob, Device
 
@@ -34,7 +38,10 @@ class BenchmarkJobForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         choices = [("any|cpu", "any worker — CPU")]
-        for device in Device.objects.select_related("host").order_by("host__hostname", "index"):
+        # Only hosts with a recent heartbeat: a job for a host nobody runs would wait forever.
+        live_since = timezone.now() - dt.timedelta(seconds=settings.GPUFIT_HEARTBEAT_STALE_S)
+        devices = Device.objects.select_related("host").filter(host__last_seen__gte=live_since)
+        for device in devices.order_by("host__hostname", "index"):
             label = f"{device.host.hostname} — {device.index} ({device.name}, {device.memory_gb:.0f} GB)"
             choices.append((f"{device.host.hostname}|{device.index}", label))
         self.fields["target"].choices = choices
