@@ -213,6 +213,10 @@ RECORD_COLUMNS = [
     "total_price_usd",
     "total_tdp_w",
 ]
+RANKING_COLUMNS = list(
+    dict.fromkeys([*RECORD_COLUMNS, *CSV_COLUMNS, "group", "weights_gb", "kv_cache_gb", "overhead_gb", "max_context"])
+)
+
 # How many decimals each figure is shown with ("-" = none when whole); see _show.
 SHOWN = {
     "memory_gb": 1,
@@ -284,6 +288,8 @@ def gpu_ranking(model: LanguageModel, data: dict, sort: str = "memory", limit: i
             ignore_index=True,
         )
     ranked = rank_gpus(arch, quants, frame, workload, calibration)
+    # Every filter below copies the frame: keep only what the cards, the chart and the CSV show.
+    ranked = ranked[[c for c in RANKING_COLUMNS if c in ranked.columns]]
     if data.get("budget") is not None:
         ranked = ranked[ranked["price_usd"].notna() & (ranked["price_usd"] * ranked["count"] <= data["budget"])]
     measured = list(measured_results(model))
