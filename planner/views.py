@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
-from django.db import connection
-from django.db.models import Count, Max
 from django.http import HttpResponse
 from django.shortcuts import render
 
@@ -45,6 +43,7 @@ from planner.forms import (
     WorkloadFields,
 )
 from planner.inputs import catalog_frame, gpu_spec, model_arch, quant_of
+from planner.lookup import remembered
 from planner.pagecache import catalog_page
 
 # Cards shown on the model page and rows in the recommender/planner tables; the rest are counted, not rendered,
@@ -104,22 +103,9 @@ def workload_of(data: dict) -> Workload:
 
 # The catalog frame, rebuilt only when the GPU table changes: building it from 2,500 rows costs more than the
 # rest of a model page, and the table changes only when an editor saves or load_catalog runs.
-_FRAME_CACHE: dict[str, object] = {"key": None, "frame": None}
-
-
-def catalog_version() -> tuple:
-    """Returns a cheap fingerprint of the GPU table (row count and last update), one query."""
-    agg = GPU.objects.aggregate(n=Count("id"), changed=Max("updated_at"), top=Max("id"))
-    return (connection.alias, connection.settings_dict["NAME"], agg["n"], agg["changed"], agg["top"])
-
-
 def cached_catalog_frame() -> pd.DataFrame:
-    """Returns the whole catalog as the estimator's frame, re-read only when catalog_version() changes."""
-    key = catalog_version()
-    if _FRAME_CACHE["key"] != key:
-        _FRAME_CACHE["frame"] = catalog_frame()
-        _FRAME_CACHE["key"] = key
-    return _FRAME_CACHE["frame"]  # type: ignore[return-value]
+    """Returns the whole catalog as the estimator's frame, re-read only when the catalog fingerprint changes."""
+    return remembered("frame", "catalog", catalog_frame)
 
 
 def gpu_frame_for(data: dict, queryset=None) -> pd.DataFrame:
