@@ -212,13 +212,15 @@ if CELERY_BROKER_URL:
 else:
     BROKER_DIR = VAR_DIR / "broker"
     # kombu's filesystem transport expects its folders to exist, in the web process and the worker alike.
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Broadcast exchanges (revoke, pidbox); kombu's default is a "control" folder in the working directory.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
