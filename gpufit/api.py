@@ -97,8 +97,13 @@ class GPUOut(Schema):
     tdp_w: float | None
     release_date: dt.date | None
     launch_price_usd: float | None
+    launch_price_source_url: str = Field(alias="price_source_url")
     street_price_usd: float | None
+    street_price_date: dt.date | None
+    street_price_source_url: str
     cloud_price_usd_hr: float | None
+    cloud_price_date: dt.date | None
+    cloud_price_source_url: str
     unified_memory: bool
     gpu_memory_share: float | None
     pcie_gen: int | None

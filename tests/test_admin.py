@@ -98,11 +98,35 @@ def test_an_editor_save_marks_the_row(client, staff, rtx_3090):
     url = reverse("admin:hardware_gpu_change", args=[rtx_3090.pk])
     form = client.get(url).context["adminform"].form
     data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
-    data.update({"street_price_usd": 799, "unified_memory": "", "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0})
+    data.update(
+        {
+            "street_price_usd": 799,
+            "street_price_date": "2026-11-01",
+            "street_price_source_url": "https://example.org/rtx-3090-used-prices",
+            "unified_memory": "",
+            "aliases-TOTAL_FORMS": 0,
+            "aliases-INITIAL_FORMS": 0,
+        }
+    )
     response = client.post(url, data)
     assert response.status_code == 302, response.content[:2000]
     rtx_3090.refresh_from_db()
     assert rtx_3090.street_price_usd == 799 and rtx_3090.edited_by_editor
+    assert rtx_3090.street_price_source_url == "https://example.org/rtx-3090-used-prices"
+
+
+def test_a_street_price_needs_its_date_and_none_is_in_the_future(client, staff, rtx_3090):
+    url = reverse("admin:hardware_gpu_change", args=[rtx_3090.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+    data.update({"street_price_usd": 650, "street_price_date": "", "cloud_price_usd_hr": 0.4})
+    data.update({"cloud_price_date": "2999-01-01", "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0})
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert b"A street price needs the date it was seen." in response.content
+    assert b"A price date cannot be in the future." in response.content
+    rtx_3090.refresh_from_db()
+    assert rtx_3090.street_price_usd is None and not rtx_3090.edited_by_editor
 
 
 def test_it_shows_a_field_error_in_words(client, staff, rtx_3090):

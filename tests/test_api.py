@@ -318,3 +318,13 @@ def test_the_schema_and_the_docs_page_use_our_static_files(client, catalog):
     page = client.get("/api/v1/docs").content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower() and "https://" not in page
+
+
+def test_each_price_comes_with_its_own_source_and_date(client, catalog):
+    g = client.get("/api/v1/gpus/RTX 4090").json()
+    assert g["launch_price_usd"] == 1599 and g["launch_price_source_url"].startswith("https://")
+    assert g["street_price_usd"] is not None and g["street_price_date"]
+    assert g["street_price_source_url"].startswith("https://")
+    assert g["street_price_source_url"] != g["launch_price_source_url"]
+    h100 = client.get("/api/v1/gpus/NVIDIA H100 80GB HBM3").json()
+    assert h100["cloud_price_usd_hr"] > 0 and h100["cloud_price_source_url"].startswith("https://")

@@ -136,23 +136,42 @@ def test_the_bandwidth_check_covers_enough_rows() -> None:
     assert len(both) >= 40, both
 
 
+PRICE_SOURCES = {
+    "launch_price_usd": "price_source_url",
+    "street_price_usd": "street_price_source_url",
+    "cloud_price_usd_hr": "cloud_price_source_url",
+}
+
+
 @per_file
 def test_source_urls_are_web_links(path: Path) -> None:
     for row in rows(path):
         assert row["source_url"].startswith("https://"), row["name"]
-        price_source = row["price_source_url"]
-        assert not price_source or price_source.startswith(("https://", "http://")), row["name"]
+        for column in PRICE_SOURCES.values():
+            link = row[column]
+            assert not link or link.startswith(("https://", "http://")), (row["name"], column)
 
 
 @per_file
-def test_street_and_cloud_prices_cite_a_source_and_a_date(path: Path) -> None:
+def test_every_price_cites_its_own_source(path: Path) -> None:
+    # Launch, street and cloud prices usually come from different pages: each names its own.
     for row in rows(path):
-        if number(row, "street_price_usd") is not None or number(row, "cloud_price_usd_hr") is not None:
-            assert row["price_source_url"].startswith("https://"), row["name"]
+        for price, source in PRICE_SOURCES.items():
+            if number(row, price) is not None:
+                assert row[source].startswith("https://"), (row["name"], price)
+            else:
+                assert not row[source], (row["name"], f"{source} without {price}")
+
+
+@per_file
+def test_street_and_cloud_prices_carry_a_date(path: Path) -> None:
+    for row in rows(path):
         # A street price without its date cannot be compared with anything.
         assert bool(row["street_price_usd"].strip()) == bool(row["street_price_date"].strip()), row["name"]
-        if row["street_price_date"]:
-            datetime.date.fromisoformat(row["street_price_date"])
+        assert not row["cloud_price_date"] or row["cloud_price_usd_hr"], row["name"]
+        for column in ("street_price_date", "cloud_price_date"):
+            if row[column]:
+                assert datetime.date.fromisoformat(row[column]) <= datetime.date.today(), (row["name"], column)
 
 
 @per_file

@@ -8,6 +8,8 @@ import io
 import pytest
 from django.core.management import call_command
 
+from hardware.models import GPU
+
 
 @pytest.fixture(scope="module")
 def catalog(django_db_setup, django_db_blocker):
@@ -146,3 +148,12 @@ def test_gpu_page_bad_context_is_a_field_message(client):
 def test_list_pages_run_a_bounded_number_of_queries(client, django_assert_max_num_queries, url):
     with django_assert_max_num_queries(12):
         assert client.get(url).status_code == 200
+
+
+def test_gpu_page_links_each_price_to_its_source(client):
+    html = client.get("/gpus/nvidia-geforce-rtx-4090/").content.decode()
+    gpu = GPU.objects.get(slug="nvidia-geforce-rtx-4090")
+    assert f'<a href="{gpu.price_source_url}" rel="noopener">source</a>' in html
+    assert f'<a href="{gpu.street_price_source_url}" rel="noopener">source</a>' in html
+    assert f"(seen {gpu.street_price_date:%Y-%m-%d})" in html
+    assert "<th>Price used for costs</th><td>street price</td>" in html
