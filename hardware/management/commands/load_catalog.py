@@ -53,7 +53,26 @@ class Command(BaseCommand):
             f"Models: {llms.created} created, {llms.updated} updated, {llms.unchanged} unchanged, "
             f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed."
         )
+        out.write(coverage_line())
         out.write(f"Calibration: {calib} default rows added.")
         out.write(f"Measured benchmark results (inference/data/measured.json): {measured} added.")
         total = gpus.changes + llms.changes + calib + measured
         self.stdout.write(self.style.SUCCESS(f"Catalog loaded: {total} changes."))
+
+
+def coverage_line() -> str:
+    """Returns how much of the catalog carries what the pages need: prices and tensor rates."""
+    from django.db.models import Q
+
+    from hardware.models import GPU
+
+    curated = GPU.objects.curated()
+    priced = curated.filter(
+        Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
+    )
+    return (
+        f"Coverage: {GPU.objects.count()} GPUs, {curated.count()} curated; curated with a price "
+        f"{priced.count()}, with a price and tensor TFLOPS {priced.filter(fp16_tensor_tflops__isnull=False).count()}, "
+        f"dated street prices {curated.filter(street_price_usd__isnull=False).count()}, "
+        f"cloud prices {curated.filter(cloud_price_usd_hr__isnull=False).count()}."
+    )
