@@ -59,6 +59,12 @@ def fit_calibration() -> int:
                 },
             )
             written += 1
+        # A fitted row whose runs are no longer folded (unfolded by an editor, or by a changed rule) goes;
+        # rows an editor wrote by hand are never touched.
+        stale = Calibration.objects.filter(backend=BACKEND, is_fitted=True)
+        for hw, prec in groups:
+            stale = stale.exclude(hardware_class=hw, precision_class=prec)
+        stale.delete()
     return written
 
 

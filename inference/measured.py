@@ -19,11 +19,19 @@ from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, W
 PATH = Path(__file__).resolve().parent / "data" / "measured.json"
 
 
-def folds_into_calibration(spec: dict) -> bool:
-    """Returns whether a run used the path a worker job takes on CUDA (bf16 under a CUDA graph, int8/int4 eager)."""
+def folds_into_calibration(result: dict) -> bool:
+    """Returns whether a run used the path a worker job takes on CUDA.
+
+    bf16/fp16: the decode step under a CUDA graph. int8/int4: a run that records which kernels did the quantized
+    matmuls; runs made before the fused kernels existed (no `kernels` field) read every touched weight twice and
+    would make the estimate for today's runner far too slow, so they are shown but not folded.
+    """
+    spec = result["spec"]
     if spec.get("compile"):
         return False
-    return bool(spec.get("cuda_graph")) if spec["precision"] in ("bf16", "fp16") else True
+    if spec["precision"] in ("bf16", "fp16"):
+        return bool(spec.get("cuda_graph"))
+    return bool(result.get("kernels"))
 
 
 def load_measured(path: Path = PATH) -> int:
@@ -36,7 +44,7 @@ def load_measured(path: Path = PATH) -> int:
         return 0
     data = json.loads(path.read_text(encoding="utf-8"))
     when = timezone.make_aware(dt.datetime.fromisoformat(data["date"]))
-    added = 0
+    added = refolded = 0
     with transaction.atomic():
         host, _ = WorkerHost.objects.get_or_create(
             hostname=data["host"], defaults={"queue": f"gpu.{data['host']}", "started_at": when, "last_seen": when}
@@ -56,6 +64,12 @@ def load_measured(path: Path = PATH) -> int:
         for i, run in enumerate(data["runs"]):
             key = f"measured:{path.name}:{i}"
             if BenchmarkJob.objects.filter(task_id=key).exists():
+                # A run loaded before the folding rule changed follows the rule of today.
+                refolded += (
+                    BenchmarkResult.objects.filter(job__task_id=key)
+                    .exclude(folded_into_calibration=folds_into_calibration(run["result"]))
+                    .update(folded_into_calibration=folds_into_calibration(run["result"]))
+                )
                 continue
             spec = run["result"]["spec"]
             job = BenchmarkJob.objects.create(
@@ -79,9 +93,9 @@ def load_measured(path: Path = PATH) -> int:
             )
             result = BenchResult(**run["result"])
             values = compare_with_estimate(result, host=data["host"])
-            values["folded_into_calibration"] = folds_into_calibration(spec)
+            values["folded_into_calibration"] = folds_into_calibration(run["result"])
             BenchmarkResult.objects.create(job=job, created_at=when, **values)
             added += 1
-        if added:
+        if added or refolded:
             fit_calibration()
     return added

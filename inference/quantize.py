@@ -9,6 +9,15 @@ Rules (what is quantized and why):
 - lm_head is int8 in both modes: it decides the next token directly, and int4 on it costs the most quality
   per byte saved (it is 131 M of Mixtral's 46.7 B parameters).
 Activations stay in bf16/fp16/fp32; weights are dequantized on the fly (weight-only quantization).
+
+Two ways to run a quantized matmul:
+- the reference path dequantizes the codes and calls an ordinary matmul (any device, and the form torch.compile
+  fuses); eager, it writes and re-reads a full-precision copy of every weight it touches;
+- `use_fused_kernels` switches the modules to torch's fused weight-only kernels where the device has them
+  (`aten._weight_int8pack_mm`; int4: `aten._weight_int4pack_mm_for_cpu` on the CPU, the tinygemm
+  `aten._weight_int4pack_mm` on CUDA), which read the codes once. int4 codes are repacked into the kernel's
+  layout. A kernel is used only after it matched the reference path on the device in a self-test; otherwise the
+  modules stay on the reference path and the report says why.
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ from torch import nn
 from inference.mixtral import Experts, Mixtral, RoutedFFN
 
 MODES = ("int8", "int4")
+INT8_KERNEL = "_weight_int8pack_mm"
+INT4_KERNELS = {"cpu": "_weight_int4pack_mm_for_cpu", "cuda": "_weight_int4pack_mm"}
+_INT4_CONVERT = {"cpu": "_convert_weight_to_int4pack_for_cpu", "cuda": "_convert_weight_to_int4pack"}
+_CUDA_INNER_K_TILES = 8  # tinygemm's tiling of the reduction dimension (2, 4 or 8)
 # Standard deviation of a uniform integer code, used to scale random codes to a target weight std.
 _INT8_CODE_STD = ((255**2 - 1) / 12) ** 0.5  # codes uniform in [-127, 127]
 _INT4_CODE_STD = ((16**2 - 1) / 12) ** 0.5  # nibbles uniform in [0, 15], centred at 8
@@ -54,6 +67,45 @@ def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
     return w.flatten(-2)
 
 
+def _has_kernel(op: str, device: torch.device) -> bool:
+    """Returns whether aten::op has a kernel registered for the device's type in this torch build."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{op}", key)
+
+
+def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Returns x [..., in] @ (codes [out, in] * scales [out, None])^T with the fused int8 kernel."""
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    return torch.ops.aten._weight_int8pack_mm(flat, codes, scales.to(x.dtype)).reshape(*x.shape[:-1], -1)
+
+
+def int4_kernel_layout(
+    packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (weight, scales_and_zeros) of one [out, in/2] packed matrix in the device kernel's layout.
+
+    The kernels compute w = (q - 8) * scale + zero per group; our codes are symmetric around 8, so zero is 0.
+    scales_and_zeros is [in/group, out, 2] in the activation dtype.
+    """
+    low, high = packed & 0x0F, packed >> 4
+    convert = getattr(torch.ops.aten, _INT4_CONVERT[packed.device.type])
+    if packed.device.type == "cpu":
+        codes = torch.stack([low, high], dim=-1).flatten(-2).to(torch.int32)  # [out, in], one code per int32
+        weight = convert(codes.contiguous(), 2)
+    else:
+        # tinygemm takes two codes per byte with the even input index in the high nibble.
+        weight = convert((low << 4 | high).contiguous(), _CUDA_INNER_K_TILES)
+    s = scales.to(dtype).transpose(0, 1)  # [G, out]
+    return weight, torch.stack([s, torch.zeros_like(s)], dim=-1).contiguous()
+
+
+def int4_mm(x: torch.Tensor, weight: torch.Tensor, scales_zeros: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Returns x [..., in] @ W^T with W in the device's int4 kernel layout (see int4_kernel_layout)."""
+    kernel = getattr(torch.ops.aten, INT4_KERNELS[x.device.type])
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    return kernel(flat, weight, group_size, scales_zeros).reshape(*x.shape[:-1], -1)
+
+
 class Int8Linear(nn.Module):
     """y = x W^T with W stored as int8 codes and one scale per output channel."""
 
@@ -71,9 +123,16 @@ class Int8Linear(nn.Module):
             q.weight, q.scales = quantize_int8(lin.weight.data)
         return q
 
+    fused = False  # set by use_fused_kernels
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and not torch.compiler.is_compiling():
+            return int8_mm(x, self.weight, self.scales)
         # Scaling the output instead of the weight: same result, one multiply per output instead of per weight.
         return F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+
+    def use_kernel(self) -> None:
+        self.fused = True
 
     @torch.no_grad()
     def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
@@ -100,8 +159,18 @@ class Int4Linear(nn.Module):
             q.weight, q.scales = quantize_int4(lin.weight.data, group_size)
         return q
 
+    fused = False  # set by use_kernel: weight and scales are then in the device kernel's layout
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return int4_mm(x, self.weight, self.scales, self.group_size)
         return F.linear(x, dequantize_int4(self.weight, self.scales, x.dtype))
+
+    @torch.no_grad()
+    def use_kernel(self) -> None:
+        """Repacks the codes into the device kernel's layout (same bytes; the scales gain their zero points)."""
+        self.weight, self.scales = int4_kernel_layout(self.weight, self.scales, self.scales.dtype)
+        self.fused = True
 
     @torch.no_grad()
     def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
@@ -135,9 +204,34 @@ class QuantExperts(RoutedFFN):
             self.register_buffer(name, codes)
             self.register_buffer(name + "_scales", scales)
 
+    fused = False  # set by use_kernel
+
     def use_gather(self, n_tokens: int) -> bool:
+        # Fused kernels read each touched expert's codes once per step: dispatching is then always cheaper.
+        if self.fused:
+            return False
         # Gathering copies k experts per token; beyond half the stack that reads more than dispatching does.
         return n_tokens * self.top_k <= self.n_experts // 2
+
+    @torch.no_grad()
+    def use_kernel(self) -> None:
+        """Switches the expert matmuls to the fused kernel (int4 codes are repacked expert by expert)."""
+        if self.mode == "int4":
+            for name in ("w1", "w2", "w3"):
+                codes, scales = getattr(self, name), getattr(self, name + "_scales")
+                pairs = [int4_kernel_layout(codes[e], scales[e], scales.dtype) for e in range(codes.shape[0])]
+                setattr(self, name, torch.stack([w for w, _ in pairs]))
+                setattr(self, name + "_scales", torch.stack([sz for _, sz in pairs]))
+        self.fused = True
+
+    def _matmul(self, rows: torch.Tensor, name: str, e: int) -> torch.Tensor:
+        """Returns rows @ W_e^T for expert e of matrix name, fused when switched to the kernel."""
+        codes, scales = getattr(self, name)[e], getattr(self, name + "_scales")[e]
+        if not self.fused:
+            return F.linear(rows, self.weight(name, e, rows.dtype))
+        if self.mode == "int8":
+            return int8_mm(rows, codes, scales)
+        return int4_mm(rows, codes, scales, self.group_size)
 
     def weight(self, name: str, index: torch.Tensor | int, dtype: torch.dtype) -> torch.Tensor:
         """Returns the dequantized weights of experts `index` for matrix name ('w1', 'w2', 'w3')."""
@@ -160,10 +254,8 @@ class QuantExperts(RoutedFFN):
         for e, n in enumerate(counts.tolist()):  # host sync; experts with no tokens are never dequantized
             if n:
                 rows = xs[start : start + n]
-                h = F.silu(F.linear(rows, self.weight("w1", e, xs.dtype))) * F.linear(
-                    rows, self.weight("w3", e, xs.dtype)
-                )
-                out[start : start + n] = F.linear(h, self.weight("w2", e, xs.dtype))
+                h = F.silu(self._matmul(rows, "w1", e)) * self._matmul(rows, "w3", e)
+                out[start : start + n] = self._matmul(h, "w2", e)
                 start += n
         return out
 
@@ -199,3 +291,62 @@ def quantize_model(model: Mixtral, mode: str, group_size: int = 128) -> Mixtral:
         layer.moe.experts = QuantExperts(layer.moe.experts, mode, group_size)
     model.output = Int8Linear.from_linear(model.output)
     return model
+
+
+def kernel_self_test(mode: str, device: torch.device, dtype: torch.dtype, group_size: int = 128) -> str | None:
+    """Returns None when the fused kernel for mode matches the reference path on device, else the reason it is not used.
+
+    A 256 x 512 random matrix and 3 input rows; the kernel must agree within 2 % of the output's largest value
+    (both paths round to the activation dtype, so a few tenths of a percent is normal; a wrong layout is off by
+    the output's whole magnitude).
+    """
+    op = INT8_KERNEL if mode == "int8" else INT4_KERNELS.get(device.type, "")
+    if (
+        not op
+        or not _has_kernel(op, device)
+        or (mode == "int4" and not _has_kernel(_INT4_CONVERT[device.type], device))
+    ):
+        return f"this torch build has no {mode} weight-only kernel for {device.type}"
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    lin = nn.Linear(512, 256, bias=False)
+    lin.weight.data = (torch.randn(256, 512, generator=gen) * 0.05).to(device=device, dtype=dtype)
+    x = torch.randn(3, 512, generator=gen).to(device=device, dtype=dtype)
+    q = Int8Linear.from_linear(lin) if mode == "int8" else Int4Linear.from_linear(lin, min(group_size, 512))
+    try:
+        with torch.no_grad():
+            ref = q(x).float()
+            q.use_kernel()
+            got = q(x).float()
+    except (RuntimeError, NotImplementedError) as exc:
+        return f"{op} failed on {device.type} ({dtype}): {str(exc).splitlines()[0][:160]}"
+    err = (got - ref).abs().max().item() / max(ref.abs().max().item(), 1e-6)
+    if not err < 0.02:
+        return f"{op} disagreed with the reference path on {device.type} ({dtype}): {err:.1%} of the output"
+    return None
+
+
+@torch.no_grad()
+def use_fused_kernels(model: Mixtral, dtype: torch.dtype) -> str:
+    """Switches every quantized module of model to the device's fused kernel when it passes the self-test.
+
+    Returns what runs the quantized matmuls, for the benchmark report.
+    """
+    modules = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear, QuantExperts))]
+    if not modules:
+        return ""
+    device = next(model.buffers()).device
+    modes = {
+        "int8" if isinstance(m, Int8Linear) else ("int4" if isinstance(m, Int4Linear) else m.mode) for m in modules
+    }
+    problems = {mode: kernel_self_test(mode, device, dtype, getattr(modules[0], "group_size", 128)) for mode in modes}
+    for m in modules:
+        mode = "int8" if isinstance(m, Int8Linear) else ("int4" if isinstance(m, Int4Linear) else m.mode)
+        if problems[mode] is None:
+            m.use_kernel()
+    parts = []
+    for mode in sorted(modes):
+        op = INT8_KERNEL if mode == "int8" else INT4_KERNELS.get(device.type, "")
+        parts.append(
+            f"{mode}: aten.{op}" if problems[mode] is None else f"{mode}: dequantize + matmul ({problems[mode]})"
+        )
+    return "; ".join(parts)

@@ -35,6 +35,7 @@ class BenchSpec:
     device: str = "cpu"  # "cpu" or "cuda:N"
     compile: bool = False  # torch.compile the decode step (compile time reported apart)
     cuda_graph: bool = False  # capture the decode step in a CUDA graph (CUDA only; removes launch overhead)
+    fused: bool = True  # int8/int4: use the device's fused weight-only kernels where they pass their self-test
     seed: int = 0
     group_size: int = 128  # int4 group width
     memory_limit_gb: float | None = None  # refuse (as "oom") a run whose weights + KV cache exceed this
@@ -83,6 +84,7 @@ class BenchResult:
     materialise_s: float | None = None
     warmup_s: float | None = None
     compile_s: float | None = None
+    kernels: str = ""  # what ran the quantized matmuls (fused kernel, or dequantize + matmul and why)
     device_name: str = ""
     torch_version: str = ""
     cuda_version: str | None = None
@@ -250,10 +252,21 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
             return model(step_tok, step_pos)
 
         step = eager_step
+        kernels = ""
         if spec.compile:
             for moe in model.moe_layers():
                 moe.experts.prefer_gather = True
             step = torch.compile(eager_step, dynamic=False)
+            if spec.precision in ("int8", "int4"):
+                kernels = f"{spec.precision}: dequantize + matmul, fused by torch.compile"
+        elif spec.precision in ("int8", "int4") and not spec.fused:
+            kernels = f"{spec.precision}: dequantize + matmul (fused kernels turned off)"
+        elif spec.precision in ("int8", "int4"):
+            from inference.quantize import use_fused_kernels
+
+            kernels = use_fused_kernels(model, _dtype(spec.precision, device))
+            if kernels:
+                report(11.0, kernels)
 
         # Warm-up (untimed): one prefill and two decode steps, eager, so kernels are loaded and autotuned.
         tw = time.perf_counter()
@@ -391,6 +404,7 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
             materialise_s=materialise_s,
             warmup_s=warmup_s,
             compile_s=compile_s,
+            kernels=kernels,
             **env,
         )
 
@@ -405,7 +419,7 @@ def format_row(r: BenchResult) -> str:
         f"{head}: prefill {r.prefill_tok_s:.1f} tok/s, TTFT {r.ttft_s * 1e3:.1f} ms, decode {r.decode_tok_s:.2f} tok/s "
         f"[{r.decode_tok_s_min:.2f}-{r.decode_tok_s_max:.2f}], {r.per_token_latency_ms:.1f} ms/token, "
         f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active, "
-        f"experts/layer {r.experts_touched_per_layer:.2f}"
+        f"experts/layer {r.experts_touched_per_layer:.2f}" + (f"; {r.kernels}" if r.kernels else "")
     )
 
 
@@ -423,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group-size", type=int, default=128)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--no-fused", action="store_true", help="int8/int4: dequantize + matmul instead of fused kernels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-limit-gb", type=float, default=None)
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -438,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         device=a.device,
         compile=a.compile,
         cuda_graph=a.cuda_graph,
+        fused=not a.no_fused,
         seed=a.seed,
         group_size=a.group_size,
         memory_limit_gb=a.memory_limit_gb,

