@@ -84,6 +84,7 @@ def suite(layers: int, quick: bool, new_tokens: int, repeats: int, device: str, 
             replace(base, precision="int8"),
             replace(base, precision="int4", group_size=32),
             replace(base, precision="fp32", batch=4),
+            replace(base, precision="int8", fused=False),
         ]
     base = BenchSpec(preset="mixtral-8x7b", new_tokens=new_tokens, repeats=repeats, device=device, prompt_tokens=128)
     bf16 = replace(base, precision="bf16", layers=bf16_layers)
@@ -96,6 +97,9 @@ def suite(layers: int, quick: bool, new_tokens: int, repeats: int, device: str, 
         replace(base, precision="int8", layers=layers, batch=8),
         replace(bf16, batch=1, prompt_tokens=2048),
         replace(bf16, batch=8, cuda_graph=True) if device.startswith("cuda") else None,
+        # The quantized runs again through dequantize + matmul: what the fused kernels gain on this device.
+        replace(base, precision="int8", layers=layers, batch=1, fused=False),
+        replace(base, precision="int4", layers=layers, batch=1, fused=False),
     ]
     return [s for s in specs if s is not None]
 
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         r = run_benchmark(spec)
         est = estimator_figures(r, gpu, tflops) if r.status == "ok" else None
-        name = f"{spec.precision} b{spec.batch} p{spec.prompt_tokens} L{r.model_layers or spec.layers}{' graph' if spec.cuda_graph else ''}"
+        name = f"{spec.precision} b{spec.batch} p{spec.prompt_tokens} L{r.model_layers or spec.layers}{' graph' if spec.cuda_graph else ''}{' unfused' if not spec.fused else ''}"
         if r.status == "ok":
             pct_copy = 100 * r.achieved_gb_s / copy_gb_s
             pct_sheet = f"{100 * r.achieved_gb_s / sheet_bw:6.1f}" if sheet_bw else "     -"

@@ -54,6 +54,7 @@ def _cpu_memory_limit_gb() -> float:
 
 def execute(job: BenchmarkJob) -> str:
     """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
+    from inference.mixtral import PRESETS
     from inference.results import compare_with_estimate
     from inference.runner import BenchSpec, run_benchmark
 
@@ -69,6 +70,8 @@ def execute(job: BenchmarkJob) -> str:
         memory_limit_gb=_cpu_memory_limit_gb() if (job.target_device or "cpu") == "cpu" else None,
         # On CUDA a float decode step is replayed from a CUDA graph: eager launches cost 3x (docs/benchmarks.md).
         cuda_graph=(job.target_device or "cpu").startswith("cuda") and job.precision in ("bf16", "fp16"),
+        # int4 groups of 128 inputs; a preset narrower than that (the tiny test model) uses one group per row.
+        group_size=min(128, PRESETS[job.preset].dim),
     )
     result = run_benchmark(spec, progress=lambda pct, msg: jobs.report_progress(job.pk, 5 + 0.9 * pct, msg))
     if result.status == "error" and "no longer running" in result.message:

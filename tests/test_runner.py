@@ -129,8 +129,11 @@ def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
     assert gpu_check.main(["--device", "cpu", "--layers", "1", "--quick", "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["kind"] == "device" and lines[0]["copy_gb_s"] > 0
-    assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 4
-    assert "decode" in capsys.readouterr().out
+    assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 5
+    kernels = [rec["result"]["kernels"] for rec in lines[1:]]
+    assert kernels[1] == "int8: aten._weight_int8pack_mm" and "turned off" in kernels[4]
+    printed = capsys.readouterr().out
+    assert "decode" in printed and "int8 b1 p16 L2 unfused" in printed
 
 
 def test_quantized_runs_say_which_kernels_ran():

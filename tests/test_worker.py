@@ -148,6 +148,19 @@ def test_a_job_runs_end_to_end_on_a_real_worker(client, worker, operator):
     assert job.finished_at == finished_at and BenchmarkResult.objects.filter(job=job).count() == 1
 
 
+def test_an_int4_job_runs_through_the_fused_kernels_on_a_real_worker(client, worker, operator):
+    response = client.post(reverse("inference:new_job"), tiny_job(worker.host, precision="int4", repeats=1))
+    assert response.status_code == 302, response.content[:2000]
+    job = BenchmarkJob.objects.get(requested_by=operator)
+    wait_for(lambda: BenchmarkJob.objects.get(pk=job.pk).status not in ("queued", "running"), 180, "the job to finish")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
+    result = BenchmarkResult.objects.get(job=job)
+    assert result.raw["kernels"] == "int4: aten._weight_int4pack_mm_for_cpu; int8: aten._weight_int8pack_mm"
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert '<td colspan="3" id="kernels">int4: aten._weight_int4pack_mm_for_cpu' in page
+
+
 def test_a_spec_that_cannot_fit_ends_as_oom(client, worker, operator):
     # Mixtral-8x7B, 32 layers at bf16 = 93 GB of weights: more than this machine's RAM.
     data = tiny_job(worker.host, preset="mixtral-8x7b", layers=32, precision="bf16", prompt_tokens=16, new_tokens=4)
