@@ -11,7 +11,33 @@ from planner import charts
 from planner.calibration import calibration_factors
 from planner.estimator import Workload, rank_models
 from planner.inputs import gpu_spec, model_arch, quants_of
+from planner.lookup import remembered
 from planner.pagecache import catalog_page
+
+# The GPU page's table columns and how many decimals each is shown with.
+MODEL_ROW_FIGURES = {
+    "total_gb": 1,
+    "headroom_gb": 1,
+    "decode_tok_s": 1,
+    "decode_tok_s_low": 1,
+    "decode_tok_s_high": 1,
+    "prefill_tok_s": 0,
+    "ttft_s": 2,
+    "usd_per_million_tokens": 2,
+}
+
+
+def _fixed(value: object, digits: int) -> str:
+    """Returns a figure with a fixed number of decimals ("—" when missing); floatformat, without its cost per cell."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{float(value):,.{digits}f}"
+
+
+def _model_tables() -> tuple[list[LanguageModel], list, list]:
+    """Returns every model with its architecture and formats, read once per catalog version."""
+    models = list(LanguageModel.objects.with_table())
+    return models, [model_arch(m) for m in models], [quants_of(m) for m in models]
 
 
 class GPUFilterForm(forms.Form):
@@ -60,11 +86,11 @@ def gpu_detail(request, slug: str):
     context: dict = {"gpu": gpu, "form": form}
     if form.is_valid():
         data = form.cleaned_data
-        models = list(LanguageModel.objects.with_table())
+        models, archs, quants = remembered("model-tables", "all", _model_tables)
         workload = Workload(context=data["context"], batch=data["users"])
         ranked = rank_models(
-            [model_arch(m) for m in models],
-            [quants_of(m) for m in models],
+            archs,
+            quants,
             gpu_spec(gpu),
             workload,
             calibration_factors(),
@@ -72,7 +98,11 @@ def gpu_detail(request, slug: str):
         by_name = {m.name: m for m in models}
         rows = ranked[ranked["fits"].astype(bool)] if data["fits_only"] else ranked
         records = [
-            {**r, "model_obj": by_name.get(r["model"])}
+            {
+                **r,
+                "model_obj": by_name.get(r["model"]),
+                "show": {k: _fixed(r[k], d) for k, d in MODEL_ROW_FIGURES.items()},
+            }
             for r in rows[
                 [
                     "model",

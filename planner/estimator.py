@@ -414,6 +414,21 @@ def hardware_class(gpu: GPUSpec) -> str:
     )
 
 
+def hardware_classes(gpus: pd.DataFrame) -> np.ndarray:
+    """Return the calibration hardware class of every GPU row of a catalog frame.
+
+    A frame that carries them as a ``hardware_class`` column (worked out once per catalog) is not reclassified.
+    """
+    unified = pd.Series(_col(gpus, "unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    return _hardware_class_vec(
+        _col(gpus, "vendor", "other"),
+        _col(gpus, "segment", ""),
+        _col(gpus, "memory_type", ""),
+        _col(gpus, "bandwidth_gb_s", np.nan),
+        unified,
+    )
+
+
 def _text_array(values, missing: str, case) -> np.ndarray:
     """Return the values as case-folded strings in an object array, ``missing`` for None/NaN/NA."""
     return np.array(
@@ -1105,8 +1120,7 @@ def _prepare_gpus(gpus: pd.DataFrame) -> _GPUPrep:
 
     segment_g = gcol("segment", "")
     bandwidth_g = gcol("bandwidth_gb_s", np.nan)
-    unified_g = pd.Series(gcol("unified_memory", False)).fillna(False).astype(bool).to_numpy()
-    hw_g = _hardware_class_vec(gcol("vendor", "other"), segment_g, gcol("memory_type", ""), bandwidth_g, unified_g)
+    hw_g = gpus["hardware_class"].to_numpy(dtype=object) if "hardware_class" in gpus.columns else hardware_classes(gpus)
     hw_levels, hw_codes = np.unique(hw_g.astype(str), return_inverse=True)
     ic_bw_g, ic_lat_g = _interconnect(
         gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)

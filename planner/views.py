@@ -25,6 +25,7 @@ from planner.estimator import (
     ModelArch,
     Workload,
     estimate,
+    hardware_classes,
     kv_cache_bytes,
     overhead_gb,
     rank_builds,
@@ -105,7 +106,14 @@ def workload_of(data: dict) -> Workload:
 # rest of a model page, and the table changes only when an editor saves or load_catalog runs.
 def cached_catalog_frame() -> pd.DataFrame:
     """Returns the whole catalog as the estimator's frame, re-read only when the catalog fingerprint changes."""
-    return remembered("frame", "catalog", catalog_frame)
+    return remembered("frame", "catalog", _classified_catalog_frame)
+
+
+def _classified_catalog_frame() -> pd.DataFrame:
+    """Returns the catalog frame with each GPU's calibration hardware class worked out once."""
+    frame = catalog_frame()
+    frame["hardware_class"] = hardware_classes(frame)
+    return frame
 
 
 def gpu_frame_for(data: dict, queryset=None) -> pd.DataFrame:
@@ -160,6 +168,7 @@ def measured_results(model: LanguageModel):
     return (
         BenchmarkResult.objects.filter(status="ok", gpu__isnull=False, job__preset__in=presets)
         .select_related("gpu", "job")
+        .defer("raw", "estimate_basis", "gpu__notes")  # the runner's JSON is for the job page, not the lists
         .order_by("-decode_tok_s")
     )
 

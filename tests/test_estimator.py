@@ -18,6 +18,8 @@ from planner.estimator import (
     distinct_experts,
     estimate,
     gpus_frame,
+    hardware_class,
+    hardware_classes,
     kv_bytes_per_token,
     kv_cache_bytes,
     rank_builds,
@@ -204,6 +206,17 @@ def test_it_ranks_gpus_with_the_same_figures_as_estimate():
             assert row["decode_bound"] == est.decode_bound
     # Fitting rows come first.
     assert ranked["fits"].iloc[0] and not ranked["fits"].iloc[-1]
+
+
+def test_a_frame_that_carries_its_hardware_classes_ranks_the_same():
+    gpus = gpus_frame([H100, RTX4090, MAC32, MAC64])
+    assert list(hardware_classes(gpus)) == [hardware_class(g) for g in (H100, RTX4090, MAC32, MAC64)]
+    assert list(hardware_classes(gpus)) == ["nvidia-hbm", "nvidia-gddr", "apple", "apple"]
+    wl = Workload(context=4096)
+    plain = rank_gpus(MIXTRAL_8X7B, [Q4_K_M], gpus, wl)
+    classified = rank_gpus(MIXTRAL_8X7B, [Q4_K_M], gpus.assign(hardware_class=hardware_classes(gpus)), wl)
+    for col in ("name", "hardware_class", "decode_tok_s", "prefill_tok_s", "fits"):
+        assert list(classified[col]) == list(plain[col]), col
 
 
 def test_it_ranks_models_on_one_gpu():

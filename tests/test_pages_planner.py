@@ -128,6 +128,12 @@ def test_gpu_page_lists_models_that_fit_with_speeds(client, slug):
     rows = response.context["rows"]
     assert rows and all(r["fits"] for r in rows)
     assert response.context["chart"]["data"][0]["x"]
+    # Figures are formatted once in the view: the first row's decode speed and memory appear as shown.
+    html = response.content.decode()
+    first = rows[0]
+    assert first["show"]["decode_tok_s"] == f"{first['decode_tok_s']:,.1f}"
+    assert f'<td class="num">{first["show"]["total_gb"]} GB</td>' in html
+    assert ">nan<" not in html.lower()
 
 
 def test_gpu_page_bad_context_is_a_field_message(client):
