@@ -1093,7 +1093,7 @@ def _usable_vec(df: pd.DataFrame, share_override: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _GPUPrep:
+class GPUPrep:
     """Per-GPU-row facts of a ranking, worked out once and shared by every model and format."""
 
     gpus: pd.DataFrame
@@ -1114,7 +1114,9 @@ class _GPUPrep:
     ram_gb_s: np.ndarray
 
 
-def _prepare_gpus(gpus: pd.DataFrame) -> _GPUPrep:
+def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
+    """Return the per-GPU arrays the ranking needs; a caller ranking one frame many times may keep them."""
+
     def gcol(name: str, default: object) -> np.ndarray:
         return _col(gpus, name, default)
 
@@ -1125,7 +1127,7 @@ def _prepare_gpus(gpus: pd.DataFrame) -> _GPUPrep:
     ic_bw_g, ic_lat_g = _interconnect(
         gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
     )
-    return _GPUPrep(
+    return GPUPrep(
         gpus=gpus,
         hw=hw_g,
         hw_levels=hw_levels,
@@ -1148,7 +1150,7 @@ def _prepare_gpus(gpus: pd.DataFrame) -> _GPUPrep:
 def _rank_arrays(
     model: ModelArch,
     quants: Sequence[Quant],
-    prep: _GPUPrep,
+    prep: GPUPrep,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -1202,7 +1204,7 @@ def _rank_arrays(
     return gi, extra
 
 
-def _frame(prep: _GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
+def _frame(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
     # Sort before building the frame so the GPU columns are gathered once.
     data = {c: prep.gpus[c].to_numpy()[gi[order]] for c in prep.gpus.columns if c not in extra}
     data.update({k: v[order] for k, v in extra.items()})
@@ -1221,12 +1223,13 @@ def _rank_frame(
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None,
     sort: bool = True,
+    prep: GPUPrep | None = None,
 ) -> pd.DataFrame:
     """Return one row per (GPU row, quant) with every figure, fitting rows first, fastest first.
 
     GPU rows may carry count/split/offload columns (the build planner's expansion).
     """
-    prep = _prepare_gpus(gpus)
+    prep = prep if prep is not None else prepare_gpus(gpus)
     gi, extra = _rank_arrays(model, quants, prep, workload, calibration)
     return _frame(prep, gi, extra, _fit_first(extra) if sort else np.arange(len(gi)))
 
@@ -1237,9 +1240,13 @@ def rank_gpus(
     gpus: pd.DataFrame,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None = None,
+    prep: GPUPrep | None = None,
 ) -> pd.DataFrame:
-    """Return one row per (GPU, quant), fitting rows first, fastest first, computed in one numpy pass."""
-    return _rank_frame(model, quants, gpus, workload, calibration)
+    """Return one row per (GPU, quant), fitting rows first, fastest first, computed in one numpy pass.
+
+    ``prep`` is ``prepare_gpus(gpus)`` when the caller keeps it between rankings of the same frame.
+    """
+    return _rank_frame(model, quants, gpus, workload, calibration, prep=prep)
 
 
 def rank_models(
@@ -1254,7 +1261,7 @@ def rank_models(
     """Return one row per (model, format) on one GPU build, fitting rows first, fastest first."""
     row = {k: v for k, v in asdict(gpu).items()}
     row.update({"count": count, "split": split})
-    prep = _prepare_gpus(pd.DataFrame([row]))
+    prep = prepare_gpus(pd.DataFrame([row]))
     parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for m, qs in zip(models, quants_per_model, strict=True):
         if not qs:

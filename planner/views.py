@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -22,12 +23,14 @@ from planner.estimator import (
     GB,
     MIXTRAL_8X7B,
     Build,
+    GPUPrep,
     ModelArch,
     Workload,
     estimate,
     hardware_classes,
     kv_cache_bytes,
     overhead_gb,
+    prepare_gpus,
     rank_builds,
     rank_gpus,
     table_vram_gb,
@@ -244,11 +247,13 @@ def _show(value: object, digits: int) -> str:
 
 def _records(frame: pd.DataFrame, limit: int) -> list[dict]:
     """Returns the first ``limit`` rows as dicts (NaN as None), with ``show``: each figure as display text."""
-    head = frame.head(limit)
-    columns = [c for c in RECORD_COLUMNS if c in head.columns]
-    arrays = [head[c].to_numpy() for c in columns]
+    columns = [c for c in RECORD_COLUMNS if c in frame.columns]
+    head = frame.iloc[:limit]
+    # One conversion per column block, then plain Python values: cheaper than a Series per column.
+    table = head[columns].to_numpy(dtype=object)
+    shown = [(k, d) for k, d in SHOWN.items() if k in columns]
     rows = []
-    for values in zip(*arrays, strict=True):
+    for values in table:
         row = {}
         for k, v in zip(columns, values, strict=True):
             if isinstance(v, float) and v != v:
@@ -256,17 +261,13 @@ def _records(frame: pd.DataFrame, limit: int) -> list[dict]:
             elif hasattr(v, "item"):
                 v = v.item()
             row[k] = v
-        row["show"] = {k: _show(row.get(k), d) for k, d in SHOWN.items() if k in row}
+        row["show"] = {k: _show(row[k], d) for k, d in shown}
         rows.append(row)
     return rows
 
 
-def gpu_ranking(model: LanguageModel, data: dict, sort: str = "memory", limit: int = CARD_LIMIT) -> Ranking:
-    """Returns the GPUs that can run ``model`` for a cleaned workload form: single cards, pairs, offload, measured."""
-    arch = model_arch(model)
-    workload = workload_of(data)
-    calibration = calibration_factors()
-    quants = _quants_for(model, data)
+def _ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
+    """Returns the GPU rows a model page ranks (single cards; with one format also pairs and offload builds)."""
     frame = gpu_frame_for(data).assign(group="single", count=1, offload_ram_gb=0.0, ram_bandwidth_gb_s=0.0)
     if data["quant"] != BEST:
         # Pairs and CPU offload only for curated cards: they carry prices, and they are what people buy.
@@ -282,26 +283,63 @@ def gpu_ranking(model: LanguageModel, data: dict, sort: str = "memory", limit: i
             ],
             ignore_index=True,
         )
-    ranked = rank_gpus(arch, quants, frame, workload, calibration)
-    # Every filter below copies the frame: keep only what the cards, the chart and the CSV show.
-    ranked = ranked[[c for c in RANKING_COLUMNS if c in ranked.columns]]
-    if data.get("budget") is not None:
-        ranked = ranked[ranked["price_usd"].notna() & (ranked["price_usd"] * ranked["count"] <= data["budget"])]
+    return frame, prepare_gpus(frame)
+
+
+def ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
+    """Returns _ranking_frame(data), kept per catalog version for the unfiltered default (most page views).
+
+    Filtered or custom-RAM variants are built per request, so the per-process cache stays a few entries.
+    """
+    custom_ram = data.get("ram_gb") not in (None, DEFAULT_RAM_GB) or data.get("ram_bandwidth_gb_s") not in (
+        None,
+        DEFAULT_RAM_BANDWIDTH_GB_S,
+    )
+    if data.get("vendor") or data.get("segment") or custom_ram:
+        return _ranking_frame(data)
+    key = f"{data.get('price_basis') or 'street'}|{'best' if data['quant'] == BEST else 'one'}"
+    return remembered("ranking-frame", key, lambda: _ranking_frame(data))
+
+
+def gpu_ranking(model: LanguageModel, data: dict, sort: str = "memory", limit: int = CARD_LIMIT) -> Ranking:
+    """Returns the GPUs that can run ``model`` for a cleaned workload form: single cards, pairs, offload, measured."""
+    arch = model_arch(model)
+    workload = workload_of(data)
+    calibration = calibration_factors()
+    quants = _quants_for(model, data)
+    frame, prep = ranking_frame(data)
+    ranked = rank_gpus(arch, quants, frame, workload, calibration, prep=prep)
     measured = list(measured_results(model))
     measured_ids = {r.gpu_id for r in measured}
+    # Masks over the whole ranking in numpy; only the rows a page shows are copied out of the frame.
+    ids = ranked["id"].to_numpy()
+    group = ranked["group"].to_numpy()
+    fits = ranked["fits"].to_numpy(dtype=bool)
+    is_measured = np.isin(ids, list(measured_ids))
+    keep = np.ones(len(ranked), dtype=bool)
+    if data.get("budget") is not None:
+        price = pd.to_numeric(ranked["price_usd"], errors="coerce").to_numpy(dtype=float)
+        keep &= ~np.isnan(price) & (price * ranked["count"].to_numpy(dtype=float) <= data["budget"])
     if data.get("measured_only"):
-        ranked = ranked[ranked["id"].isin(measured_ids)]
-    ranked = ranked.assign(measured=ranked["id"].isin(measured_ids))
+        keep &= is_measured
+    columns = [c for c in RANKING_COLUMNS if c in ranked.columns and c != "measured"]
 
-    group = ranked["group"]
-    single = ranked[group == "single"]
+    def rows(mask: np.ndarray) -> pd.DataFrame:
+        index = np.flatnonzero(mask)
+        return ranked[columns].take(index).assign(measured=is_measured[index])
+
+    single_mask = keep & (group == "single")
     if data["quant"] == BEST:
-        single = _best_per_gpu(single)
-    fitting = _sort(single[single["fits"]], sort)
+        single = _best_per_gpu(rows(single_mask))
+        fitting = _sort(single[single["fits"]], sort)
+        alone = np.isin(ids, single.loc[single["fits"], "id"].to_numpy())
+    else:
+        fitting = _sort(rows(single_mask & fits), sort)
+        alone = np.isin(ids, ids[single_mask & fits])
     # A pair or an offload build is shown only for a card that cannot hold the model alone.
-    alone = set(single.loc[single["fits"], "id"])
-    pairs = ranked[(group == "pair") & ranked["fits"] & ~ranked["id"].isin(alone)]
-    offload = ranked[(group == "offload") & ranked["fits_with_offload"] & ~ranked["fits"] & ~ranked["id"].isin(alone)]
+    pairs = rows(keep & (group == "pair") & fits & ~alone)
+    with_offload = ranked["fits_with_offload"].to_numpy(dtype=bool)
+    offload = rows(keep & (group == "offload") & with_offload & ~fits & ~alone)
     two_cards = _records(_sort(pairs, sort), SIDE_LIMIT)
     offloaded = _records(_sort(offload, "speed"), SIDE_LIMIT)
 
