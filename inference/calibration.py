@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.models import BenchmarkResult
+from planner.estimator import batch_class
 from planner.models import Calibration
 
 BACKEND = "gpufit-torch"
@@ -20,23 +21,40 @@ BACKEND = "gpufit-torch"
 MIN_EFFICIENCY, MAX_EFFICIENCY = 0.005, 1.0
 
 
-def _key(result: BenchmarkResult) -> tuple[str, str]:
+def _key(result: BenchmarkResult) -> tuple[str, str, str]:
+    """Returns (hardware class, precision class, batch class): runs of one key share one fitted factor."""
     basis = result.estimate_basis.get("basis", {})
-    return basis.get("hardware_class", "other"), basis.get("precision_class", "*")
+    batch = basis.get("batch_class") or batch_class(int(basis.get("batch") or result.batch or 1))
+    return basis.get("hardware_class", "other"), basis.get("precision_class", "*"), batch
 
 
 def _clamp(value: float) -> float:
     return max(MIN_EFFICIENCY, min(MAX_EFFICIENCY, value))
 
 
-def fit_calibration() -> int:
-    """Returns how many Calibration rows were written from the results folded into calibration."""
-    groups: dict[tuple[str, str], list[BenchmarkResult]] = defaultdict(list)
+def _folded_groups() -> dict[tuple[str, str, str], list[BenchmarkResult]]:
+    groups: dict[tuple[str, str, str], list[BenchmarkResult]] = defaultdict(list)
     for result in BenchmarkResult.objects.filter(folded_into_calibration=True, status="ok", decode_ratio__isnull=False):
         groups[_key(result)].append(result)
+    return groups
+
+
+def fit_is_current() -> bool:
+    """Returns whether the fitted rows are exactly one per key of the folded results (the fit may still be older)."""
+    fitted = set(
+        Calibration.objects.filter(backend=BACKEND, is_fitted=True).values_list(
+            "hardware_class", "precision_class", "batch_class"
+        )
+    )
+    return fitted == set(_folded_groups())
+
+
+def fit_calibration() -> int:
+    """Returns how many Calibration rows were written from the results folded into calibration."""
+    groups = _folded_groups()
     written = 0
     with transaction.atomic():
-        for (hw, prec), rows in groups.items():
+        for (hw, prec, batch), rows in groups.items():
             decode = [r.decode_ratio * r.estimate_basis["basis"]["decode_efficiency"] for r in rows]
             prefill = [
                 r.prefill_ratio * r.estimate_basis["basis"]["prefill_efficiency"]
@@ -49,6 +67,7 @@ def fit_calibration() -> int:
                 backend=BACKEND,
                 hardware_class=hw,
                 precision_class=prec,
+                batch_class=batch,
                 defaults={
                     "decode_efficiency": _clamp(statistics.median(decode)),
                     "prefill_efficiency": _clamp(statistics.median(prefill)) if prefill else 0.5,
@@ -62,8 +81,8 @@ def fit_calibration() -> int:
         # A fitted row whose runs are no longer folded (unfolded by an editor, or by a changed rule) goes;
         # rows an editor wrote by hand are never touched.
         stale = Calibration.objects.filter(backend=BACKEND, is_fitted=True)
-        for hw, prec in groups:
-            stale = stale.exclude(hardware_class=hw, precision_class=prec)
+        for hw, prec, batch in groups:
+            stale = stale.exclude(hardware_class=hw, precision_class=prec, batch_class=batch)
         stale.delete()
     return written
 

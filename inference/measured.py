@@ -36,7 +36,7 @@ def folds_into_calibration(result: dict) -> bool:
 
 def load_measured(path: Path = PATH) -> int:
     """Returns how many measured results were added; already loaded runs are left alone."""
-    from inference.calibration import fit_calibration
+    from inference.calibration import fit_calibration, fit_is_current
     from inference.results import compare_with_estimate
     from inference.runner import BenchResult
 
@@ -96,6 +96,7 @@ def load_measured(path: Path = PATH) -> int:
             values["folded_into_calibration"] = folds_into_calibration(run["result"])
             BenchmarkResult.objects.create(job=job, created_at=when, **values)
             added += 1
-        if added or refolded:
+        # A changed folding rule or calibration key (e.g. the batch class) refits rows loaded before it.
+        if added or refolded or not fit_is_current():
             fit_calibration()
     return added

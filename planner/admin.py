@@ -11,6 +11,7 @@ class CalibrationAdmin(admin.ModelAdmin):
         "backend",
         "hardware_class",
         "precision_class",
+        "batch_class",
         "decode_efficiency",
         "prefill_efficiency",
         "spread",
@@ -18,6 +19,6 @@ class CalibrationAdmin(admin.ModelAdmin):
         "is_fitted",
         "updated_at",
     ]
-    list_filter = ["backend", "hardware_class", "precision_class", "is_fitted"]
+    list_filter = ["backend", "hardware_class", "precision_class", "batch_class", "is_fitted"]
     search_fields = ["backend", "hardware_class", "source"]
     readonly_fields = ["updated_at"]

@@ -8,12 +8,13 @@ from planner.models import Calibration
 
 def load_default_calibration() -> int:
     """Returns how many default rows were added; existing rows (edited or fitted) are left alone."""
-    have = set(Calibration.objects.values_list("backend", "hardware_class", "precision_class"))
+    have = set(Calibration.objects.values_list("backend", "hardware_class", "precision_class", "batch_class"))
     new = [
         Calibration(
             backend=f.backend,
             hardware_class=f.hardware_class,
             precision_class=f.precision_class,
+            batch_class=f.batch_class,
             decode_efficiency=f.decode_efficiency,
             prefill_efficiency=f.prefill_efficiency,
             spread=getattr(f, "spread", None),
@@ -21,7 +22,7 @@ def load_default_calibration() -> int:
             source=f.source[:300],
         )
         for f in DEFAULT_CALIBRATION
-        if (f.backend, f.hardware_class, f.precision_class) not in have
+        if (f.backend, f.hardware_class, f.precision_class, f.batch_class) not in have
     ]
     Calibration.objects.bulk_create(new)
     return len(new)
@@ -42,6 +43,7 @@ def _read_calibration() -> tuple[CalibrationFactor, ...]:
             "backend": row.backend,
             "hardware_class": row.hardware_class,
             "precision_class": row.precision_class,
+            "batch_class": row.batch_class,
             "decode_efficiency": row.decode_efficiency,
             "prefill_efficiency": row.prefill_efficiency,
             "source": row.source,

@@ -182,6 +182,7 @@ class CalibrationFactor:
     source: str
     runs: int = 0
     spread: float = UNCALIBRATED_SPREAD  # relative std of measured/estimated; sets the low/high range
+    batch_class: str = "*"  # "1" (one sequence), "many" (a batch) or "*"
 
 
 @dataclass(frozen=True)
@@ -656,10 +657,21 @@ DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = (
 )
 
 
-def _match_score(f: CalibrationFactor, backend: str, hw: str, prec: str) -> int:
-    """Return how specifically a factor matches (-1: it does not); backend outranks hardware outranks precision."""
+def batch_class(batch: int) -> str:
+    """Return the calibration batch class: '1' for one sequence, 'many' for a batch."""
+    return "1" if batch <= 1 else "many"
+
+
+def _match_score(f: CalibrationFactor, backend: str, hw: str, prec: str, batch: str = "*") -> int:
+    """Return how specifically a factor matches (-1: it does not): backend, then hardware, precision, batch."""
     score = 0
-    for value, want, weight in ((f.backend, backend, 4), (f.hardware_class, hw, 2), (f.precision_class, prec, 1)):
+    keys = (
+        (f.backend, backend, 8),
+        (f.hardware_class, hw, 4),
+        (f.precision_class, prec, 2),
+        (f.batch_class, batch, 1),
+    )
+    for value, want, weight in keys:
         if value == want:
             score += weight
         elif value != "*":
@@ -668,9 +680,9 @@ def _match_score(f: CalibrationFactor, backend: str, hw: str, prec: str) -> int:
 
 
 def find_calibration(
-    backend: str, hw: str, prec: str, calibration: Sequence[CalibrationFactor] | None = None
+    backend: str, hw: str, prec: str, calibration: Sequence[CalibrationFactor] | None = None, batch: int = 1
 ) -> CalibrationFactor:
-    """Return the most specific factor for (backend, hardware class, precision class).
+    """Return the most specific factor for (backend, hardware class, precision class, batch class).
 
     The caller's table (the database's Calibration rows) is searched first; the shipped DEFAULT_CALIBRATION
     only answers when no caller row matches at all, so a stored fit is never overridden by a default.
@@ -678,7 +690,7 @@ def find_calibration(
     for table in (tuple(calibration or ()), DEFAULT_CALIBRATION):
         best, best_score = None, -1
         for f in table:
-            s = _match_score(f, backend, hw, prec)
+            s = _match_score(f, backend, hw, prec, batch_class(batch))
             if s > best_score:
                 best, best_score = f, s
         if best is not None:
@@ -867,7 +879,7 @@ def estimate(
     usable = usable_memory_gb(gpu, build.gpu_memory_share)
     hw = hardware_class(gpu)
     prec = precision_class(quant)
-    cal = find_calibration(workload.backend, hw, prec, calibration)
+    cal = find_calibration(workload.backend, hw, prec, calibration, workload.batch)
     tf, tf_src = _tflops_vec([gpu.fp16_tflops], [gpu.fp32_tflops], [gpu.segment])
     ic_bw, ic_lat = _interconnect(
         [gpu.nvlink_gb_s if gpu.nvlink_gb_s else np.nan],
@@ -909,6 +921,7 @@ def estimate(
         "split": build.split,
         "hardware_class": hw,
         "precision_class": prec,
+        "batch_class": batch_class(workload.batch),
         "backend": workload.backend,
         "bandwidth_gb_s": gpu.bandwidth_gb_s,
         "tflops": float(tf[0]),
@@ -916,7 +929,7 @@ def estimate(
         "decode_efficiency": cal.decode_efficiency,
         "prefill_efficiency": cal.prefill_efficiency,
         "efficiency_source": cal.source,
-        "efficiency_key": f"{cal.backend}/{cal.hardware_class}/{cal.precision_class}",
+        "efficiency_key": f"{cal.backend}/{cal.hardware_class}/{cal.precision_class}/batch {cal.batch_class}",
         "range_rule": f"point x (1 +- {cal.spread:.2f}): relative spread of measured/estimated in the calibration"
         + (f" ({cal.runs} runs)" if cal.runs else " (uncalibrated default)"),
         "usable_memory_rule": _usable_rule(gpu, build.gpu_memory_share),
@@ -1168,7 +1181,7 @@ def _rank_arrays(
     eff_tab = np.empty((3, len(prep.hw_levels), q))
     for a, h in enumerate(prep.hw_levels):
         for b_, p in enumerate(prec_q):
-            f = find_calibration(workload.backend, str(h), str(p), calibration)
+            f = find_calibration(workload.backend, str(h), str(p), calibration, workload.batch)
             eff_tab[:, a, b_] = (f.decode_efficiency, f.prefill_efficiency, f.spread)
     eff_d, eff_p, spread = (eff_tab[i][prep.hw_codes[gi], qi] for i in range(3))
     split = prep.split[gi]

