@@ -317,7 +317,7 @@ def kernel_self_test(mode: str, device: torch.device, dtype: torch.dtype, group_
             ref = q(x).float()
             q.use_kernel()
             got = q(x).float()
-    except (RuntimeError, NotImplementedError) as exc:
+    except RuntimeError as exc:  # also NotImplementedError: a kernel without this dtype or shape
         return f"{op} failed on {device.type} ({dtype}): {str(exc).splitlines()[0][:160]}"
     err = (got - ref).abs().max().item() / max(ref.abs().max().item(), 1e-6)
     if not err < 0.02:

@@ -164,3 +164,17 @@ def test_a_kernel_that_disagrees_with_the_reference_is_not_used(monkeypatch):
     report = use_fused_kernels(model, torch.float32)
     assert report.startswith("int8: dequantize + matmul (_weight_int8pack_mm disagreed with the reference path")
     assert not model.output.fused and not model.layers[0].moe.experts.fused
+
+
+def test_a_kernel_that_raises_is_not_used_and_the_reason_is_kept(monkeypatch):
+    import inference.quantize as qz
+
+    def broken(x, codes, scales):
+        raise NotImplementedError("no kernel for this dtype")
+
+    monkeypatch.setattr(qz, "int8_mm", broken)
+    reason = kernel_self_test("int8", torch.device("cpu"), torch.float32)
+    assert reason == "_weight_int8pack_mm failed on cpu (torch.float32): no kernel for this dtype"
+    model = quantize_model(tiny_model(), "int8", group_size=32)
+    assert use_fused_kernels(model, torch.float32).startswith("int8: dequantize + matmul (_weight_int8pack_mm failed")
+    assert not model.output.fused
