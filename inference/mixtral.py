@@ -103,6 +103,20 @@ def _grouped_mm_ok(x: torch.Tensor) -> bool:
     return x.device.type == "cpu"
 
 
+def matvec(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Returns w [..., out, in] applied to x [..., in] (leading dims broadcast): [..., out] in float32.
+
+    For gathered experts, w is [T, k, out, in] (one matrix per token copy) and x [T, k or 1, in]. Under
+    torch.compile it is written as a product and a sum, which inductor emits as one reduction that loads each
+    weight once, straight from the expert stack: the gather (and a dequantization in w's expression) fuse into the
+    load. A batched matmul there would first copy the gathered weights, tripling the bytes moved. Eager, the
+    product would be that copy in float32, so the matmul is used.
+    """
+    if torch.compiler.is_compiling():
+        return (x.float().unsqueeze(-2) * w.float()).sum(-1)
+    return torch.matmul(w.to(x.dtype), x.unsqueeze(-1)).squeeze(-1).float()
+
+
 class RoutedFFN(nn.Module):
     """Shared routing logic of the expert stacks; subclasses provide forward_gather and _ffn for their storage."""
 
@@ -146,10 +160,10 @@ class Experts(RoutedFFN):
 
     def forward_gather(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Returns the MoE output by gathering each token's expert weights; only sensible for a few tokens."""
-        w1, w3, w2 = self.w1[idx], self.w3[idx], self.w2[idx]  # [T, k, ffn, dim], [T, k, dim, ffn]
-        h = F.silu(torch.einsum("td,tkfd->tkf", x, w1)) * torch.einsum("td,tkfd->tkf", x, w3)  # [T, k, ffn]
-        y = torch.einsum("tkf,tkdf->tkd", h, w2)  # [T, k, dim]
-        return torch.einsum("tkd,tk->td", y, weights.to(y.dtype))
+        xt = x.unsqueeze(1)  # [T, 1, dim]: every chosen expert of a token reads the same row
+        h = F.silu(matvec(xt, self.w1[idx])) * matvec(xt, self.w3[idx])  # [T, k, ffn]
+        y = matvec(h.to(x.dtype), self.w2[idx])  # [T, k, dim]
+        return (y * weights.unsqueeze(-1)).sum(1).to(x.dtype)
 
     def _ffn(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Returns the SwiGLU output of rows xs [N, dim] already grouped by expert (counts [E] rows each)."""

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.mixtral import Experts, Mixtral, RoutedFFN
+from inference.mixtral import Experts, Mixtral, RoutedFFN, matvec
 
 MODES = ("int8", "int4")
 INT8_KERNEL = "_weight_int8pack_mm"
@@ -65,6 +65,26 @@ def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
     n_groups = scales.shape[-1]
     w = w.unflatten(-1, (n_groups, -1)) * scales.to(dtype)[..., None]  # [..., out, G, group]
     return w.flatten(-2)
+
+
+def int4_matvec(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Returns the int4 matrices (packed [..., out, in/2], scales [..., out, G]) applied to x [..., in]: float32.
+
+    Under torch.compile the nibbles are unpacked, scaled and summed in one expression, so inductor reads the
+    packed codes once and never writes a full-precision weight; eager, the weight is dequantized first.
+    """
+    if not torch.compiler.is_compiling():
+        return matvec(x, dequantize_int4(packed, scales, x.dtype))
+    xf = x.float()
+    even, odd = xf[..., 0::2].unsqueeze(-2), xf[..., 1::2].unsqueeze(-2)  # [..., 1, in/2]
+    low, high = (packed & 0x0F).float() - 8, (packed >> 4).float() - 8  # [..., out, in/2]
+    per_group = (even * low + odd * high).unflatten(-1, (scales.shape[-1], -1)).sum(-1)  # [..., out, G]
+    return (per_group * scales.float()).sum(-1)
+
+
+def _one_row(x: torch.Tensor) -> bool:
+    """Returns whether a compiled graph is multiplying a single activation row (a batch-1 decode step)."""
+    return torch.compiler.is_compiling() and x.numel() == x.shape[-1]
 
 
 def _has_kernel(op: str, device: torch.device) -> bool:
@@ -128,6 +148,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused and not torch.compiler.is_compiling():
             return int8_mm(x, self.weight, self.scales)
+        if _one_row(x):  # compiled batch-1 decode: one reduction reading the int8 codes once
+            return (matvec(x, self.weight) * self.scales.float()).to(x.dtype)
         # Scaling the output instead of the weight: same result, one multiply per output instead of per weight.
         return F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
 
@@ -164,6 +186,8 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
             return int4_mm(x, self.weight, self.scales, self.group_size)
+        if _one_row(x):  # compiled batch-1 decode: one reduction reading the packed codes once
+            return int4_matvec(x, self.weight, self.scales).to(x.dtype)
         return F.linear(x, dequantize_int4(self.weight, self.scales, x.dtype))
 
     @torch.no_grad()
@@ -240,12 +264,20 @@ class QuantExperts(RoutedFFN):
             return codes.to(dtype) * scales.to(dtype)[..., None]
         return dequantize_int4(codes, scales, dtype)
 
+    def _gathered(self, x: torch.Tensor, name: str, idx: torch.Tensor) -> torch.Tensor:
+        """Returns matrix name of experts idx [T, k] applied to x [T, k or 1, in]: [T, k, out] float32."""
+        codes, scales = getattr(self, name)[idx], getattr(self, name + "_scales")[idx]
+        if self.mode == "int8":
+            # Codes are exact in the activation dtype, so scaling the outputs gives the dequantized product.
+            return matvec(x, codes) * scales.float()
+        return int4_matvec(x, codes, scales)
+
     def forward_gather(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Returns the MoE output from each token's gathered and dequantized experts (a few tokens only)."""
-        w1, w3, w2 = (self.weight(n, idx, x.dtype) for n in ("w1", "w3", "w2"))  # [T, k, out, in]
-        h = F.silu(torch.einsum("td,tkfd->tkf", x, w1)) * torch.einsum("td,tkfd->tkf", x, w3)  # [T, k, ffn]
-        y = torch.einsum("tkf,tkdf->tkd", h, w2)  # [T, k, dim]
-        return torch.einsum("tkd,tk->td", y, weights.to(y.dtype))
+        """Returns the MoE output from each token's gathered experts (a few tokens, or a compiled decode step)."""
+        xt = x.unsqueeze(1)  # [T, 1, dim]: every chosen expert of a token reads the same row
+        h = F.silu(self._gathered(xt, "w1", idx)) * self._gathered(xt, "w3", idx)  # [T, k, ffn]
+        y = self._gathered(h.to(x.dtype), "w2", idx)  # [T, k, dim]
+        return (y * weights.unsqueeze(-1)).sum(1).to(x.dtype)
 
     def _ffn(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Returns the SwiGLU output of rows xs grouped by expert, dequantizing one expert at a time."""

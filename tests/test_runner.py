@@ -129,9 +129,10 @@ def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
     assert gpu_check.main(["--device", "cpu", "--layers", "1", "--quick", "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["kind"] == "device" and lines[0]["copy_gb_s"] > 0
-    assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 5
+    assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 6
     kernels = [rec["result"]["kernels"] for rec in lines[1:]]
     assert kernels[1] == "int8: aten._weight_int8pack_mm" and "turned off" in kernels[4]
+    assert kernels[5].startswith("int8: dequantize fused into the matmul by torch.compile")
     printed = capsys.readouterr().out
     assert "decode" in printed and "int8 b1 p16 L2 unfused" in printed
 
