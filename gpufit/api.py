@@ -326,6 +326,7 @@ class JobIn(Schema):
     prompt_tokens: int = Field(128, ge=1, le=32768)
     new_tokens: int = Field(32, ge=1, le=4096)
     repeats: int = Field(3, ge=1, le=10)
+    compile_decode: bool = Field(False, description="torch.compile the decode step (compile time reported apart)")
     target_host: str = Field("", max_length=120, description="a registered worker host; empty: any worker")
     target_device: str = Field("cpu", max_length=16, description="cpu or cuda:N")
 
@@ -340,6 +341,7 @@ class JobOut(Schema):
     prompt_tokens: int
     new_tokens: int
     repeats: int
+    compile_decode: bool
     target_host: str
     target_device: str
     queue: str

@@ -33,7 +33,7 @@ class BenchmarkJobAdmin(admin.ModelAdmin):
         "progress",
         "created_at",
     ]
-    list_filter = ["status", "precision", "preset"]
+    list_filter = ["status", "precision", "preset", "compile_decode"]
     search_fields = ["worker", "target_host", "message", "error"]
     readonly_fields = [
         "status",

@@ -33,7 +33,7 @@ class BenchmarkJobForm(forms.ModelForm):
 
     class Meta:
         model = BenchmarkJob
-        fields = ["preset", "layers", "precision", "batch", "prompt_tokens", "new_tokens", "repeats"]
+        fields = ["preset", "layers", "precision", "batch", "prompt_tokens", "new_tokens", "repeats", "compile_decode"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

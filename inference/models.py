@@ -80,6 +80,12 @@ class BenchmarkJob(models.Model):
     prompt_tokens = models.PositiveIntegerField("prompt tokens")
     new_tokens = models.PositiveIntegerField("new tokens")
     repeats = models.PositiveIntegerField("repeats", default=3)
+    compile_decode = models.BooleanField(
+        "compile the decode step",
+        default=False,
+        help_text="torch.compile of the decode step (one compiled block shared by all layers; on a GPU replayed "
+        "from a CUDA graph). Compiling takes seconds to minutes before the measured region and is reported apart.",
+    )
     target_host = models.CharField("target host", max_length=120, blank=True, help_text="Empty: any worker.")
     target_device = models.CharField("target device", max_length=16, default="cpu", help_text="cpu or cuda:N")
     requested_by = models.ForeignKey(

