@@ -231,6 +231,9 @@ class QuantExperts(RoutedFFN):
     fused = False  # set by use_kernel
 
     def use_gather(self, n_tokens: int) -> bool:
+        # A compiled decode step reads the chosen experts' codes in place (matvec): no copy, no host sync.
+        if self.prefer_gather and torch.compiler.is_compiling():
+            return n_tokens <= 16
         # Fused kernels read each touched expert's codes once per step: dispatching is then always cheaper.
         if self.fused:
             return False
@@ -357,28 +360,35 @@ def kernel_self_test(mode: str, device: torch.device, dtype: torch.dtype, group_
     return None
 
 
-@torch.no_grad()
-def use_fused_kernels(model: Mixtral, dtype: torch.dtype) -> str:
-    """Switches every quantized module of model to the device's fused kernel when it passes the self-test.
+def _mode(module: nn.Module) -> str:
+    return "int8" if isinstance(module, Int8Linear) else ("int4" if isinstance(module, Int4Linear) else module.mode)
 
-    Returns what runs the quantized matmuls, for the benchmark report.
+
+@torch.no_grad()
+def use_fused_kernels(model: Mixtral, dtype: torch.dtype, modes: tuple[str, ...] = MODES) -> str:
+    """Switches the quantized modules of model in `modes` to the device's fused kernel when it passes the self-test.
+
+    Returns what runs the quantized matmuls, for the benchmark report. A compiled decode step passes
+    modes=("int8",): int8 keeps its layout in the kernel, so the compiled step still reads the codes; int4 would be
+    repacked.
     """
     modules = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear, QuantExperts))]
     if not modules:
         return ""
     device = next(model.buffers()).device
-    modes = {
-        "int8" if isinstance(m, Int8Linear) else ("int4" if isinstance(m, Int4Linear) else m.mode) for m in modules
-    }
-    problems = {mode: kernel_self_test(mode, device, dtype, getattr(modules[0], "group_size", 128)) for mode in modes}
+    present = {_mode(m) for m in modules}
+    group_size = getattr(modules[0], "group_size", 128)
+    problems = {mode: kernel_self_test(mode, device, dtype, group_size) for mode in present if mode in modes}
     for m in modules:
-        mode = "int8" if isinstance(m, Int8Linear) else ("int4" if isinstance(m, Int4Linear) else m.mode)
-        if problems[mode] is None:
+        if problems.get(_mode(m), "") is None:
             m.use_kernel()
     parts = []
-    for mode in sorted(modes):
+    for mode in sorted(present):
         op = INT8_KERNEL if mode == "int8" else INT4_KERNELS.get(device.type, "")
-        parts.append(
-            f"{mode}: aten.{op}" if problems[mode] is None else f"{mode}: dequantize + matmul ({problems[mode]})"
-        )
+        if mode not in problems:
+            parts.append(f"{mode}: dequantize + matmul")
+        elif problems[mode] is None:
+            parts.append(f"{mode}: aten.{op}")
+        else:
+            parts.append(f"{mode}: dequantize + matmul ({problems[mode]})")
     return "; ".join(parts)

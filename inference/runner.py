@@ -281,8 +281,13 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         graphs_before = compiled_graph_count()
         if spec.compile:
             compile_decode_blocks(model)
-            if spec.precision in ("int8", "int4"):
-                kernels = f"{spec.precision}: dequantize fused into the matmul by torch.compile"
+            if spec.precision in ("int8", "int4") and spec.fused:
+                from inference.quantize import use_fused_kernels
+
+                # Eager prefill through the fused int8 kernel; the compiled step dequantizes in its reductions.
+                kernels = "prefill: " + use_fused_kernels(model, _dtype(spec.precision, device), modes=("int8",))
+            elif spec.precision in ("int8", "int4"):
+                kernels = "prefill: dequantize + matmul (fused kernels turned off)"
         elif spec.precision in ("int8", "int4") and not spec.fused:
             kernels = f"{spec.precision}: dequantize + matmul (fused kernels turned off)"
         elif spec.precision in ("int8", "int4"):
@@ -315,7 +320,8 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
                     for _ in range(2):
                         step()
                 graphs = compiled_graph_count() - graphs_before
-                kernels = "; ".join(p for p in (kernels, f"decode step compiled into {graphs} graphs") if p)
+                dequant = ", weights dequantized inside its reductions" if spec.precision in ("int8", "int4") else ""
+                kernels = "; ".join(p for p in (kernels, f"decode step compiled into {graphs} graphs{dequant}") if p)
             if spec.cuda_graph:
                 side = torch.cuda.Stream(device)
                 side.wait_stream(torch.cuda.current_stream(device))

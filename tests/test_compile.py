@@ -10,7 +10,7 @@ import torch
 from torch._inductor.utils import run_and_get_code
 
 from inference.mixtral import TINY, build_meta, init_random
-from inference.quantize import quantize_model
+from inference.quantize import quantize_model, use_fused_kernels
 from inference.runner import BenchSpec, compile_decode_blocks, run_benchmark
 
 pytestmark = pytest.mark.torch
@@ -29,14 +29,16 @@ def _allocations(code: str) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize("mode", ["float", "int8", "int4"])
+@pytest.mark.parametrize("mode", ["float", "int8", "int4", "int8 with prefill kernels"])
 @torch.no_grad()
 def test_a_compiled_decode_step_gives_the_eager_logits_and_reads_weights_in_place(mode):
     # Inductor compiles C++ here (tens of seconds per mode): one decode step per weight format.
     torch._dynamo.reset()
     model = init_random(build_meta(FOUR_LAYERS), "cpu", torch.float32, seed=3)
     if mode != "float":
-        model = quantize_model(model, mode, group_size=32)
+        model = quantize_model(model, mode.split()[0], group_size=32)
+    if mode.endswith("prefill kernels"):  # what the runner does under --compile: eager prefill on the int8 kernel
+        assert use_fused_kernels(model, torch.float32, modes=("int8",)) == "int8: aten._weight_int8pack_mm"
     model.eval().setup_caches(batch=1, max_seq=16)
     model(torch.tensor([[1, 5, 9, 13]]), torch.arange(4))
     step_tok, step_pos = torch.tensor([[7]]), torch.tensor([4])
@@ -60,4 +62,8 @@ def test_a_compiled_run_reports_its_compile_time_and_kernels():
     r = run_benchmark(spec)
     assert r.status == "ok", r.message
     assert r.compile_s and r.compile_s > 0 and r.decode_tok_s > 0
-    assert r.kernels.startswith("int8: dequantize fused into the matmul by torch.compile; decode step compiled into")
+    assert r.kernels.startswith("prefill: int8: aten._weight_int8pack_mm; decode step compiled into")
+    assert r.kernels.endswith("graphs, weights dequantized inside its reductions")
+    int4 = run_benchmark(dataclasses.replace(spec, precision="int4", group_size=32))
+    assert int4.status == "ok", int4.message
+    assert int4.kernels.startswith("prefill: int4: dequantize + matmul; int8: aten._weight_int8pack_mm; decode step")

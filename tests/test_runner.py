@@ -132,7 +132,7 @@ def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
     assert [rec["result"]["status"] for rec in lines[1:]] == ["ok"] * 6
     kernels = [rec["result"]["kernels"] for rec in lines[1:]]
     assert kernels[1] == "int8: aten._weight_int8pack_mm" and "turned off" in kernels[4]
-    assert kernels[5].startswith("int8: dequantize fused into the matmul by torch.compile")
+    assert kernels[5].startswith("prefill: int8: aten._weight_int8pack_mm; decode step compiled into")
     printed = capsys.readouterr().out
     assert "decode" in printed and "int8 b1 p16 L2 unfused" in printed
 

@@ -171,7 +171,7 @@ def test_a_compiled_int8_job_runs_on_a_real_worker(client, worker, operator):
     assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
     result = BenchmarkResult.objects.get(job=job)
     assert result.raw["spec"]["compile"] and result.raw["compile_s"] > 0
-    assert result.raw["kernels"].startswith("int8: dequantize fused into the matmul by torch.compile; decode step")
+    assert result.raw["kernels"].startswith("prefill: int8: aten._weight_int8pack_mm; decode step compiled into")
     page = client.get(job.get_absolute_url()).content.decode()
     assert "decode step compiled;" in page and "Kernels and decode path" in page
 
