@@ -3,6 +3,8 @@
 Results are printed and appended to gpu_check.json ($OUT or --out) as soon as each exists, most important first,
 because the run may be stopped at its time limit. No Django, no network, nothing installed.
 Usage: python3 -m inference.gpu_check [--budget-s 420]; on a CPU: --device cpu --layers 1 --quick.
+Afterwards, on the repository's machine: python3 -m inference.gpu_check --ship path/to/gpu_check.json --command "..."
+writes the results where load_catalog loads them (inference/data/measured-<card>-<date>.json).
 """
 
 from __future__ import annotations
@@ -160,6 +162,47 @@ def estimator_figures(result: BenchResult, gpu: DeviceInfo, tflops: float | None
     return out
 
 
+def to_measured(records: list[dict], command: str, host: str | None = None) -> dict:
+    """Returns the measured-results document (inference/data/measured-*.json) for one GPU check's JSON lines.
+
+    Runs that ended "ok" or "oom" are kept, in the order they ran; an "error" run measured nothing. The host name
+    defaults to the device's name, so runs from one card share one registered host.
+    """
+    device_rec = next((r for r in records if r.get("kind") == "device"), None)
+    runs = [r for r in records if r.get("kind") == "bench" and r["result"]["status"] in ("ok", "oom")]
+    if device_rec is None or not runs:
+        raise ValueError("no device record or no finished run in the GPU check output")
+    target = runs[0]["result"]["spec"]["device"]
+    device = next((d for d in device_rec["devices"] if d["torch_device"] == target), device_rec["devices"][-1])
+    date = device_rec.get("date") or time.strftime("%Y-%m-%d")
+    slug = "-".join(device["name"].replace("NVIDIA", "").lower().split()) or "device"
+    return {
+        "about": (
+            f"Benchmarks of gpufit's torch Mixtral (random weights at the real shapes) measured with "
+            f"scripts/gpu_check.sh on {device['name']} on {date}. Loaded by load_catalog as measured results."
+        ),
+        "date": date,
+        "host": host or f"{slug}-lent",
+        "catalog_gpu": device["name"],
+        "device": device,
+        "copy_gb_s": device_rec["copy_gb_s"],
+        "matmul_tflops": device_rec["matmul_tflops"],
+        "datasheet_gb_s": device_rec.get("datasheet_gb_s"),
+        "runs": [{"command": command, "result": r["result"]} for r in runs],
+    }
+
+
+def ship(check_output: Path, command: str, dest_dir: Path | None = None, host: str | None = None) -> Path:
+    """Writes a GPU check's results as inference/data/measured-<card>-<date>.json; returns the file written."""
+    records = [json.loads(line) for line in check_output.read_text().splitlines() if line.strip()]
+    doc = to_measured(records, command, host)
+    dest_dir = dest_dir or Path(__file__).resolve().parent / "data"
+    slug = doc["host"].removesuffix("-lent")
+    path = dest_dir / f"measured-{slug}-{doc['date']}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def _append(path: Path, record: dict) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
@@ -175,7 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=None, help="JSON-lines file; default $OUT/gpu_check.json or ./gpu_check.json")
+    p.add_argument(
+        "--ship",
+        metavar="GPU_CHECK_JSON",
+        default=None,
+        help="run nothing: write that check's results as inference/data/measured-<card>-<date>.json",
+    )
+    p.add_argument("--command", default="scripts/gpu_check.sh", help="with --ship: the command that was run")
+    p.add_argument("--dest", default=None, help="with --ship: the folder to write to; default inference/data")
     a = p.parse_args(argv)
+    if a.ship:
+        print(f"wrote {ship(Path(a.ship), a.command, Path(a.dest) if a.dest else None)}")
+        return 0
     t_start = time.perf_counter()
     out = Path(a.out or Path(os.environ.get("OUT", ".")) / "gpu_check.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         out,
         {
             "kind": "device",
+            "date": time.strftime("%Y-%m-%d"),
             "devices": [d.to_dict() for d in devices],
             "copy_gb_s": copy_gb_s,
             "matmul_tflops": tflops,

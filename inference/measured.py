@@ -16,7 +16,13 @@ from django.utils import timezone
 from hardware.models import GPU
 from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
 
-PATH = Path(__file__).resolve().parent / "data" / "measured.json"
+DATA = Path(__file__).resolve().parent / "data"
+PATH = DATA / "measured.json"  # the first H200 check; later checks are measured-<card>-<date>.json beside it
+
+
+def measured_files() -> list[Path]:
+    """Returns the shipped measured-results files in name order."""
+    return sorted(DATA.glob("measured*.json"))
 
 
 def folds_into_calibration(result: dict) -> bool:
@@ -34,14 +40,26 @@ def folds_into_calibration(result: dict) -> bool:
     return bool(result.get("kernels"))
 
 
-def load_measured(path: Path = PATH) -> int:
-    """Returns how many measured results were added; already loaded runs are left alone."""
+def load_measured(paths: list[Path] | None = None) -> int:
+    """Returns how many measured results were added from paths (default: every shipped file); reloads add nothing."""
     from inference.calibration import fit_calibration, fit_is_current
+
+    added = refolded = 0
+    with transaction.atomic():
+        for path in measured_files() if paths is None else paths:
+            a, r = _load_file(path)
+            added, refolded = added + a, refolded + r
+        # A changed folding rule or calibration key (e.g. the batch class) refits rows loaded before it.
+        if added or refolded or not fit_is_current():
+            fit_calibration()
+    return added
+
+
+def _load_file(path: Path) -> tuple[int, int]:
+    """Returns (runs added, runs whose folding changed) for one measured-results file."""
     from inference.results import compare_with_estimate
     from inference.runner import BenchResult
 
-    if not path.exists():
-        return 0
     data = json.loads(path.read_text(encoding="utf-8"))
     when = timezone.make_aware(dt.datetime.fromisoformat(data["date"]))
     added = refolded = 0
@@ -96,7 +114,4 @@ def load_measured(path: Path = PATH) -> int:
             values["folded_into_calibration"] = folds_into_calibration(run["result"])
             BenchmarkResult.objects.create(job=job, created_at=when, **values)
             added += 1
-        # A changed folding rule or calibration key (e.g. the batch class) refits rows loaded before it.
-        if added or refolded or not fit_is_current():
-            fit_calibration()
-    return added
+    return added, refolded

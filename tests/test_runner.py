@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,8 +123,11 @@ def test_shipped_prompt_ids_equal_a_fresh_mistral_common_tokenization():
     assert fresh[0][:4] == [1, 733, 16289, 28793]  # <s> [INST]
 
 
-def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
+@pytest.mark.django_db
+def test_gpu_check_quick_run_writes_each_result_and_ships_them(tmp_path, capsys):
     from inference import gpu_check
+    from inference.measured import load_measured
+    from inference.models import BenchmarkResult
 
     out = tmp_path / "gpu_check.json"
     assert gpu_check.main(["--device", "cpu", "--layers", "1", "--quick", "--out", str(out)]) == 0
@@ -135,6 +139,16 @@ def test_gpu_check_quick_run_writes_each_result(tmp_path, capsys):
     assert kernels[5].startswith("prefill: int8: aten._weight_int8pack_mm; decode step compiled into")
     printed = capsys.readouterr().out
     assert "decode" in printed and "int8 b1 p16 L2 unfused" in printed
+
+    # Shipping writes the runs where load_catalog finds them; loading shows them as measured results, once.
+    assert gpu_check.main(["--ship", str(out), "--command", "gpu_check --quick", "--dest", str(tmp_path)]) == 0
+    shipped = Path(capsys.readouterr().out.split("wrote ", 1)[1].strip())
+    doc = json.loads(shipped.read_text())
+    assert shipped.name == f"measured-{doc['host'].removesuffix('-lent')}-{lines[0]['date']}.json"
+    assert [r["result"]["kernels"] for r in doc["runs"]] == kernels and doc["device"]["torch_device"] == "cpu"
+    assert load_measured([shipped]) == 6 and load_measured([shipped]) == 0
+    results = BenchmarkResult.objects.filter(job__task_id__startswith=f"measured:{shipped.name}:")
+    assert results.count() == 6 and {r.precision for r in results} == {"fp32", "int8", "int4"}
 
 
 def test_quantized_runs_say_which_kernels_ran():
