@@ -278,6 +278,10 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         def eager():
             return torch.compiler.set_stance("force_eager") if spec.compile else contextlib.nullcontext()
 
+        if spec.compile:
+            # A worker lives through many jobs: start each compiled run from empty caches, so graphs of earlier
+            # shapes never count against dynamo's recompile limit (past it, a step would silently run eager).
+            torch._dynamo.reset()
         graphs_before = compiled_graph_count()
         if spec.compile:
             compile_decode_blocks(model)
