@@ -28,16 +28,18 @@ def measured_files() -> list[Path]:
 def folds_into_calibration(result: dict) -> bool:
     """Returns whether a run used the path a worker job takes on CUDA.
 
-    bf16/fp16: the decode step under a CUDA graph. int8/int4: a run that records which kernels did the quantized
-    matmuls; runs made before the fused kernels existed (no `kernels` field) read every touched weight twice and
-    would make the estimate for today's runner far too slow, so they are shown but not folded.
+    bf16/fp16: the decode step under a CUDA graph. int8/int4: a run with the fused kernels switched on (the
+    worker's default; each kernel's self-test still decides, as it does in a worker) that records which kernels
+    did the quantized matmuls. Runs made before the fused kernels existed (no `kernels` field) and the GPU check's
+    `unfused` comparison rows read every touched weight twice and would make the estimate for today's runner far
+    too slow, so they are shown but not folded. Compiled runs are not the worker's default path either.
     """
     spec = result["spec"]
     if spec.get("compile"):
         return False
     if spec["precision"] in ("bf16", "fp16"):
         return bool(spec.get("cuda_graph"))
-    return bool(result.get("kernels"))
+    return bool(spec.get("fused", True)) and bool(result.get("kernels"))
 
 
 def load_measured(paths: list[Path] | None = None) -> int:

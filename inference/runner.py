@@ -342,6 +342,7 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
                     graph.replay()
                     return graph_out
 
+                kernels = "; ".join(p for p in (kernels, "decode step replayed from a CUDA graph") if p)
             _sync(device)
             compile_s = time.perf_counter() - tc
 

@@ -244,3 +244,20 @@ def test_a_job_runs_the_decode_path_it_asked_for(device, precision, compiled, gr
     spec = spec_for(job)
     assert (spec.device, spec.precision, spec.compile, spec.cuda_graph) == (device, precision, compiled, graph)
     spec.validate()
+
+
+@pytest.mark.parametrize(
+    "spec, kernels, folds",
+    [
+        ({"precision": "bf16", "cuda_graph": True}, "decode step replayed from a CUDA graph", True),
+        ({"precision": "bf16", "cuda_graph": False}, "", False),  # eager float: launch-bound, not a worker's path
+        ({"precision": "int8", "fused": True}, "int8: aten._weight_int8pack_mm", True),
+        ({"precision": "int8"}, "", False),  # made before the fused kernels: no record of what ran
+        ({"precision": "int8", "fused": False}, "int8: dequantize + matmul (fused kernels turned off)", False),
+        ({"precision": "int4", "compile": True, "cuda_graph": True}, "prefill: int4: dequantize + matmul", False),
+    ],
+)
+def test_only_runs_of_the_workers_own_path_fold_into_calibration(spec, kernels, folds):
+    from inference.measured import folds_into_calibration
+
+    assert folds_into_calibration({"spec": spec, "kernels": kernels}) is folds
