@@ -294,6 +294,7 @@ class ResultOut(Schema):
     device_name: str
     gpu: str | None
     precision: str
+    decode_path: str
     layers: int
     total_layers: int
     batch: int

@@ -55,6 +55,7 @@ class BenchmarkResultAdmin(admin.ModelAdmin):
         "status",
         "device_name",
         "precision",
+        "decode_path",
         "layers",
         "batch",
         "decode_tok_s",

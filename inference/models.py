@@ -149,6 +149,13 @@ class BenchmarkResult(models.Model):
         related_name="results",
     )
     precision = models.CharField("precision", max_length=8)
+    decode_path = models.CharField(
+        "decode path",
+        max_length=40,
+        blank=True,
+        help_text="How the decode step ran: eager, CUDA graph, compiled (+ CUDA graph); quantized runs without the "
+        "fused kernels add 'unfused'.",
+    )
     layers = models.PositiveIntegerField("layers run")
     total_layers = models.PositiveIntegerField("model layers")
     batch = models.PositiveIntegerField("batch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inference.models import Device
+from inference.runner import decode_path
 from inference.validation import Shapes, device_spec, estimate_run, ratio
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec
@@ -52,6 +53,7 @@ def compare_with_estimate(result, host: str | None = None) -> dict:
         "device_name": name,
         "gpu": device.gpu if device else None,
         "precision": spec["precision"],
+        "decode_path": decode_path(spec),
         "layers": layers,
         "total_layers": result.full_layers or layers,
         "batch": spec["batch"],

@@ -453,6 +453,18 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         )
 
 
+def decode_path(spec: dict) -> str:
+    """Returns how a spec's decode step runs, in words: "eager", "CUDA graph", "compiled + CUDA graph"…
+
+    Quantized runs with the fused kernels turned off add "unfused".
+    """
+    parts = [name for key, name in (("compile", "compiled"), ("cuda_graph", "CUDA graph")) if spec.get(key)]
+    path = " + ".join(parts) or "eager"
+    if spec.get("precision") in ("int8", "int4") and spec.get("fused") is False:
+        path += ", unfused"
+    return path
+
+
 def format_row(r: BenchResult) -> str:
     """Returns a one-line human summary of a result."""
     s = r.spec

@@ -261,3 +261,36 @@ def test_only_runs_of_the_workers_own_path_fold_into_calibration(spec, kernels, 
     from inference.measured import folds_into_calibration
 
     assert folds_into_calibration({"spec": spec, "kernels": kernels}) is folds
+
+
+@pytest.mark.parametrize(
+    "spec, path",
+    [
+        ({"precision": "bf16"}, "eager"),
+        ({"precision": "bf16", "cuda_graph": True}, "CUDA graph"),
+        ({"precision": "int8", "compile": True, "cuda_graph": True}, "compiled + CUDA graph"),
+        ({"precision": "int4", "fused": False}, "eager, unfused"),
+        ({"precision": "bf16", "fused": False}, "eager"),  # fused kernels are for quantized weights only
+    ],
+)
+def test_a_result_says_how_its_decode_step_ran(spec, path):
+    from inference.runner import decode_path
+
+    assert decode_path(spec) == path
+
+
+def test_the_shipped_eager_and_graph_runs_are_told_apart_on_the_pages(client):
+    from inference.measured import load_measured
+
+    load_measured()
+    paths = set(BenchmarkResult.objects.values_list("precision", "batch", "prompt_tokens", "decode_path"))
+    assert {
+        ("bf16", 1, 128, "eager"),
+        ("bf16", 1, 128, "CUDA graph"),
+        ("int8", 1, 128, "compiled + CUDA graph"),
+    } <= paths
+    page = client.get(reverse("inference:benchmarks")).content.decode()
+    assert '<span class="decode-path">compiled + CUDA graph</span>' in page
+    assert '<span class="decode-path">CUDA graph</span>' in page
+    api = client.get("/api/v1/benchmarks/results?limit=200").json()
+    assert {item["decode_path"] for item in api["items"]} >= {"eager", "CUDA graph", "compiled + CUDA graph"}
