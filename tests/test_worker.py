@@ -173,7 +173,7 @@ def test_a_compiled_int8_job_runs_on_a_real_worker(client, worker, operator):
     assert result.raw["spec"]["compile"] and result.raw["compile_s"] > 0
     assert result.raw["kernels"].startswith("prefill: int8: aten._weight_int8pack_mm; decode step compiled into")
     page = client.get(job.get_absolute_url()).content.decode()
-    assert "decode step compiled;" in page and "Kernels and decode path" in page
+    assert "decode step compiled;" in page and '<td colspan="3" id="decode-path">compiled — compiling and' in page
 
 
 def test_a_spec_that_cannot_fit_ends_as_oom(client, worker, operator):
