@@ -57,7 +57,8 @@ def spec_for(job: BenchmarkJob):
     from inference.presets import PRESETS
     from inference.runner import BenchSpec
 
-    on_cuda = (job.target_device or "cpu").startswith("cuda")
+    device = job.target_device or "cpu"
+    on_cuda = device.startswith("cuda")
     return BenchSpec(
         preset=job.preset,
         layers=job.layers,
@@ -66,8 +67,8 @@ def spec_for(job: BenchmarkJob):
         prompt_tokens=job.prompt_tokens,
         new_tokens=job.new_tokens,
         repeats=job.repeats,
-        device=job.target_device or "cpu",
-        memory_limit_gb=_cpu_memory_limit_gb() if (job.target_device or "cpu") == "cpu" else None,
+        device=device,
+        memory_limit_gb=_cpu_memory_limit_gb() if device == "cpu" else None,
         compile=job.compile_decode,
         # On CUDA a float or compiled decode step is replayed from a CUDA graph: eager launches cost 3x
         # (docs/benchmarks.md). Eager quantized experts read their routing on the host, which a graph cannot hold.

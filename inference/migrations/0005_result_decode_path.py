@@ -8,9 +8,10 @@ def fill_decode_path(apps, schema_editor):
     from inference.runner import decode_path
 
     BenchmarkResult = apps.get_model("inference", "BenchmarkResult")
-    for row in BenchmarkResult.objects.all().only("id", "raw"):
+    rows = list(BenchmarkResult.objects.only("id", "raw"))
+    for row in rows:
         row.decode_path = decode_path((row.raw or {}).get("spec", {}))
-        row.save(update_fields=["decode_path"])
+    BenchmarkResult.objects.bulk_update(rows, ["decode_path"], batch_size=500)
 
 
 class Migration(migrations.Migration):
