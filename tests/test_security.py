@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from gpufit.models import CatalogChange
+from core.models import CatalogChange
 from hardware.models import GPU
 
 pytestmark = pytest.mark.django_db
@@ -58,11 +58,11 @@ def test_failed_logins_are_throttled_per_address(client, settings):
     from gpufit.middleware import LoginRateLimitMiddleware  # the rate is read when the middleware starts
 
     ip = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
-    import gpufit.ratelimit
+    import core.ratelimit
 
     start = (uuid.uuid4().int % 10**9) * 3600 + 1  # a window of its own: no boundary, no counts from other runs
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gpufit.ratelimit, "_now", lambda: start)
+        mp.setattr(core.ratelimit, "_now", lambda: start)
         mp.setattr(LoginRateLimitMiddleware, "__init__", _init_with(settings.GPUFIT_RATE_LOGIN_FAILURES))
         codes = [
             client.post("/admin/login/", {"username": "x", "password": "wrong"}, REMOTE_ADDR=ip).status_code
@@ -72,7 +72,7 @@ def test_failed_logins_are_throttled_per_address(client, settings):
 
 
 def _init_with(rate: str):
-    from gpufit.ratelimit import Rate
+    from core.ratelimit import Rate
 
     def init(self, get_response):
         self.get_response = get_response
@@ -99,6 +99,7 @@ def test_admin_edits_are_recorded_and_can_be_restored(client, staff, evil_gpu):
         "segment": "consumer",
         "memory_gb": "16",
         "memory_bandwidth_gb_s": "100",
+        "listing": "ranked",  # the admin form shows the default selected
         "aliases-TOTAL_FORMS": "0",
         "aliases-INITIAL_FORMS": "0",
         "aliases-MIN_NUM_FORMS": "0",
