@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from gpufit.history import CatalogHistoryMixin
+from core.history import CatalogHistoryMixin
 from models.models import BenchmarkScore, LanguageModel, QuantFormat, QuantVRAM
 
 

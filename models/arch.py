@@ -189,9 +189,18 @@ def _experts(cfg: dict[str, Any], model_type: str) -> tuple[int, int]:
     return experts, top_k
 
 
+def _deepseek_like(model_type: str) -> bool:
+    """Returns True for DeepSeek-V2/V3 layouts, including models that reuse them under their own name.
+
+    Kimi K2 ships ``model_type: kimi_k2`` with ``DeepseekV3ForCausalLM`` weights: the same dense
+    first layers (``first_k_dense_replace``), MLA and aux-loss-free router bias.
+    """
+    return model_type.startswith("deepseek") or model_type == "kimi_k2"
+
+
 def _is_moe_layer(cfg: dict[str, Any], model_type: str, index: int) -> bool:
     """Returns True when layer `index` (0-based) has routed experts in an MoE model."""
-    if model_type.startswith("deepseek"):
+    if _deepseek_like(model_type):
         first_dense = int(cfg.get("first_k_dense_replace") or 0)
         freq = int(cfg.get("moe_layer_freq") or 1)
         return index >= first_dense and index % freq == 0
@@ -272,7 +281,7 @@ def facts_from_config(config: dict[str, Any]) -> ArchFacts:
             router = hidden * experts + experts  # router has a bias
         else:
             router = hidden * experts
-            if model_type.startswith("deepseek") and cfg.get("topk_method") == "noaux_tc":
+            if _deepseek_like(model_type) and cfg.get("topk_method") == "noaux_tc":
                 router += experts  # e_score_correction_bias of the aux-loss-free balancing
         n_shared = int(cfg.get("n_shared_experts") or 0)
         shared = n_shared * 3 * hidden * ffn
@@ -294,7 +303,7 @@ def facts_from_config(config: dict[str, Any]) -> ArchFacts:
     decode_read = active if tied else active - embedding
 
     mtp = 0
-    if model_type.startswith("deepseek") and cfg.get("num_nextn_predict_layers"):
+    if _deepseek_like(model_type) and cfg.get("num_nextn_predict_layers"):
         # each MTP module: one more MoE layer, two input norms, the 2h→h projection, its output norm
         per_module = moe_layer_total + 2 * hidden + 2 * hidden * hidden + hidden
         mtp = _int(cfg, "num_nextn_predict_layers") * per_module

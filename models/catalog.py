@@ -5,14 +5,22 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import transaction
 
 from hardware.catalog import CatalogError
 from models.arch import ConfigError, facts_from_config
-from models.models import Architecture, BenchmarkScore, LanguageModel, QuantFormat, QuantVRAM
+from models.models import (
+    Architecture,
+    BenchmarkScore,
+    LanguageModel,
+    LanguageModelAlias,
+    QuantFormat,
+    QuantVRAM,
+    normalise_alias,
+)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -26,10 +34,19 @@ class ModelLoadReport:
     formats_changed: int = 0
     vram_changed: int = 0
     scores_changed: int = 0
+    aliases_added: int = 0
+    alias_conflicts: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
-        return self.created + self.updated + self.formats_changed + self.vram_changed + self.scores_changed
+        return (
+            self.created
+            + self.updated
+            + self.formats_changed
+            + self.vram_changed
+            + self.scores_changed
+            + self.aliases_added
+        )
 
 
 def model_fields(facts, meta: dict) -> dict:
@@ -112,11 +129,39 @@ def read_models() -> list[tuple[dict, object]]:
     return out
 
 
+def check_aliases(entries: list[dict]) -> dict[str, str]:
+    """Returns {normalised alias: slug} for the catalog's aliases; raises CatalogError when one names two models.
+
+    An alias may not repeat another model's slug, name or Hugging Face repo id either: the resolver
+    matches those first, so such an alias could never reach its model.
+    """
+    owners: dict[str, str] = {}
+    own_names: dict[str, str] = {}
+    for entry in entries:
+        for value in (entry["slug"], entry["name"], entry.get("hf_repo") or ""):
+            if value:
+                own_names.setdefault(normalise_alias(value), entry["slug"])
+    for entry in entries:
+        for alias in entry.get("aliases", []):
+            key = normalise_alias(alias)
+            if not key:
+                raise CatalogError(f"model {entry['slug']}: an empty alias.")
+            if owners.get(key, entry["slug"]) != entry["slug"]:
+                raise CatalogError(f"alias {alias!r} is given to both {owners[key]!r} and {entry['slug']!r}.")
+            if own_names.get(key, entry["slug"]) != entry["slug"]:
+                raise CatalogError(
+                    f"model {entry['slug']}: alias {alias!r} is the slug, name or repo of {own_names[key]!r}."
+                )
+            owners[key] = entry["slug"]
+    return owners
+
+
 def load_models() -> ModelLoadReport:
     """Returns what changed after loading formats, models, VRAM rows and scores; rows an editor changed stay."""
     report = ModelLoadReport()
     formats = read_formats()
     models = read_models()
+    check_aliases([entry for entry, _facts in models])
     with transaction.atomic():
         quants: dict[str, QuantFormat] = {}
         for fmt in formats:
@@ -148,7 +193,20 @@ def load_models() -> ModelLoadReport:
                 report.unchanged += 1
             report.vram_changed += _load_vram(obj, entry, quants)
             report.scores_changed += _load_scores(obj, entry)
+            _load_aliases(obj, entry, report)
     return report
+
+
+def _load_aliases(model: LanguageModel, entry: dict, report: ModelLoadReport) -> None:
+    """Adds the entry's aliases that no row holds yet; an alias an editor moved or added stays where it is."""
+    wanted = {normalise_alias(alias): alias for alias in entry.get("aliases", [])}
+    held = dict(LanguageModelAlias.objects.filter(normalised__in=wanted).values_list("normalised", "model_id"))
+    for key, alias in wanted.items():
+        if key not in held:
+            LanguageModelAlias.objects.create(model=model, name=alias)
+            report.aliases_added += 1
+        elif held[key] != model.id:
+            report.alias_conflicts.append(f"{alias} (kept on its current model, wanted by {model.slug})")
 
 
 def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
@@ -16,6 +18,11 @@ class Attention(models.TextChoices):
     GQA = "gqa", "Grouped-query (incl. MHA/MQA)"
     MLA = "mla", "Multi-head latent (DeepSeek)"
     HYBRID_SLIDING = "hybrid-sliding", "Sliding window + global layers"
+
+
+def normalise_alias(name: str) -> str:
+    """Returns the form model names are compared in: lower case, single spaces, no surrounding space."""
+    return re.sub(r"\s+", " ", name).strip().lower()
 
 
 class LanguageModelQuerySet(models.QuerySet):
@@ -209,3 +216,31 @@ class BenchmarkScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.score}"
+
+
+class LanguageModelAlias(models.Model):
+    """Another name a model goes by: an Ollama tag, the Hugging Face repo id, a common spelling."""
+
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="aliases", verbose_name="model")
+    name = models.CharField(
+        "alias", max_length=200, help_text="A name people type, e.g. 'mixtral:8x7b' or 'Mixtral-8x7B'."
+    )
+    normalised = models.CharField(
+        "normalised",
+        max_length=200,
+        unique=True,
+        editable=False,
+        help_text="Lower-cased form the resolver matches on; one model per normalised alias.",
+    )
+
+    class Meta:
+        verbose_name = "model alias"
+        verbose_name_plural = "model aliases"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        self.normalised = normalise_alias(self.name)
+        super().save(*args, **kwargs)

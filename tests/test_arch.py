@@ -142,6 +142,15 @@ def test_deepseek_r1_has_the_v3_architecture():
     assert facts("deepseek-r1") == facts("deepseek-v3")
 
 
+def test_kimi_k2_is_counted_on_the_deepseek_v3_layout():
+    # model_type kimi_k2 with DeepseekV3 weights: layer 0 is dense (first_k_dense_replace = 1) and the
+    # router carries the noaux_tc bias. Moonshot publishes "1T total, 32B activated".
+    kimi = facts("kimi-k2-instruct")
+    assert (kimi.moe_layers, kimi.experts, kimi.experts_per_token, kimi.attention) == (60, 384, 8, "mla")
+    assert within(kimi.total_params, 1.03e12, tolerance=0.01)
+    assert within(kimi.decode_read_params, 32e9, tolerance=0.01)
+
+
 def test_gpt_oss_matches_openai_published_counts():
     # OpenAI model card: 20.91B total / 3.61B active and 116.83B / 5.13B; its "active" leaves out
     # the input embedding, which is our decode_read_params.
@@ -270,9 +279,9 @@ MODELS = json.loads((DATA / "models.json").read_text())
 FORMATS = {row["name"]: row for row in csv.DictReader((DATA / "formats.csv").open())}
 
 
-def test_catalog_has_at_least_25_models_with_unique_slugs():
+def test_catalog_has_at_least_55_models_with_unique_slugs():
     slugs = [model["slug"] for model in MODELS]
-    assert len(slugs) >= 25
+    assert len(slugs) >= 55
     assert len(slugs) == len(set(slugs))
 
 
