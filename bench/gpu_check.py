@@ -2,8 +2,8 @@
 
 Results are printed and appended to gpu_check.json ($OUT or --out) as soon as each exists, most important first,
 because the run may be stopped at its time limit. No Django, no network, nothing installed.
-Usage: python3 -m inference.gpu_check [--budget-s 420]; on a CPU: --device cpu --layers 1 --quick.
-Afterwards, on the repository's machine: python3 -m inference.gpu_check --ship path/to/gpu_check.json --command "..."
+Usage: python3 -m bench.gpu_check [--budget-s 420]; on a CPU: --device cpu --layers 1 --quick.
+Afterwards, on the repository's machine: python3 -m bench.gpu_check --ship path/to/gpu_check.json --command "..."
 writes the results where load_catalog loads them (inference/data/measured-<card>-<date>.json).
 """
 
@@ -18,8 +18,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from inference.devices import DeviceInfo, detect_devices
-from inference.runner import BenchResult, BenchSpec, format_row, run_benchmark
+import torch
+
+from bench.devices import DeviceInfo, detect_devices
+from bench.runner import BenchResult, BenchSpec, format_row, run_benchmark
+from physics import estimator as est
 
 # Dense bf16 tensor-core TFLOPS from NVIDIA's H100/H200 SXM datasheets (989.4 without sparsity).
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H200": 989.4}
@@ -36,7 +39,6 @@ def _datasheet(table: dict[str, float], name: str) -> float | None:
 
 def measure_copy_gb_s(device: str, mb: int, iters: int = 10) -> float:
     """Returns device-to-device copy bandwidth (bytes read + written per second, GB/s), best of iters."""
-    import torch
 
     src = torch.ones(mb * 1024 * 1024 // 2, dtype=torch.bfloat16, device=device)
     dst = torch.empty_like(src)
@@ -55,7 +57,6 @@ def measure_copy_gb_s(device: str, mb: int, iters: int = 10) -> float:
 
 def measure_matmul_tflops(device: str, n: int, iters: int = 10) -> float:
     """Returns the mean rate of n x n x n matmuls on random data (bf16 on CUDA, fp32 on CPU), TFLOPS."""
-    import torch
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     a = torch.randn(n, n, dtype=dtype, device=device)
@@ -71,7 +72,6 @@ def measure_matmul_tflops(device: str, n: int, iters: int = 10) -> float:
 
 
 def _sync(device: str) -> None:
-    import torch
 
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
@@ -116,17 +116,13 @@ def suite(layers: int, quick: bool, new_tokens: int, repeats: int, device: str, 
 
 
 def estimator_figures(result: BenchResult, gpu: DeviceInfo, tflops: float | None) -> dict | None:
-    """Returns the estimator's figures for the same spec on this device, or None when planner.estimator is absent.
+    """Returns the estimator's figures for the same spec on this device (an "error" entry when it cannot tell).
 
     The bridge compares full-depth figures: measured ones directly when all layers ran, else the runner's
     extrapolation. Weight bytes come from the model as run, so the estimator prices exactly what was read.
     """
     if result.spec["preset"] != "mixtral-8x7b":
         return {"error": "the estimator bridge compares Mixtral-8x7B runs only"}
-    try:
-        from planner import estimator as est
-    except Exception as exc:  # not written yet, or broken: the GPU check must still run
-        return {"error": f"planner.estimator not importable: {exc}"}
     try:
         spec = result.spec
         model = est.MIXTRAL_8X7B
@@ -234,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out or Path(os.environ.get("OUT", ".")) / "gpu_check.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("")
-
-    import torch
 
     device = a.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     devices = detect_devices(use_torch=True)

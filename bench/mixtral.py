@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # The shapes live apart so that the web process can read them without importing torch; re-exported here.
-from inference.presets import MIXTRAL_8X7B, PRESETS, TINY, ModelConfig  # noqa: F401
+from physics.presets import MIXTRAL_8X7B, PRESETS, TINY, ModelConfig  # noqa: F401
 
 # torch._grouped_mm runs one matmul per group of rows in a single call (CPU fallback, CUDA kernels for bf16 on
 # Hopper and newer). It is a private API, so every use goes through _grouped_mm_ok() and falls back to a loop.
@@ -270,7 +270,7 @@ def init_random(model: Mixtral, device: str | torch.device, dtype: torch.dtype, 
     """Returns model materialised on device with random weights, filled in place there (no host copy).
 
     Normal(0, 0.02) weights, output projections scaled by 1/sqrt(2 * layers) as in GPT-2, so the residual stream
-    and the logits stay finite at 32 layers. Quantized modules (inference.quantize) fill their own integer codes.
+    and the logits stay finite at 32 layers. Quantized modules (bench.quantize) fill their own integer codes.
     """
     # Cast while still on meta (free), so the device never holds a float32 copy of a bf16 model.
     model.to(dtype=dtype)

@@ -57,9 +57,7 @@ def shipped_token_ids() -> list[list[int]]:
     """Returns the pre-tokenized ids shipped in DATA_FILE (same texts, same tokenizer)."""
     data = json.loads(DATA_FILE.read_text())
     if data["texts"] != list(TEXTS):
-        raise ValueError(
-            f"{DATA_FILE} holds other texts than inference.prompts.TEXTS; rewrite it with write_data_file()"
-        )
+        raise ValueError(f"{DATA_FILE} holds other texts than bench.prompts.TEXTS; rewrite it with write_data_file()")
     return data["ids"]
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.mixtral import Experts, Mixtral, RoutedFFN, matvec
+from bench.mixtral import Experts, Mixtral, RoutedFFN, matvec
 
 MODES = ("int8", "int4")
 INT8_KERNEL = "_weight_int8pack_mm"

@@ -11,89 +11,25 @@ import argparse
 import contextlib
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
-PRECISIONS = ("bf16", "fp16", "fp32", "int8", "int4")
+import torch
+import torch._inductor.config
+from torch._dynamo.utils import counters
+
+from bench.devices import cpu_name
+from bench.mixtral import PRESETS, build_meta, init_random, reset_routing_stats
+from bench.prompts import prompt_batch
+from bench.quantize import quantize_model, use_fused_kernels
+from physics.runs import BenchResult, BenchSpec, format_row
+from physics.vocab import Precision, values
+
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class BenchSpec:
-    preset: str = "mixtral-8x7b"  # key of inference.mixtral.PRESETS
-    layers: int | None = None  # None: the preset's full depth; fewer are allowed and reported
-    precision: str = "bf16"  # bf16 | fp16 | fp32 | int8 | int4 (int: weight-only, bf16 activations; fp32 on CPU)
-    batch: int = 1
-    prompt_tokens: int = 128
-    new_tokens: int = 128
-    repeats: int = 3
-    device: str = "cpu"  # "cpu" or "cuda:N"
-    compile: bool = False  # torch.compile the decode step (compile time reported apart)
-    cuda_graph: bool = False  # capture the decode step in a CUDA graph (CUDA only; removes launch overhead)
-    fused: bool = True  # int8/int4: use the device's fused weight-only kernels where they pass their self-test
-    seed: int = 0
-    group_size: int = 128  # int4 group width
-    memory_limit_gb: float | None = None  # refuse (as "oom") a run whose weights + KV cache exceed this
-
-    def validate(self) -> None:
-        """Raises ValueError for a spec that cannot run."""
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if min(self.batch, self.prompt_tokens, self.new_tokens, self.repeats) < 1:
-            raise ValueError("batch, prompt_tokens, new_tokens and repeats must be at least 1")
-        if self.cuda_graph and not self.device.startswith("cuda"):
-            raise ValueError("cuda_graph needs a CUDA device")
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    spec: dict
-    status: str  # "ok" | "oom" | "error"
-    message: str = ""
-    model_layers: int | None = None  # layers actually run
-    full_layers: int | None = None  # the preset's depth, for the extrapolated figures
-    prefill_tok_s: float | None = None  # batch x prompt tokens / median prefill time
-    ttft_s: float | None = None  # median time from prompt in to first token out (prefill + sampling)
-    decode_tok_s: float | None = None  # batch x new tokens / median decode time
-    decode_tok_s_min: float | None = None
-    decode_tok_s_max: float | None = None
-    per_token_latency_ms: float | None = None  # median decode step time
-    per_token_latency_p90_ms: float | None = None
-    peak_memory_gb: float | None = None
-    peak_memory_source: str = ""
-    weight_bytes: int | None = None  # every weight tensor of the model as run (codes + scales when quantized)
-    active_bytes_per_token: int | None = (
-        None  # weights read per decode step (attention, router, norms, touched experts, lm_head, B embedding rows)
-    )
-    kv_bytes_per_token: int | None = None  # KV cache read per decode step (the static cache is read whole, masked)
-    experts_touched_per_layer: float | None = None  # mean distinct experts per layer per decode step
-    achieved_gb_s: float | None = None  # active_bytes_per_token / median step time
-    expert_histogram: list[list[int]] = field(default_factory=list)  # [layer][expert] assignments in measured decode
-    expert_share_max: float | None = None  # largest share one expert took in any layer
-    routing_collapsed: bool | None = None  # expert_share_max > 0.6
-    full_depth_weight_bytes: int | None = None
-    full_depth_decode_tok_s: float | None = None  # extrapolated; equal to decode_tok_s when all layers ran
-    full_depth_prefill_tok_s: float | None = None
-    full_depth_ttft_s: float | None = None
-    extrapolation: str = ""
-    materialise_s: float | None = None
-    warmup_s: float | None = None
-    compile_s: float | None = None
-    kernels: str = ""  # what ran the quantized matmuls (fused kernel, or dequantize + matmul and why)
-    device_name: str = ""
-    torch_version: str = ""
-    cuda_version: str | None = None
-    driver_version: str | None = None
-    host: str = field(default_factory=platform.node)
-
-    def to_dict(self) -> dict:
-        """Returns the result as a JSON-ready dict."""
-        return asdict(self)
 
 
 def _module_bytes(module, recurse: bool = True) -> int:
@@ -124,14 +60,12 @@ def active_bytes(model, batch: int, experts_touched: list[float]) -> int:
 
 
 def _sync(device) -> None:
-    import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _dtype(precision: str, device):
-    import torch
 
     if precision == "fp32":
         return torch.float32
@@ -141,7 +75,6 @@ def _dtype(precision: str, device):
 
 
 def _env(device) -> dict:
-    import torch
 
     info = {"torch_version": torch.__version__, "cuda_version": torch.version.cuda, "driver_version": None}
     if device.type == "cuda":
@@ -155,14 +88,11 @@ def _env(device) -> dict:
             info["driver_version"] = v.decode() if isinstance(v, bytes) else v
             pynvml.nvmlShutdown()
     else:
-        from inference.devices import cpu_name
-
         info["device_name"] = cpu_name()
     return info
 
 
 def _peak_memory(device) -> tuple[float, str]:
-    import torch
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1e9, "torch.cuda.max_memory_allocated over the measured region"
@@ -173,7 +103,6 @@ def _peak_memory(device) -> tuple[float, str]:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
 
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
@@ -182,10 +111,6 @@ def _is_oom(exc: BaseException) -> bool:
 
 def build_model(spec: BenchSpec, device):
     """Returns the materialised model for spec, built on meta and filled in place on device."""
-    import torch
-
-    from inference.mixtral import PRESETS, build_meta, init_random
-    from inference.quantize import quantize_model
 
     cfg = PRESETS[spec.preset]
     cfg = cfg.with_layers(spec.layers or cfg.n_layers)
@@ -217,14 +142,12 @@ def compile_decode_blocks(model) -> None:
 
 def compiled_graph_count() -> int:
     """Returns how many distinct graphs torch.compile has produced in this process so far."""
-    from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
 
 
 def run_benchmark(spec: BenchSpec, progress: Progress | None = None) -> BenchResult:
     """Returns the measured result of spec: status "ok", "oom" (with the message) or "error"."""
-    import torch
 
     spec.validate()
     report = progress or (lambda pct, msg: None)
@@ -245,10 +168,6 @@ def run_benchmark(spec: BenchSpec, progress: Progress | None = None) -> BenchRes
 
 
 def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
-    import torch
-
-    from inference.mixtral import PRESETS, build_meta, reset_routing_stats
-    from inference.prompts import prompt_batch
 
     full_cfg = PRESETS[spec.preset]
     t0 = time.perf_counter()
@@ -286,8 +205,6 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         if spec.compile:
             compile_decode_blocks(model)
             if spec.precision in ("int8", "int4") and spec.fused:
-                from inference.quantize import use_fused_kernels
-
                 # Eager prefill through the fused int8 kernel; the compiled step dequantizes in its reductions.
                 kernels = "prefill: " + use_fused_kernels(model, _dtype(spec.precision, device), modes=("int8",))
             elif spec.precision in ("int8", "int4"):
@@ -295,8 +212,6 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         elif spec.precision in ("int8", "int4") and not spec.fused:
             kernels = f"{spec.precision}: dequantize + matmul (fused kernels turned off)"
         elif spec.precision in ("int8", "int4"):
-            from inference.quantize import use_fused_kernels
-
             kernels = use_fused_kernels(model, _dtype(spec.precision, device))
             if kernels:
                 report(11.0, kernels)
@@ -318,7 +233,6 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
             if spec.compile:
                 # Coordinate-descent tuning picks the block sizes of inductor's reductions; its matrix-vector
                 # kernels reach full bandwidth on CUDA only with it. The CPU backend ignores it.
-                import torch._inductor.config
 
                 with torch._inductor.config.patch(coordinate_descent_tuning=device.type == "cuda"):
                     for _ in range(2):
@@ -399,8 +313,6 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         else:
             full_meta = build_meta(full_cfg)
             if spec.precision in ("int8", "int4"):
-                from inference.quantize import quantize_model
-
                 quantize_model(full_meta, spec.precision, group_size=spec.group_size)
             full_meta.to(dtype=_dtype(spec.precision, device))
             full_w = weight_bytes(full_meta)
@@ -453,38 +365,12 @@ def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
         )
 
 
-def decode_path(spec: dict) -> str:
-    """Returns how a spec's decode step runs, in words: "eager", "CUDA graph", "compiled + CUDA graph"…
-
-    Quantized runs with the fused kernels turned off add "unfused".
-    """
-    parts = [name for key, name in (("compile", "compiled"), ("cuda_graph", "CUDA graph")) if spec.get(key)]
-    path = " + ".join(parts) or "eager"
-    if spec.get("precision") in ("int8", "int4") and spec.get("fused") is False:
-        path += ", unfused"
-    return path
-
-
-def format_row(r: BenchResult) -> str:
-    """Returns a one-line human summary of a result."""
-    s = r.spec
-    head = f"{s['preset']} L{r.model_layers or s['layers']} {s['precision']} b{s['batch']} p{s['prompt_tokens']} n{s['new_tokens']}"
-    if r.status != "ok":
-        return f"{head}: {r.status.upper()} {r.message[:200]}"
-    return (
-        f"{head}: prefill {r.prefill_tok_s:.1f} tok/s, TTFT {r.ttft_s * 1e3:.1f} ms, decode {r.decode_tok_s:.2f} tok/s "
-        f"[{r.decode_tok_s_min:.2f}-{r.decode_tok_s_max:.2f}], {r.per_token_latency_ms:.1f} ms/token, "
-        f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active, "
-        f"experts/layer {r.experts_touched_per_layer:.2f}" + (f"; {r.kernels}" if r.kernels else "")
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs one benchmark from the command line; returns the exit status (0 ok, 2 oom, 1 error)."""
     p = argparse.ArgumentParser(description="Benchmark the torch Mixtral at real shapes with random weights.")
     p.add_argument("--preset", default="mixtral-8x7b")
     p.add_argument("--layers", type=int, default=None)
-    p.add_argument("--precision", default="bf16", choices=PRECISIONS)
+    p.add_argument("--precision", default="bf16", choices=values(Precision))
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--prompt-tokens", type=int, default=128)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from gpufit.history import restore
-from gpufit.models import ApiToken, CatalogChange
+from core.history import restore
+from core.models import ApiToken, CatalogChange
 
 
 @admin.register(ApiToken)

@@ -9,7 +9,7 @@ from django.apps import apps
 from django.core import serializers
 from django.db import models, transaction
 
-from gpufit.models import CatalogChange
+from core.models import CatalogChange
 
 
 def snapshot(obj: models.Model) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,7 +70,6 @@ def peek(scope: str, ident: str, rate: Rate) -> Verdict:
 
 def client_ip(request) -> str:
     """Returns the client's address: REMOTE_ADDR (set GPUFIT_TRUSTED_PROXY_HEADER when behind a proxy)."""
-    from django.conf import settings
 
     header = getattr(settings, "GPUFIT_TRUSTED_PROXY_HEADER", "")
     if header:

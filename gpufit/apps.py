@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 
-class GpufitConfig(AppConfig):
-    """The project's own app: API tokens, the catalog change history and the system checks."""
+class SiteConfig(AppConfig):
+    """The config package as an app: project-level commands (load_catalog) and the system checks."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "gpufit"
-    verbose_name = "gpufit"
+    label = "site"
+    verbose_name = "gpufit site"
 
     def ready(self) -> None:
         # Importing registers the checks with Django's check framework.

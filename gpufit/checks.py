@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from gpufit.ratelimit import Rate
+from core.ratelimit import Rate
 
 # Where a Linux NVIDIA driver shows itself; checked without importing torch or NVML.
 NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidiactl")
@@ -33,7 +34,6 @@ def check_broker_reachable(app_configs=None, **kwargs) -> list[Error]:
     url = _redis_broker()
     if not url:
         return []
-    import redis
 
     client = None
     try:

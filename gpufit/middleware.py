@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from gpufit.ratelimit import Rate, client_ip, hit, peek
+from core.ratelimit import Rate, client_ip, hit, peek
+from core.responses import DATABASE_DOWN_MESSAGE, database_unavailable_response, wants_json
 
 log = logging.getLogger(__name__)
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
 class SecurityHeadersMiddleware:
@@ -53,7 +50,7 @@ class BodySizeMiddleware:
         limit = settings.GPUFIT_MAX_UPLOAD_BYTES if multipart else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
             message = f"Request body of {length} bytes is larger than the {limit} bytes this site accepts."
-            if _wants_json(request):
+            if wants_json(request):
                 return JsonResponse({"detail": message}, status=413)
             return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
@@ -73,7 +70,7 @@ class NullCharacterMiddleware:
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in request.path or "%00" in query.lower() or "\x00" in query:
             message = "Request contains a NUL character."
-            if _wants_json(request):
+            if wants_json(request):
                 return JsonResponse({"detail": message}, status=400)
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
@@ -116,7 +113,7 @@ class DatabaseUnavailableMiddleware:
     itself when the database is back.
     """
 
-    MESSAGE = "The database is not answering right now. Please try again in a minute."
+    MESSAGE = DATABASE_DOWN_MESSAGE
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -128,24 +125,3 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
         return database_unavailable_response(request, exception)
-
-
-def database_unavailable_response(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """Returns the 503 answer for a request that found the database down, after dropping broken connections."""
-    log.error("database unavailable while serving %s: %s", request.path, exception)
-    for conn in connections.all(initialized_only=True):
-        try:
-            conn.close()
-        except Exception:  # a connection that cannot even close is gone already
-            log.debug("closing a broken connection failed", exc_info=True)
-    if _wants_json(request):
-        response: HttpResponse = JsonResponse({"detail": DatabaseUnavailableMiddleware.MESSAGE}, status=503)
-    else:
-        response = HttpResponse(
-            "<!doctype html><title>gpufit is unavailable</title><h1>Temporarily unavailable</h1>"
-            f"<p>{DatabaseUnavailableMiddleware.MESSAGE}</p>",
-            status=503,
-            content_type="text/html; charset=utf-8",
-        )
-    response["Retry-After"] = "30"
-    return response

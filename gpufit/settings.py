@@ -79,12 +79,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "core",  # API tokens and the catalog change history (app label "gpufit")
     "hardware",
     "models",
     "planner",
     "inference",
     "ninja",  # serves the API docs page's Swagger UI from its own static files, no CDN
-    "gpufit",  # API tokens, catalog history, system checks
+    "gpufit",  # the config package: load_catalog, run_worker and the system checks (app label "site")
 ]
 
 MIDDLEWARE = [

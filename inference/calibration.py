@@ -13,7 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.models import BenchmarkResult
-from planner.estimator import batch_class
+from inference.results import compare_again
+from physics.estimator import batch_class
 from planner.models import Calibration
 
 BACKEND = "gpufit-torch"
@@ -89,7 +90,6 @@ def fit_calibration() -> int:
 
 def validation_summary() -> dict:
     """Returns the validation page's context: every result's ratio, the fitted rows, and the error before and after."""
-    from inference.results import compare_again
 
     results = list(
         BenchmarkResult.objects.select_related("job", "gpu")

@@ -7,21 +7,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.models import BenchmarkJob, Device
+from physics.presets import PRESETS
+from physics.vocab import Precision, Preset, choices
 
-PRECISIONS = [
-    ("bf16", "bf16"),
-    ("fp16", "fp16"),
-    ("fp32", "fp32 (CPU)"),
-    ("int8", "int8 weight-only"),
-    ("int4", "int4 weight-only"),
-]
-PRESETS = [("mixtral-8x7b", "Mixtral-8x7B (real shapes)"), ("tiny", "Tiny Mixtral (tests, seconds on a CPU)")]
-PRESET_LAYERS = {"mixtral-8x7b": 32, "tiny": 2}
+PRESET_LAYERS = {name: config.n_layers for name, config in PRESETS.items()}
 
 
 class BenchmarkJobForm(forms.ModelForm):
-    preset = forms.ChoiceField(choices=PRESETS, initial="mixtral-8x7b")
-    precision = forms.ChoiceField(choices=PRECISIONS, initial="bf16")
+    preset = forms.ChoiceField(choices=choices(Preset), initial=Preset.MIXTRAL_8X7B)
+    precision = forms.ChoiceField(choices=choices(Precision), initial=Precision.BF16)
     target = forms.ChoiceField(label="Target", help_text="A registered device, or any worker's CPU.")
     layers = forms.IntegerField(
         min_value=1, max_value=32, initial=1, help_text="Fewer than the model's layers is allowed; reported as such."
@@ -59,8 +53,9 @@ class BenchmarkJobForm(forms.ModelForm):
         if target and target[1].startswith("cuda") and data.get("precision") == "fp32":
             self.add_error("precision", "fp32 is for CPU runs; use bf16, int8 or int4 on a GPU.")
         if preset and data.get("prompt_tokens") and data.get("new_tokens"):
-            if preset == "tiny" and data["prompt_tokens"] + data["new_tokens"] > 256:
-                self.add_error("prompt_tokens", "The tiny preset holds 256 tokens (prompt + new).")
+            room = PRESETS[preset].max_seq_len
+            if data["prompt_tokens"] + data["new_tokens"] > room:
+                self.add_error("prompt_tokens", f"The {preset} preset holds {room} tokens (prompt + new).")
         return data
 
     def save(self, commit: bool = True) -> BenchmarkJob:

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import uuid
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # A running job whose row has not moved for this long is taken for lost (its worker died).
 LOST_AFTER_S = 300
+# The worker task that runs a job (inference/tasks.py), sent by name.
+RUN_JOB_TASK = "inference.tasks.run_job"
 
 
 def requeue_after_s() -> int:
@@ -43,10 +46,9 @@ def submit(job: BenchmarkJob) -> BenchmarkJob:
 
 
 def _send(job: BenchmarkJob) -> None:
-    from inference.tasks import run_job
-
+    # By name: the web process never imports the task module, which loads the torch runner.
     try:
-        run_job.apply_async(args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False)
+        current_app.send_task(RUN_JOB_TASK, args=[job.pk], queue=job.queue, task_id=job.task_id, retry=False)
     except Exception:  # broker down: the row stays queued and a worker's heartbeat sends it again
         log.exception("could not send job %s to the broker", job.pk)
         BenchmarkJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
@@ -100,14 +102,12 @@ def finish(job_id: int, status: str, message: str = "", error: str = "") -> bool
 
 def cancel(job: BenchmarkJob) -> bool:
     """Returns True when the job was queued or running and is now cancelled (a queued task is also revoked)."""
-    from gpufit.celery import app
-
     updated = BenchmarkJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
         status=JobStatus.CANCELLED, finished_at=timezone.now(), message="cancelled by an operator"
     )
     if updated and job.task_id:
         # Not terminate=True: a running benchmark notices the cancel at its next progress report and stops cleanly.
-        app.control.revoke(job.task_id)
+        current_app.control.revoke(job.task_id)
     return updated == 1
 
 

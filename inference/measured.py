@@ -14,7 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from hardware.models import GPU
+from inference.calibration import fit_calibration, fit_is_current
 from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
+from inference.results import compare_with_estimate
+from physics.runs import BenchResult
 
 DATA = Path(__file__).resolve().parent / "data"
 PATH = DATA / "measured.json"  # the first H200 check; later checks are measured-<card>-<date>.json beside it
@@ -44,7 +47,6 @@ def folds_into_calibration(result: dict) -> bool:
 
 def load_measured(paths: list[Path] | None = None) -> int:
     """Returns how many measured results were added from paths (default: every shipped file); reloads add nothing."""
-    from inference.calibration import fit_calibration, fit_is_current
 
     added = refolded = 0
     with transaction.atomic():
@@ -59,8 +61,6 @@ def load_measured(paths: list[Path] | None = None) -> int:
 
 def _load_file(path: Path) -> tuple[int, int]:
     """Returns (runs added, runs whose folding changed) for one measured-results file."""
-    from inference.results import compare_with_estimate
-    from inference.runner import BenchResult
 
     data = json.loads(path.read_text(encoding="utf-8"))
     when = timezone.make_aware(dt.datetime.fromisoformat(data["date"]))

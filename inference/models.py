@@ -11,6 +11,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from inference.queues import queue_for_host
+
 
 class WorkerHost(models.Model):
     hostname = models.CharField("host", max_length=120, unique=True)
@@ -131,7 +133,6 @@ class BenchmarkJob(models.Model):
 
     @property
     def queue(self) -> str:
-        from inference.queues import queue_for_host
 
         return queue_for_host(self.target_host)
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from inference.models import Device
-from inference.runner import decode_path
-from inference.validation import Shapes, device_spec, estimate_run, ratio
+from inference.models import BenchmarkResult, Device
+from models.models import LanguageModel
+from physics.estimator import ModelArch
+from physics.presets import PRESETS, ModelConfig
+from physics.runs import arch_for, decode_path, device_spec, estimate_run, ratio
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec
 
 
-def shapes_for(preset: str) -> Shapes:
-    from inference.presets import PRESETS
-
-    cfg = PRESETS[preset]
-    return Shapes(**{f: getattr(cfg, f) for f in Shapes.__dataclass_fields__})
+def shapes_for(preset: str) -> ModelConfig:
+    """Returns the runner preset's model shapes."""
+    return PRESETS[preset]
 
 
 def device_row(host: str, index: str) -> Device | None:
@@ -86,3 +86,23 @@ def compare_again(row) -> float | None:
     device = device_row(host, spec.get("device", "cpu"))
     gpu = _gpu_for(device, row.device_name, row.peak_memory_gb, spec.get("device", "cpu") == "cpu")
     return ratio(row.decode_tok_s, _estimate(spec, row.layers, gpu).decode_tok_s_aggregate)
+
+
+def _preset_archs() -> dict[str, ModelArch]:
+    """Returns the estimator's architecture of every runner preset at its full depth."""
+    return {name: arch_for(config, config.n_layers) for name, config in PRESETS.items()}
+
+
+def measured_results(model: LanguageModel):
+    """Returns the ok benchmark results on catalog GPUs for runner presets with this model's architecture."""
+    presets = [
+        name
+        for name, arch in _preset_archs().items()
+        if arch.total_params == model.total_params and arch.layers == model.layers
+    ]
+    return (
+        BenchmarkResult.objects.filter(status="ok", gpu__isnull=False, job__preset__in=presets)
+        .select_related("gpu", "job")
+        .defer("raw", "estimate_basis", "gpu__notes")  # the runner's JSON is for the job page, not the lists
+        .order_by("-decode_tok_s")
+    )

@@ -5,18 +5,25 @@ from __future__ import annotations
 import logging
 import traceback
 
+import psutil
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 
+from bench.runner import run_benchmark
 from inference import jobs
 from inference.models import BenchmarkJob, BenchmarkResult, JobStatus
+from inference.results import compare_with_estimate
+from physics.presets import PRESETS
+from physics.runs import BenchSpec
+from physics.vocab import Precision
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(
+    name=jobs.RUN_JOB_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -47,16 +54,11 @@ def run_job(self, job_id: int) -> str:
 
 def _cpu_memory_limit_gb() -> float:
     """Returns the RAM a CPU run may plan for: a run that cannot fit ends as "oom" instead of waking the OOM killer."""
-    import psutil
-
     return 0.8 * psutil.virtual_memory().available / 1e9
 
 
 def spec_for(job: BenchmarkJob):
     """Returns the runner's BenchSpec for a job: the job's fields and the decode path a worker takes."""
-    from inference.presets import PRESETS
-    from inference.runner import BenchSpec
-
     device = job.target_device or "cpu"
     on_cuda = device.startswith("cuda")
     return BenchSpec(
@@ -72,7 +74,7 @@ def spec_for(job: BenchmarkJob):
         compile=job.compile_decode,
         # On CUDA a float or compiled decode step is replayed from a CUDA graph: eager launches cost 3x
         # (docs/benchmarks.md). Eager quantized experts read their routing on the host, which a graph cannot hold.
-        cuda_graph=on_cuda and (job.compile_decode or job.precision in ("bf16", "fp16")),
+        cuda_graph=on_cuda and (job.compile_decode or job.precision in (Precision.BF16, Precision.FP16)),
         # int4 groups of 128 inputs; a preset narrower than that (the tiny test model) uses one group per row.
         group_size=min(128, PRESETS[job.preset].dim),
     )
@@ -80,9 +82,6 @@ def spec_for(job: BenchmarkJob):
 
 def execute(job: BenchmarkJob) -> str:
     """Returns the run's outcome after running the benchmark and storing measured and estimated figures."""
-    from inference.results import compare_with_estimate
-    from inference.runner import run_benchmark
-
     spec = spec_for(job)
     result = run_benchmark(spec, progress=lambda pct, msg: jobs.report_progress(job.pk, 5 + 0.9 * pct, msg))
     if result.status == "error" and "no longer running" in result.message:

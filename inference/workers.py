@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from hardware.models import GPUAlias
+from bench.devices import detect_devices, match_catalog
+from hardware.models import GPU, GPUAlias
 from inference import jobs
 from inference.models import Device, WorkerHost
 from inference.queues import queue_for_host
@@ -21,7 +22,6 @@ HEARTBEAT_S = settings.GPUFIT_HEARTBEAT_S
 
 def register_host(hostname: str, devices=None) -> WorkerHost:
     """Returns the host row after recording its detected devices, each matched to a catalog GPU by alias."""
-    from inference.devices import detect_devices, match_catalog
 
     devices = detect_devices() if devices is None else devices
     aliases = dict(GPUAlias.objects.values_list("name", "gpu__slug"))
@@ -30,7 +30,6 @@ def register_host(hostname: str, devices=None) -> WorkerHost:
         defaults={"queue": queue_for_host(hostname), "started_at": timezone.now(), "last_seen": timezone.now()},
     )
     seen = []
-    from hardware.models import GPU
 
     for info in devices:
         slug = match_catalog(info.name, aliases) if info.kind == "cuda" else None

@@ -18,25 +18,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from physics.vocab import KVCache
+
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
 GIB = 2**30
 
-# Inference engines a Workload may name (the CLI's --backend choices). Each has its own calibration rows;
-# an engine without measurements falls back to the hardware-class rows.
-BACKENDS: tuple[str, ...] = (
-    "llama.cpp",
-    "vllm",
-    "tensorrt-llm",
-    "sglang",
-    "transformers",
-    "gpt-fast",
-    "mlc",
-    "exllamav2",
-    "gpufit-torch",
-)
-
-# Bits per KV-cache element. q8/q4 are llama.cpp's q8_0 (34 bytes per 32 values) and q4_0 (18 bytes per 32).
-KV_BITS: dict[str, float] = {"fp16": 16.0, "bf16": 16.0, "fp8": 8.0, "q8": 8.5, "q4": 4.5}
 
 # The reference page's VRAM rule adds a flat 0.5 GB; we keep it as the fixed part of the runtime overhead
 # (CUDA/Metal context and the framework's own buffers) so that the table stays reproducible.
@@ -288,9 +274,9 @@ def table_vram_gb(total_params: int, bits_per_weight: float) -> float:
 
 def _kv_element_bytes(kv_cache: str) -> float:
     try:
-        return KV_BITS[kv_cache] / 8
-    except KeyError:
-        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {sorted(KV_BITS)}") from None
+        return KVCache(kv_cache).bits / 8
+    except ValueError:
+        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {[k.value for k in KVCache]}") from None
 
 
 def _kv_bytes_per_token_per_layer(model: ModelArch, kv_cache: str) -> float:

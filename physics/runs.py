@@ -1,38 +1,19 @@
-"""Measured vs estimated: the estimator's figures for exactly what a benchmark ran, on the device it ran on.
+"""Benchmark runs as records: the spec a worker runs, the result it returns, and the estimate for exactly that run.
 
 Pure Python (no Django, no torch) so the GPU check script can use it on a host without either.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import platform
+from dataclasses import asdict, dataclass, field
 
-from planner.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
-
-# Weight-only formats of inference/quantize.py: int8 keeps one bf16 scale per output channel
-# (negligible per weight); int4 keeps a bf16 scale and zero per group of 128 (32 bits / 128 weights).
-PRECISION_BITS = {"fp32": 32.0, "bf16": 16.0, "fp16": 16.0, "int8": 8.0, "int4": 4.25}
-PRECISION_KIND = {"fp32": "float", "bf16": "float", "fp16": "float", "int8": "torch", "int4": "torch"}
+from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
+from physics.presets import ModelConfig
+from physics.vocab import Engine, KVCache, Precision, values
 
 
-@dataclass(frozen=True)
-class Shapes:
-    """The runner's model shapes, as plain numbers (mirrors inference.mixtral.ModelConfig)."""
-
-    name: str
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    ffn_dim: int
-    n_experts: int
-    top_k: int
-    vocab_size: int
-    max_seq_len: int
-
-
-def arch_for(shapes: Shapes, layers: int) -> ModelArch:
+def arch_for(shapes: ModelConfig, layers: int) -> ModelArch:
     """Returns the estimator's architecture for the runner's Mixtral with ``layers`` blocks, counted exactly."""
     d, hd = shapes.dim, shapes.head_dim
     attention = d * shapes.n_heads * hd * 2 + d * shapes.n_kv_heads * hd * 2  # wq, wo, wk, wv
@@ -62,7 +43,9 @@ def arch_for(shapes: Shapes, layers: int) -> ModelArch:
 
 
 def quant_for(precision: str) -> Quant:
-    return Quant(name=f"torch-{precision}", bits_per_weight=PRECISION_BITS[precision], kind=PRECISION_KIND[precision])
+    """Returns the estimator's format for a runner precision (int4: a bf16 scale and zero per group of 128)."""
+    p = Precision(precision)
+    return Quant(name=f"torch-{p}", bits_per_weight=p.bits, kind=p.quant_kind)
 
 
 def device_spec(name: str, memory_gb: float, bandwidth_gb_s: float, is_cpu: bool) -> GPUSpec:
@@ -77,7 +60,7 @@ def device_spec(name: str, memory_gb: float, bandwidth_gb_s: float, is_cpu: bool
 
 
 def estimate_run(
-    shapes: Shapes,
+    shapes: ModelConfig,
     layers: int,
     precision: str,
     batch: int,
@@ -91,8 +74,8 @@ def estimate_run(
         context=prompt_tokens + new_tokens,
         prompt_tokens=prompt_tokens,
         batch=batch,
-        kv_cache="fp16",
-        backend="gpufit-torch",
+        kv_cache=KVCache.FP16,
+        backend=Engine.GPUFIT_TORCH,
     )
     return estimate(arch_for(shapes, layers), quant_for(precision), Build(gpu=gpu), workload, calibration)
 
@@ -101,3 +84,102 @@ def ratio(measured: float | None, estimated: float | None) -> float | None:
     if not measured or not estimated:
         return None
     return measured / estimated
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    preset: str = "mixtral-8x7b"  # a Preset: key of physics.presets.PRESETS
+    layers: int | None = None  # None: the preset's full depth; fewer are allowed and reported
+    precision: str = "bf16"  # bf16 | fp16 | fp32 | int8 | int4 (int: weight-only, bf16 activations; fp32 on CPU)
+    batch: int = 1
+    prompt_tokens: int = 128
+    new_tokens: int = 128
+    repeats: int = 3
+    device: str = "cpu"  # "cpu" or "cuda:N"
+    compile: bool = False  # torch.compile the decode step (compile time reported apart)
+    cuda_graph: bool = False  # capture the decode step in a CUDA graph (CUDA only; removes launch overhead)
+    fused: bool = True  # int8/int4: use the device's fused weight-only kernels where they pass their self-test
+    seed: int = 0
+    group_size: int = 128  # int4 group width
+    memory_limit_gb: float | None = None  # refuse (as "oom") a run whose weights + KV cache exceed this
+
+    def validate(self) -> None:
+        """Raises ValueError for a spec that cannot run."""
+        if self.precision not in values(Precision):
+            raise ValueError(f"precision must be one of {values(Precision)}, got {self.precision!r}")
+        if min(self.batch, self.prompt_tokens, self.new_tokens, self.repeats) < 1:
+            raise ValueError("batch, prompt_tokens, new_tokens and repeats must be at least 1")
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise ValueError("cuda_graph needs a CUDA device")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    spec: dict
+    status: str  # "ok" | "oom" | "error"
+    message: str = ""
+    model_layers: int | None = None  # layers actually run
+    full_layers: int | None = None  # the preset's depth, for the extrapolated figures
+    prefill_tok_s: float | None = None  # batch x prompt tokens / median prefill time
+    ttft_s: float | None = None  # median time from prompt in to first token out (prefill + sampling)
+    decode_tok_s: float | None = None  # batch x new tokens / median decode time
+    decode_tok_s_min: float | None = None
+    decode_tok_s_max: float | None = None
+    per_token_latency_ms: float | None = None  # median decode step time
+    per_token_latency_p90_ms: float | None = None
+    peak_memory_gb: float | None = None
+    peak_memory_source: str = ""
+    weight_bytes: int | None = None  # every weight tensor of the model as run (codes + scales when quantized)
+    active_bytes_per_token: int | None = (
+        None  # weights read per decode step (attention, router, norms, touched experts, lm_head, B embedding rows)
+    )
+    kv_bytes_per_token: int | None = None  # KV cache read per decode step (the static cache is read whole, masked)
+    experts_touched_per_layer: float | None = None  # mean distinct experts per layer per decode step
+    achieved_gb_s: float | None = None  # active_bytes_per_token / median step time
+    expert_histogram: list[list[int]] = field(default_factory=list)  # [layer][expert] assignments in measured decode
+    expert_share_max: float | None = None  # largest share one expert took in any layer
+    routing_collapsed: bool | None = None  # expert_share_max > 0.6
+    full_depth_weight_bytes: int | None = None
+    full_depth_decode_tok_s: float | None = None  # extrapolated; equal to decode_tok_s when all layers ran
+    full_depth_prefill_tok_s: float | None = None
+    full_depth_ttft_s: float | None = None
+    extrapolation: str = ""
+    materialise_s: float | None = None
+    warmup_s: float | None = None
+    compile_s: float | None = None
+    kernels: str = ""  # what ran the quantized matmuls (fused kernel, or dequantize + matmul and why)
+    device_name: str = ""
+    torch_version: str = ""
+    cuda_version: str | None = None
+    driver_version: str | None = None
+    host: str = field(default_factory=platform.node)
+
+    def to_dict(self) -> dict:
+        """Returns the result as a JSON-ready dict."""
+        return asdict(self)
+
+
+def decode_path(spec: dict) -> str:
+    """Returns how a spec's decode step runs, in words: "eager", "CUDA graph", "compiled + CUDA graph"…
+
+    Quantized runs with the fused kernels turned off add "unfused".
+    """
+    parts = [name for key, name in (("compile", "compiled"), ("cuda_graph", "CUDA graph")) if spec.get(key)]
+    path = " + ".join(parts) or "eager"
+    if spec.get("precision") in (Precision.INT8, Precision.INT4) and spec.get("fused") is False:
+        path += ", unfused"
+    return path
+
+
+def format_row(r: BenchResult) -> str:
+    """Returns a one-line human summary of a result."""
+    s = r.spec
+    head = f"{s['preset']} L{r.model_layers or s['layers']} {s['precision']} b{s['batch']} p{s['prompt_tokens']} n{s['new_tokens']}"
+    if r.status != "ok":
+        return f"{head}: {r.status.upper()} {r.message[:200]}"
+    return (
+        f"{head}: prefill {r.prefill_tok_s:.1f} tok/s, TTFT {r.ttft_s * 1e3:.1f} ms, decode {r.decode_tok_s:.2f} tok/s "
+        f"[{r.decode_tok_s_min:.2f}-{r.decode_tok_s_max:.2f}], {r.per_token_latency_ms:.1f} ms/token, "
+        f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active, "
+        f"experts/layer {r.experts_touched_per_layer:.2f}" + (f"; {r.kernels}" if r.kernels else "")
+    )

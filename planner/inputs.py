@@ -8,7 +8,7 @@ import pandas as pd
 
 from hardware.models import GPU
 from models.models import LanguageModel, QuantVRAM
-from planner.estimator import GPUSpec, ModelArch, Quant
+from physics.estimator import GPUSpec, ModelArch, Quant
 
 # GPU fields the ranking needs; one query with .values() instead of model instances.
 GPU_VALUE_FIELDS = [

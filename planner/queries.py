@@ -14,8 +14,9 @@ from typing import Any
 
 from django import forms
 
+from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
+from physics.vocab import Engine, KVCache, Split
 from planner.calibration import calibration_factors
-from planner.estimator import BACKENDS, Build, GPUSpec, ModelArch, Quant, Workload, estimate
 from planner.inputs import gpu_spec, model_arch, quant_of
 from planner.lookup import NotFound, find_format, find_gpu, find_model
 
@@ -35,9 +36,6 @@ MAX_GPUS = 1024
 MAX_CONTEXT = 100_000_000
 MAX_BATCH = 100_000
 MAX_BPW = 32.0
-
-SPLITS = ("layer", "tensor")
-KV_CACHES = ("fp16", "q8", "q4")
 
 
 @dataclass(frozen=True)
@@ -98,15 +96,15 @@ class EstimateQuery(forms.Form):
     tflops = _positive_float(MAX_TFLOPS)
     unified = forms.BooleanField(required=False)
     gpus = _positive_int(MAX_GPUS)
-    split = forms.ChoiceField(required=False, choices=[(s, s) for s in SPLITS])
+    split = forms.ChoiceField(required=False, choices=[(s.value, s.value) for s in Split])
     offload_ram_gb = forms.FloatField(required=False, min_value=0, max_value=MAX_MEMORY_GB)
     ram_bandwidth_gb_s = forms.FloatField(required=False, min_value=0, max_value=MAX_BANDWIDTH_GB_S)
     # workload
     context = _positive_int(MAX_CONTEXT)
     prompt_tokens = _positive_int(MAX_CONTEXT)
     batch = _positive_int(MAX_BATCH)
-    kv_cache = forms.ChoiceField(required=False, choices=[(k, k) for k in KV_CACHES])
-    backend = forms.ChoiceField(required=False, choices=[(b, b) for b in BACKENDS])
+    kv_cache = forms.ChoiceField(required=False, choices=[(k.value, k.value) for k in KVCache])
+    backend = forms.ChoiceField(required=False, choices=[(e.value, e.value) for e in Engine])
 
     DEFAULTS: dict[str, Any] = {
         "vocab": 32000,

@@ -4,4 +4,4 @@
 # e.g. scripts/gpu_check.sh --device cpu --layers 1 --quick
 set -eu
 cd "$(dirname "$0")/.."
-PYTHONUNBUFFERED=1 exec python3 -m inference.gpu_check "$@"
+PYTHONUNBUFFERED=1 exec python3 -m bench.gpu_check "$@"

@@ -16,7 +16,7 @@ createdb -h 127.0.0.1 -U postgres gpufit_load 2>/dev/null || true
 $PY manage.py migrate --noinput >/dev/null
 TOKEN=$($PY manage.py shell -c "
 from django.contrib.auth.models import Permission, User
-from gpufit.models import ApiToken
+from core.models import ApiToken
 from inference.models import BenchmarkJob
 user, _ = User.objects.get_or_create(username='storm-operator')
 user.user_permissions.add(Permission.objects.get(codename='run_benchmarks'))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from physics.estimator import DEFAULT_CALIBRATION
 from planner import accuracy
-from planner.estimator import DEFAULT_CALIBRATION
 
 
 def test_it_ships_the_calibration_fitted_from_the_measurements():

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 
-from gpufit.models import ApiToken
+from core.models import ApiToken
 from inference.models import BenchmarkJob
 
 pytestmark = pytest.mark.django_db
@@ -34,10 +34,10 @@ def catalog(django_db_setup, django_db_blocker):
 def steady_clock(monkeypatch):
     """Holds the rate limiter's clock at the start of a window of its own, so a test never straddles a window
     boundary nor meets counts left in Redis by an earlier run."""
-    import gpufit.ratelimit
+    import core.ratelimit
 
     start = (uuid.uuid4().int % 10**9) * 3600 + 1
-    monkeypatch.setattr(gpufit.ratelimit, "_now", lambda: start)
+    monkeypatch.setattr(core.ratelimit, "_now", lambda: start)
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def no_broker(db):
     # Jobs are sent on commit; these tests check rows and rights, not the Celery round trip.
     # Start from no jobs: rows another module committed (the fuzz run) would blur the counts (rolled back after).
     BenchmarkJob.objects.all().delete()
-    with mock.patch("inference.tasks.run_job.apply_async") as sent:
+    with mock.patch("celery.current_app.send_task") as sent:
         yield sent
 
 

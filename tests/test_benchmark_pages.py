@@ -274,7 +274,7 @@ def test_only_runs_of_the_workers_own_path_fold_into_calibration(spec, kernels, 
     ],
 )
 def test_a_result_says_how_its_decode_step_ran(spec, path):
-    from inference.runner import decode_path
+    from physics.runs import decode_path
 
     assert decode_path(spec) == path
 

@@ -6,8 +6,7 @@ import json
 
 import plotly.graph_objects as go
 
-from planner import charts
-from planner.estimator import (
+from physics.estimator import (
     MIXTRAL_8X7B,
     REFERENCE_QUANTS,
     GPUSpec,
@@ -17,6 +16,7 @@ from planner.estimator import (
     rank_gpus,
     rank_models,
 )
+from planner import charts
 
 # RTX 3090: 24 GB, too small alone for Mixtral Q4_K_M; RTX 6000 Ada: 48 GB, holds it; H100 SXM: 80 GB, no price.
 GPUS = [

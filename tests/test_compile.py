@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch._inductor.utils import run_and_get_code
 
-from inference.mixtral import TINY, build_meta, init_random
-from inference.quantize import quantize_model, use_fused_kernels
-from inference.runner import BenchSpec, compile_decode_blocks, run_benchmark
+from bench.mixtral import TINY, build_meta, init_random
+from bench.quantize import quantize_model, use_fused_kernels
+from bench.runner import BenchSpec, compile_decode_blocks, run_benchmark
 
 pytestmark = pytest.mark.torch
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from planner.estimator import (
+from physics.estimator import (
     DEFAULT_CALIBRATION,
     MIXTRAL_8X7B,
     Build,

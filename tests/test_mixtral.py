@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from inference import mixtral
-from inference.mixtral import MIXTRAL_8X7B, TINY, build_meta, init_random, load_checkpoint
+from bench import mixtral
+from bench.mixtral import MIXTRAL_8X7B, TINY, build_meta, init_random, load_checkpoint
 
 pytestmark = pytest.mark.torch
 

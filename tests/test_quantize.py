@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from inference.mixtral import TINY, build_meta, init_random
-from inference.quantize import (
+from bench.mixtral import TINY, build_meta, init_random
+from bench.quantize import (
     Int4Linear,
     Int8Linear,
     QuantExperts,
@@ -155,7 +155,7 @@ def test_a_device_without_a_kernel_gets_the_reason_not_a_crash():
 
 
 def test_a_kernel_that_disagrees_with_the_reference_is_not_used(monkeypatch):
-    import inference.quantize as qz
+    import bench.quantize as qz
 
     monkeypatch.setattr(
         qz, "int8_mm", lambda x, codes, scales: torch.zeros(*x.shape[:-1], codes.shape[0], dtype=x.dtype)
@@ -167,7 +167,7 @@ def test_a_kernel_that_disagrees_with_the_reference_is_not_used(monkeypatch):
 
 
 def test_a_kernel_that_raises_is_not_used_and_the_reason_is_kept(monkeypatch):
-    import inference.quantize as qz
+    import bench.quantize as qz
 
     def broken(x, codes, scales):
         raise NotImplementedError("no kernel for this dtype")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import prompts, runner
-from inference.mixtral import MIXTRAL_8X7B, TINY, build_meta
-from inference.runner import BenchSpec, active_bytes, run_benchmark, weight_bytes
+from bench import prompts, runner
+from bench.mixtral import MIXTRAL_8X7B, TINY, build_meta
+from bench.runner import BenchSpec, active_bytes, run_benchmark, weight_bytes
 
 pytestmark = pytest.mark.torch
 
@@ -125,7 +125,7 @@ def test_shipped_prompt_ids_equal_a_fresh_mistral_common_tokenization():
 
 @pytest.mark.django_db
 def test_gpu_check_quick_run_writes_each_result_and_ships_them(tmp_path, capsys):
-    from inference import gpu_check
+    from bench import gpu_check
     from inference.measured import load_measured
     from inference.models import BenchmarkResult
 

@@ -21,19 +21,21 @@ from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer, django_auth
 
-from gpufit.middleware import database_unavailable_response
-from gpufit.models import ApiToken
-from gpufit.ratelimit import Rate, client_ip, hit
+from core.models import ApiToken
+from core.ratelimit import Rate, client_ip, hit
+from core.responses import database_unavailable_response
 from hardware.models import GPU, Segment, Vendor
 from inference import jobs
 from inference.forms import BenchmarkJobForm
 from inference.models import BenchmarkJob, BenchmarkResult
 from models.models import LanguageModel
+from physics.estimator import Workload, rank_builds, rank_gpus
+from physics.vocab import Engine, KVCache, Precision, Preset, Split, values
 from planner.calibration import calibration_factors
-from planner.estimator import BACKENDS, Workload, rank_builds, rank_gpus
 from planner.inputs import catalog_frame, model_arch, quants_of
 from planner.lookup import NotFound, find_gpu, find_model
 from planner.queries import MAX_CONTEXT, EstimateQuery, finite
+from planner.services import memory_table
 
 RUN_PERMISSION = "inference.run_benchmarks"
 
@@ -199,14 +201,14 @@ class EstimateParams(Schema):
     tflops: float | None = None
     unified: bool = False
     gpus: int | None = None
-    split: Literal["layer", "tensor"] | None = None
+    split: Split | None = None
     offload_ram_gb: float | None = None
     ram_bandwidth_gb_s: float | None = None
     context: int | None = None
     prompt_tokens: int | None = None
     batch: int | None = None
-    kv_cache: Literal["fp16", "q8", "q4"] | None = None
-    backend: str | None = Field(None, description=f"one of: {', '.join(BACKENDS)}")
+    kv_cache: KVCache | None = None
+    backend: str | None = Field(None, description=f"one of: {', '.join(values(Engine))}")
 
 
 class MemoryOut(Schema):
@@ -249,7 +251,7 @@ class RecommendParams(Schema):
     quant: str | None = Field(None, max_length=64, description="one format of the model's table; default: all")
     context: int = Field(4096, ge=1, le=MAX_CONTEXT)
     batch: int = Field(1, ge=1, le=256)
-    kv_cache: Literal["fp16", "q8", "q4"] = "fp16"
+    kv_cache: KVCache = KVCache.FP16
     backend: str = "llama.cpp"
     budget_usd: float | None = Field(None, gt=0, le=1e9, description="highest total price")
     mode: Literal["gpus", "builds"] = Field("gpus", description="single GPUs, or builds of 1–max_gpus cards")
@@ -320,8 +322,8 @@ class ResultPage(Schema):
 
 
 class JobIn(Schema):
-    preset: Literal["mixtral-8x7b", "tiny"] = "mixtral-8x7b"
-    precision: Literal["bf16", "fp16", "fp32", "int8", "int4"] = "bf16"
+    preset: Preset = Preset.MIXTRAL_8X7B
+    precision: Precision = Precision.BF16
     layers: int = Field(1, ge=1, le=32, description="at most the model's layers (Mixtral-8x7B: 32, tiny: 2)")
     batch: int = Field(1, ge=1, le=64)
     prompt_tokens: int = Field(128, ge=1, le=32768)
@@ -493,7 +495,6 @@ def list_models(
 )
 def get_model(request: HttpRequest, slug: str, context: int = Query(4096, ge=1, le=MAX_CONTEXT)):
     """Returns a model's architecture, its quantization VRAM table (KV cache at ``context``) and quality scores."""
-    from planner.views import memory_table
 
     try:
         model = find_model(slug[:200])
@@ -554,9 +555,9 @@ def recommend(request: HttpRequest, params: Query[RecommendParams]):
     """Returns the GPUs (or multi-GPU builds) that run the model, fastest (or cheapest build) first, within budget."""
     ident = f"user:{request.user.pk}" if request.user.is_authenticated else f"ip:{client_ip(request)}"
     _throttle(request, "recommend", ident, "GPUFIT_RATE_RECOMMEND")
-    if params.backend not in BACKENDS:
+    if params.backend not in values(Engine):
         return Status(
-            400, {"detail": f"backend must be one of {', '.join(BACKENDS)}.", "errors": {"backend": ["unknown"]}}
+            400, {"detail": f"backend must be one of {', '.join(values(Engine))}.", "errors": {"backend": ["unknown"]}}
         )
     try:
         model = find_model(params.model)
@@ -657,7 +658,7 @@ def list_results(
     request: HttpRequest,
     status: Literal["ok", "oom", "error"] | None = None,
     gpu: str | None = Query(None, max_length=140, description="catalog GPU slug"),
-    precision: Literal["bf16", "fp16", "fp32", "int8", "int4"] | None = None,
+    precision: Precision | None = None,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000),
 ):

@@ -15,7 +15,7 @@ from inference.calibration import fit_calibration, validation_summary
 from inference.forms import BenchmarkJobForm
 from inference.models import BenchmarkJob, BenchmarkResult, WorkerHost
 from inference.results import device_row, shapes_for
-from inference.validation import device_spec, estimate_run
+from physics.runs import device_spec, estimate_run
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec
 

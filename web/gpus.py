@@ -7,9 +7,9 @@ from django.shortcuts import get_object_or_404, render
 from hardware.models import GPU, Segment, Vendor
 from inference.models import BenchmarkResult
 from models.models import LanguageModel
+from physics.estimator import Workload, rank_models
 from planner import charts
 from planner.calibration import calibration_factors
-from planner.estimator import Workload, rank_models
 from planner.inputs import gpu_spec, model_arch, quants_of
 from planner.lookup import remembered
 from planner.pagecache import catalog_page

@@ -6,13 +6,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.shortcuts import get_object_or_404, render
+from mistral_common.protocol.instruct.messages import UserMessage
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
+from inference.results import measured_results
 from models.models import LanguageModel
 from planner import charts
 from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, ModelGPUForm
 from planner.inputs import model_arch
 from planner.pagecache import catalog_page
-from planner.views import gpu_ranking, memory_table, workload_of
+from planner.services import gpu_ranking, memory_table, workload_of
 
 # The request the reference page tokenizes; we run it through mistral-common and show the real ids.
 EXAMPLE_PROMPT = "Explain Machine Learning to me in a nutshell."
@@ -67,9 +71,6 @@ def run_commands(model: LanguageModel, quant: str, context: int) -> list[Command
 @lru_cache(maxsize=1)
 def mistral_tokens(prompt: str = EXAMPLE_PROMPT) -> tuple[int, ...]:
     """Returns the token ids mistral-common's v1 (Mixtral) tokenizer gives the example chat request."""
-    from mistral_common.protocol.instruct.messages import UserMessage
-    from mistral_common.protocol.instruct.request import ChatCompletionRequest
-    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
     request = ChatCompletionRequest(messages=[UserMessage(content=prompt)])
     return tuple(MistralTokenizer.v1().encode_chat_completion(request).tokens)
@@ -100,7 +101,7 @@ def model_detail(request, slug: str):
         data = form.cleaned_data
         workload = workload_of(data)
         memory = memory_table(model, model_arch(model), workload)
-        ranking = gpu_ranking(model, data, sort=data["sort"])
+        ranking = gpu_ranking(model, data, list(measured_results(model)), sort=data["sort"])
         context.update(
             data=data,
             memory=memory,

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def fill_decode_path(apps, schema_editor):
     """Describes the decode path of results recorded before the field existed, from the runner's own spec."""
-    from inference.runner import decode_path
+    from physics.runs import decode_path
 
     BenchmarkResult = apps.get_model("inference", "BenchmarkResult")
     rows = list(BenchmarkResult.objects.only("id", "raw"))

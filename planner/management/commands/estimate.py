@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from planner.estimator import BACKENDS
+from physics.vocab import Engine, KVCache, Split, values
 from planner.queries import EstimateQuery
 
 
@@ -54,15 +54,15 @@ class Command(BaseCommand):
         h.add_argument("--tflops", type=positive_float, help="dense FP16 tensor TFLOPS (custom hardware)")
         h.add_argument("--unified", action="store_true", help="custom hardware shares system memory")
         h.add_argument("--gpus", type=positive_int, default=1)
-        h.add_argument("--split", choices=["layer", "tensor"], default="layer")
+        h.add_argument("--split", choices=values(Split), default=Split.LAYER)
         h.add_argument("--offload-ram-gb", type=float, default=0.0)
         h.add_argument("--ram-bandwidth-gb-s", type=float, default=0.0)
         w = parser.add_argument_group("workload")
         w.add_argument("--context", type=positive_int, default=4096)
         w.add_argument("--prompt-tokens", type=positive_int, default=512)
         w.add_argument("--batch", type=positive_int, default=1)
-        w.add_argument("--kv-cache", choices=["fp16", "q8", "q4"], default="fp16")
-        w.add_argument("--backend", choices=list(BACKENDS), default="llama.cpp")
+        w.add_argument("--kv-cache", choices=values(KVCache), default=KVCache.FP16)
+        w.add_argument("--backend", choices=values(Engine), default=Engine.LLAMA_CPP)
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args, **o):

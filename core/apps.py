@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """API tokens and the catalog change history.
+
+    The label stays "gpufit": these models were first declared in the config package, and keeping the label keeps
+    their tables, migrations, content types and permissions as they are in every existing database.
+    """
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "core"
+    label = "gpufit"
+    verbose_name = "gpufit"
