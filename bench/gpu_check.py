@@ -23,6 +23,7 @@ import torch
 from bench.devices import DeviceInfo, detect_devices
 from bench.runner import BenchResult, BenchSpec, format_row, run_benchmark
 from physics import estimator as est
+from physics.presets import MIXTRAL_8X7B_ARCH
 
 # Dense bf16 tensor-core TFLOPS from NVIDIA's H100/H200 SXM datasheets (989.4 without sparsity).
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H200": 989.4}
@@ -125,7 +126,7 @@ def estimator_figures(result: BenchResult, gpu: DeviceInfo, tflops: float | None
         return {"error": "the estimator bridge compares Mixtral-8x7B runs only"}
     try:
         spec = result.spec
-        model = est.MIXTRAL_8X7B
+        model = MIXTRAL_8X7B_ARCH
         bits = 8 * result.full_depth_weight_bytes / model.total_params
         quant = est.Quant(spec["precision"], bits, kind="torch", weight_bytes=result.full_depth_weight_bytes)
         peak_tflops = _datasheet(DATASHEET_BF16_TFLOPS, gpu.name) or tflops

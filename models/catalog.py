@@ -11,9 +11,7 @@ from pathlib import Path
 from django.db import transaction
 
 from hardware.catalog import CatalogError
-from models.arch import ConfigError, facts_from_config
 from models.models import (
-    Architecture,
     BenchmarkScore,
     LanguageModel,
     LanguageModelAlias,
@@ -21,6 +19,7 @@ from models.models import (
     QuantVRAM,
     normalise_alias,
 )
+from physics.arch import ConfigError, arch_from_config
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -53,33 +52,11 @@ def model_fields(facts, meta: dict) -> dict:
     """Returns LanguageModel field values from derived architecture facts and the catalog entry."""
     release = meta.get("release_date")
     return {
+        **LanguageModel.arch_values(facts),
         "name": meta["name"],
         "family": meta.get("family", ""),
         "vendor": meta.get("vendor", ""),
         "hf_repo": meta.get("hf_repo", ""),
-        "architecture": Architecture.MOE if facts.is_moe else Architecture.DENSE,
-        "attention": facts.attention,
-        "total_params": facts.total_params,
-        "active_params": facts.active_params,
-        "layers": facts.layers,
-        "hidden_size": facts.hidden,
-        "attention_heads": facts.heads,
-        "kv_heads": facts.kv_heads,
-        "head_dim": facts.head_dim,
-        "ffn_size": facts.ffn,
-        "experts": facts.experts,
-        "experts_per_token": facts.experts_per_token,
-        "moe_layers": facts.moe_layers,
-        "expert_params": facts.expert_params,
-        "shared_expert_params": facts.shared_expert_params,
-        "embedding_params": facts.embedding_params,
-        "tied_embeddings": facts.tied_embeddings,
-        "kv_lora_rank": facts.kv_lora_rank or 0,
-        "qk_rope_head_dim": facts.qk_rope_head_dim or 0,
-        "sliding_window": facts.sliding_window or 0,
-        "sliding_layers": facts.sliding_layers,
-        "vocab_size": facts.vocab,
-        "context_length": facts.context_length,
         "release_date": dt.date.fromisoformat(release) if release else None,
         "license": meta.get("license", ""),
         "downloads": meta.get("downloads"),
@@ -122,7 +99,7 @@ def read_models() -> list[tuple[dict, object]]:
     for entry in entries:
         config_path = DATA_DIR / "configs" / entry["config"]
         try:
-            facts = facts_from_config(json.loads(config_path.read_text(encoding="utf-8")))
+            facts = arch_from_config(json.loads(config_path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, ConfigError) as exc:
             raise CatalogError(f"model {entry.get('slug')}: {exc}") from exc
         out.append((entry, facts))

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from physics.arch import ModelArch
+
 
 class Architecture(models.TextChoices):
     DENSE = "dense", "Dense"
@@ -108,6 +110,44 @@ class LanguageModel(models.Model):
     @property
     def is_moe(self) -> bool:
         return self.architecture == Architecture.MOE
+
+    def arch(self) -> ModelArch:
+        """Returns the estimator's architecture for this row (the one mapping, ARCH_FIELDS, both ways)."""
+        return ModelArch(name=self.name, **{attr: getattr(self, column) for column, attr in ARCH_FIELDS.items()})
+
+    @staticmethod
+    def arch_values(arch: ModelArch) -> dict:
+        """Returns the row's architecture columns for an architecture built from config.json."""
+        values = {column: getattr(arch, attr) for column, attr in ARCH_FIELDS.items()}
+        values["architecture"] = Architecture.MOE if arch.is_moe else Architecture.DENSE
+        return values
+
+
+# Database column -> ModelArch attribute: the one mapping between a catalog row and the physics type.
+ARCH_FIELDS = {
+    "total_params": "total_params",
+    "active_params": "active_params",
+    "layers": "layers",
+    "hidden_size": "hidden",
+    "attention_heads": "heads",
+    "kv_heads": "kv_heads",
+    "head_dim": "head_dim",
+    "vocab_size": "vocab",
+    "context_length": "context_length",
+    "ffn_size": "ffn",
+    "experts": "experts",
+    "experts_per_token": "experts_per_token",
+    "expert_params": "expert_params",
+    "moe_layers": "moe_layers",
+    "shared_expert_params": "shared_expert_params",
+    "embedding_params": "embedding_params",
+    "tied_embeddings": "tied_embeddings",
+    "attention": "attention",
+    "kv_lora_rank": "kv_lora_rank",
+    "qk_rope_head_dim": "qk_rope_head_dim",
+    "sliding_window": "sliding_window",
+    "sliding_layers": "sliding_layers",
+}
 
 
 class QuantKind(models.TextChoices):

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from physics.vocab import KVCache
+from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_cache_bytes
 
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
 GIB = 2**30
@@ -69,35 +69,6 @@ USD_PER_KWH = 0.15
 
 UNCALIBRATED_SPREAD = 0.20  # +-20 % when no fitted spread is known
 RAM_EFFICIENCY = 0.6  # CPU offload: share of system-RAM bandwidth llama.cpp's CPU path reaches at decode
-
-
-@dataclass(frozen=True)
-class ModelArch:
-    """Architecture facts of one LLM, from the catalog row or a config.json."""
-
-    name: str
-    total_params: int  # exact count (Mixtral-8x7B: 46_702_792_704)
-    active_params: int  # per token, embedding row included
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    context_length: int
-    ffn: int = 0
-    experts: int = 0  # 0 = dense
-    experts_per_token: int = 0
-    expert_params: int = 0  # params of ONE expert in ONE MoE layer (Mixtral: 3*4096*14336)
-    moe_layers: int = 0  # layers that have experts
-    shared_expert_params: int = 0  # always-active expert params per MoE layer (counted in the dense part)
-    embedding_params: int = 0  # input embedding; 0 = vocab*hidden
-    tied_embeddings: bool = False  # lm_head shares the embedding matrix (then it IS read every token)
-    attention: str = "gqa"  # "gqa" (incl. MHA/MQA), "mla", "hybrid-sliding"
-    kv_lora_rank: int = 0
-    qk_rope_head_dim: int = 0
-    sliding_window: int = 0
-    sliding_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -232,28 +203,6 @@ class Estimate:
         }
 
 
-# --------------------------------------------------------------------------------------------------------
-# Presets: exact counts from the models' config.json files (sources in docs/estimator.md).
-
-MIXTRAL_8X7B = ModelArch(
-    name="Mixtral-8x7B",
-    total_params=46_702_792_704,
-    active_params=12_879_925_248,
-    layers=32,
-    hidden=4096,
-    heads=32,
-    kv_heads=8,
-    head_dim=128,
-    vocab=32000,
-    context_length=32768,
-    ffn=14336,
-    experts=8,
-    experts_per_token=2,
-    expert_params=3 * 4096 * 14336,
-    moe_layers=32,
-    embedding_params=32000 * 4096,
-)
-
 # The reference page's four formats, with Q8_0 at its true 8.5 bpw (34 bytes per 32 weights).
 REFERENCE_QUANTS: tuple[Quant, ...] = (
     Quant("Q4_K_M", 4.5),
@@ -272,46 +221,11 @@ def table_vram_gb(total_params: int, bits_per_weight: float) -> float:
     return round(total_params * bits_per_weight / 8 / GB + OVERHEAD_BASE_GB, 1)
 
 
-def _kv_element_bytes(kv_cache: str) -> float:
-    try:
-        return KVCache(kv_cache).bits / 8
-    except ValueError:
-        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {[k.value for k in KVCache]}") from None
-
-
-def _kv_bytes_per_token_per_layer(model: ModelArch, kv_cache: str) -> float:
-    elem = _kv_element_bytes(kv_cache)
-    if model.attention == "mla":
-        # DeepSeek's MLA caches one compressed latent plus the decoupled rope key, shared by all heads.
-        return (model.kv_lora_rank + model.qk_rope_head_dim) * elem
-    return 2 * model.kv_heads * model.head_dim * elem
-
-
-def kv_bytes_per_token(model: ModelArch, kv_cache: str = "fp16") -> int:
-    """Return KV-cache bytes one token adds across all layers (sliding layers included while in the window)."""
-    return int(round(_kv_bytes_per_token_per_layer(model, kv_cache) * model.layers))
-
-
-def _kv_token_layers(model: ModelArch, context: np.ndarray | int) -> np.ndarray:
-    """Return layer-tokens held in cache at a context: global layers hold all, sliding ones the window."""
-    ctx = np.asarray(context, dtype=float)
-    if model.attention == "hybrid-sliding" and model.sliding_window > 0 and model.sliding_layers > 0:
-        global_layers = model.layers - model.sliding_layers
-        return global_layers * ctx + model.sliding_layers * np.minimum(ctx, model.sliding_window)
-    return model.layers * ctx
-
-
-def kv_cache_bytes(model: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16") -> int:
-    """Return the KV cache in bytes for `batch` sequences of `context` tokens."""
-    per_layer = _kv_bytes_per_token_per_layer(model, kv_cache)
-    return int(round(float(_kv_token_layers(model, context)) * per_layer * batch))
-
-
 def _max_context(model: ModelArch, free_bytes: np.ndarray, batch: int, kv_cache: str) -> np.ndarray:
     """Return the largest context whose KV cache fits in free_bytes (0 where nothing is free)."""
-    per_layer = _kv_bytes_per_token_per_layer(model, kv_cache) * batch
+    per_layer = kv_bytes_per_token_layer(model, kv_cache) * batch
     free = np.maximum(free_bytes, 0.0)
-    if model.attention == "hybrid-sliding" and model.sliding_window > 0 and model.sliding_layers > 0:
+    if model.sliding_window > 0 and model.sliding_layers > 0:
         window = model.sliding_window
         full_rate = model.layers * per_layer  # every layer grows until the window is full
         global_rate = (model.layers - model.sliding_layers) * per_layer

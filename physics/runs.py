@@ -6,40 +6,17 @@ Pure Python (no Django, no torch) so the GPU check script can use it on a host w
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
+from physics.arch import ModelArch
+from physics.estimator import Build, GPUSpec, Quant, Workload, estimate
 from physics.presets import ModelConfig
 from physics.vocab import Engine, KVCache, Precision, values
 
 
 def arch_for(shapes: ModelConfig, layers: int) -> ModelArch:
-    """Returns the estimator's architecture for the runner's Mixtral with ``layers`` blocks, counted exactly."""
-    d, hd = shapes.dim, shapes.head_dim
-    attention = d * shapes.n_heads * hd * 2 + d * shapes.n_kv_heads * hd * 2  # wq, wo, wk, wv
-    expert = 3 * d * shapes.ffn_dim  # w1, w2, w3 of one SwiGLU expert
-    per_layer_dense = attention + d * shapes.n_experts + 2 * d  # + router + two RMSNorms
-    embedding = shapes.vocab_size * d
-    total = embedding + layers * (per_layer_dense + shapes.n_experts * expert) + d + shapes.vocab_size * d
-    active = total - layers * (shapes.n_experts - shapes.top_k) * expert
-    return ModelArch(
-        name=f"{shapes.name} ({layers} of {shapes.n_layers} layers)",
-        total_params=total,
-        active_params=active,
-        layers=layers,
-        hidden=d,
-        heads=shapes.n_heads,
-        kv_heads=shapes.n_kv_heads,
-        head_dim=hd,
-        vocab=shapes.vocab_size,
-        context_length=shapes.max_seq_len,
-        ffn=shapes.ffn_dim,
-        experts=shapes.n_experts,
-        experts_per_token=shapes.top_k,
-        expert_params=expert,
-        moe_layers=layers,
-        embedding_params=embedding,
-    )
+    """Returns the estimator's architecture for the runner's model with ``layers`` blocks, counted exactly."""
+    return replace(shapes.resized(layers).arch, name=f"{shapes.name} ({layers} of {shapes.n_layers} layers)")
 
 
 def quant_for(precision: str) -> Quant:

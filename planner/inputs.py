@@ -39,31 +39,7 @@ GPU_VALUE_FIELDS = [
 
 def model_arch(model: LanguageModel) -> ModelArch:
     """Returns the estimator's view of a catalog model."""
-    return ModelArch(
-        name=model.name,
-        total_params=model.total_params,
-        active_params=model.active_params,
-        layers=model.layers,
-        hidden=model.hidden_size,
-        heads=model.attention_heads,
-        kv_heads=model.kv_heads,
-        head_dim=model.head_dim,
-        vocab=model.vocab_size,
-        context_length=model.context_length,
-        ffn=model.ffn_size,
-        experts=model.experts,
-        experts_per_token=model.experts_per_token,
-        expert_params=model.expert_params,
-        moe_layers=model.moe_layers,
-        shared_expert_params=model.shared_expert_params,
-        embedding_params=model.embedding_params,
-        tied_embeddings=model.tied_embeddings,
-        attention=model.attention,
-        kv_lora_rank=model.kv_lora_rank,
-        qk_rope_head_dim=model.qk_rope_head_dim,
-        sliding_window=model.sliding_window,
-        sliding_layers=model.sliding_layers,
-    )
+    return model.arch()
 
 
 def quant_of(row: QuantVRAM) -> Quant:

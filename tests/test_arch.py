@@ -13,10 +13,10 @@ from pathlib import Path
 import gguf  # carries ggml's (weights per block, bytes per block) table
 import pytest
 
-from models.arch import (
-    ArchFacts,
+from physics.arch import (
     ConfigError,
-    facts_from_config,
+    ModelArch,
+    arch_from_config,
     kv_bytes_per_token,
     kv_cache_bytes,
     naive_kv_bytes_per_token,
@@ -31,8 +31,8 @@ def load(slug: str) -> dict:
     return json.loads((CONFIGS / f"{slug}.json").read_text())
 
 
-def facts(slug: str) -> ArchFacts:
-    return facts_from_config(load(slug))
+def facts(slug: str) -> ModelArch:
+    return arch_from_config(load(slug))
 
 
 def within(value: int | float, published: float, tolerance: float = 0.005) -> bool:
@@ -77,7 +77,7 @@ def test_base_and_instruct_mixtral_share_their_architecture():
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
 def test_every_shipped_config_parses_with_total_at_least_active(path: Path):
-    result = facts_from_config(json.loads(path.read_text()))
+    result = arch_from_config(json.loads(path.read_text()))
     assert result.total_params >= result.active_params >= result.decode_read_params > 0
     assert result.context_length > 0 and result.layers > 0
     assert kv_bytes_per_token(result) > 0
@@ -100,7 +100,7 @@ def test_llama_3_1_8b_matches_its_published_count_exactly():
 def test_mistral_7b_v0_1_matches_its_published_count_exactly():
     # v0.1 differs from the shipped v0.3 only in its 32,000-token vocabulary and 4,096-token window.
     config = load("mistral-7b-instruct-v0-3") | {"vocab_size": 32000, "sliding_window": 4096, "rope_theta": 10000.0}
-    result = facts_from_config(config)
+    result = arch_from_config(config)
     assert result.total_params == 7_241_732_096
     assert result.attention == "hybrid-sliding" and result.sliding_layers == 32
 
@@ -182,19 +182,23 @@ def test_sliding_window_models_cache_less_than_the_naive_formula(slug: str, wind
     result = facts(slug)
     assert result.attention == "hybrid-sliding"
     assert (result.sliding_window, result.sliding_layers) == (window, sliding_layers)
-    assert kv_bytes_per_token(result) < naive_kv_bytes_per_token(result)
+    # Averaged over the model's whole context, the windows save memory...
+    assert kv_bytes_per_token(result, context=result.context_length) < naive_kv_bytes_per_token(result)
+    # ...a token still lands in every layer while it is inside the window,
+    assert kv_bytes_per_token(result) == naive_kv_bytes_per_token(result)
     # Inside the window nothing is saved yet.
     assert kv_bytes_per_token(result, context=window) == naive_kv_bytes_per_token(result)
 
 
 def test_kv_quantization_scales_the_cache():
     llama = facts("llama-3-1-8b-instruct")
-    assert kv_bytes_per_token(llama, bytes_per_element=1) == kv_bytes_per_token(llama) / 2
+    # q8_0 stores 34 bytes per 32 values: 8.5 bits against fp16's 16.
+    assert kv_bytes_per_token(llama, "q8") == kv_bytes_per_token(llama) * 8.5 / 16
 
 
 def test_qwen2_sliding_window_left_switched_off_is_ignored():
     qwen = facts("qwen2-5-7b")  # sliding_window 131072 with use_sliding_window false
-    assert qwen.attention == "gqa" and qwen.sliding_window is None
+    assert qwen.attention == "gqa" and qwen.sliding_window == 0
 
 
 def test_head_dim_key_wins_over_hidden_over_heads():
@@ -205,8 +209,8 @@ def test_head_dim_key_wins_over_hidden_over_heads():
 
 def test_qwen2_counts_qkv_biases():
     config = load("qwen2-5-7b")
-    with_bias = facts_from_config(config).total_params
-    without_bias = facts_from_config(config | {"model_type": "llama"}).total_params
+    with_bias = arch_from_config(config).total_params
+    without_bias = arch_from_config(config | {"model_type": "llama"}).total_params
     assert with_bias - without_bias == 28 * (3584 + 2 * 4 * 128)
 
 
@@ -222,7 +226,7 @@ def test_context_reports_the_rope_scaling_it_came_from():
     assert (llama.context_length, llama.original_context, llama.rope_scaling_type) == (131072, 8192, "llama3")
     deepseek = facts("deepseek-v3")
     assert (deepseek.context_length, deepseek.original_context) == (163840, 4096)
-    stretched = facts_from_config(
+    stretched = arch_from_config(
         load("qwen3-8b")
         | {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}
     )
@@ -235,22 +239,22 @@ def test_context_reports_the_rope_scaling_it_came_from():
 @pytest.mark.parametrize("bad", [None, [], "mixtral", 42])
 def test_it_rejects_a_config_that_is_not_a_dict(bad):
     with pytest.raises(ConfigError, match="must be a dict"):
-        facts_from_config(bad)
+        arch_from_config(bad)
 
 
 def test_it_rejects_an_empty_config():
     with pytest.raises(ConfigError, match="num_hidden_layers"):
-        facts_from_config({})
+        arch_from_config({})
 
 
 def test_it_names_the_missing_key_of_an_unknown_model_type():
     with pytest.raises(ConfigError, match="'hidden_size'"):
-        facts_from_config({"model_type": "brand_new", "num_hidden_layers": 4})
+        arch_from_config({"model_type": "brand_new", "num_hidden_layers": 4})
 
 
 def test_it_accepts_an_unknown_model_type_that_has_the_shape_keys():
     config = load("llama-3-1-8b-instruct") | {"model_type": "some_llama_fork"}
-    assert facts_from_config(config).total_params == 8_030_261_248
+    assert arch_from_config(config).total_params == 8_030_261_248
 
 
 @pytest.mark.parametrize("key", ["num_hidden_layers", "hidden_size", "num_key_value_heads", "vocab_size"])
@@ -258,19 +262,19 @@ def test_it_rejects_negative_numbers(key: str):
     config = copy.deepcopy(load("mixtral-8x7b-instruct-v0-1"))
     config[key] = -8
     with pytest.raises(ConfigError, match=key):
-        facts_from_config(config)
+        arch_from_config(config)
 
 
 def test_it_rejects_more_active_experts_than_experts():
     with pytest.raises(ConfigError, match="num_experts_per_tok"):
-        facts_from_config(load("mixtral-8x7b-instruct-v0-1") | {"num_experts_per_tok": 9})
+        arch_from_config(load("mixtral-8x7b-instruct-v0-1") | {"num_experts_per_tok": 9})
 
 
 def test_it_rejects_a_moe_config_without_top_k():
     config = load("mixtral-8x7b-instruct-v0-1")
     del config["num_experts_per_tok"]
     with pytest.raises(ConfigError, match="num_experts_per_tok"):
-        facts_from_config(config)
+        arch_from_config(config)
 
 
 # --- models.json and formats.csv ----------------------------------------------------------------
@@ -369,7 +373,7 @@ def test_counts_equal_the_parameters_transformers_builds(slug: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = load(slug)
-    if "text_config" in config:  # count the text decoder, as facts_from_config does
+    if "text_config" in config:  # count the text decoder, as arch_from_config does
         config = config["text_config"]
     hf_config = AutoConfig.for_model(**{k: v for k, v in config.items() if k != "architectures"})
     with torch.device("meta"):

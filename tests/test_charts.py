@@ -7,7 +7,6 @@ import json
 import plotly.graph_objects as go
 
 from physics.estimator import (
-    MIXTRAL_8X7B,
     REFERENCE_QUANTS,
     GPUSpec,
     Workload,
@@ -16,6 +15,7 @@ from physics.estimator import (
     rank_gpus,
     rank_models,
 )
+from physics.presets import MIXTRAL_8X7B_ARCH as MIXTRAL_8X7B
 from planner import charts
 
 # RTX 3090: 24 GB, too small alone for Mixtral Q4_K_M; RTX 6000 Ada: 48 GB, holds it; H100 SXM: 80 GB, no price.

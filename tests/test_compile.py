@@ -15,7 +15,7 @@ from bench.runner import BenchSpec, compile_decode_blocks, run_benchmark
 
 pytestmark = pytest.mark.torch
 
-FOUR_LAYERS = dataclasses.replace(TINY, n_layers=4)
+FOUR_LAYERS = TINY.resized(4)
 
 
 def _allocations(code: str) -> list[int]:

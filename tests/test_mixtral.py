@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -175,7 +174,7 @@ def test_meta_model_has_mixtral_8x7b_parameter_count():
 
 @torch.no_grad()
 def test_random_init_stays_finite_at_32_layers():
-    cfg = replace(TINY, n_layers=32)
+    cfg = TINY.resized(32)
     model = init_random(build_meta(cfg), "cpu", torch.bfloat16, seed=0)
     model.setup_caches(batch=1, max_seq=16)
     logits = model(torch.tensor([[1, 2, 3]]), torch.arange(3))

@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 llms = load_models()
                 calib = load_default_calibration()
                 measured = load_measured()
-        except (CatalogError, PriceFileError, ValueError) as exc:
+        except (CatalogError, PriceFileError, ValueError, OSError) as exc:
             raise CommandError(f"Catalog not loaded (nothing was written): {exc}") from exc
 
         out = self.stdout

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
-from models.arch import ConfigError, facts_from_config
 from models.catalog import model_fields
 from models.models import LanguageModel, QuantFormat, QuantVRAM
+from physics.arch import ConfigError, arch_from_config
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CommandError(f"{path}: not valid JSON ({exc}).") from None
         try:
-            facts = facts_from_config(config)
+            facts = arch_from_config(config)
         except ConfigError as exc:
             raise CommandError(f"{path}: {exc}") from None
         gguf_info = read_gguf(Path(o["gguf"])) if o["gguf"] else None

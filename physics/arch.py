@@ -1,7 +1,7 @@
 """Architecture facts and exact parameter counts from a published Hugging Face ``config.json``.
 
 Pure Python, no Django: the catalog loader, the estimator and the benchmark validator all read
-the same :class:`ArchFacts`, so a layer count or a parameter total is derived in exactly one place.
+the same :class:`ModelArch`, so a layer count or a parameter total is derived in exactly one place.
 
 Counting rules (see docs/models.md for the long form):
 
@@ -25,6 +25,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
+from physics.vocab import KVCache
+
 # Keys a model type leaves out of its config.json because transformers' config class supplies
 # them.  Only values that change a count or a context length are listed, each copied from the
 # class defaults (transformers 5.24, Gemma3TextConfig), so a sparse published config still parses.
@@ -42,41 +46,48 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class ArchFacts:
-    """Shapes and exact parameter counts of one decoder-only transformer."""
+class ModelArch:
+    """Shapes and exact parameter counts of one decoder-only transformer: the one architecture type.
 
-    model_type: str
+    Built from a config.json by :func:`arch_from_config` (catalog models and the runner's presets alike), or
+    from a catalog row by ``planner.inputs.model_arch``. Absent features are 0 (no MLA rank, no window).
+    """
+
+    name: str
+    total_params: int  # exact count (Mixtral-8x7B: 46_702_792_704)
+    active_params: int  # per token, input embedding included
     layers: int
     hidden: int
     heads: int  # query heads
     kv_heads: int  # key/value heads (== heads for MHA; MLA keeps its own latent cache, see kv_lora_rank)
     head_dim: int  # per query head; an explicit `head_dim` key wins over hidden // heads
-    ffn: int  # FFN width of a dense layer, or of one routed expert in an MoE model
-    dense_ffn: int  # FFN width of the dense layers of an MoE model (== ffn for a dense model)
     vocab: int
     context_length: int  # what we report as the model's context, see context_note
-    context_note: str  # where context_length came from
-    original_context: int | None  # pre-extension window when a rope scaling is configured
-    rope_scaling_type: str | None
-    experts: int  # routed experts per MoE layer; 0 for a dense model
-    experts_per_token: int  # routed experts a token visits; 0 for a dense model
-    moe_layers: int  # layers whose FFN is a mixture of experts
-    expert_params: int  # one routed expert in one layer
-    shared_expert_params: int  # always-on shared experts, per MoE layer
-    embedding_params: int  # input embedding (vocab x hidden)
-    tied_embeddings: bool
-    attention: str  # "gqa" | "mla" | "hybrid-sliding"
-    q_lora_rank: int | None  # MLA query compression rank (None: full-rank query projection)
-    kv_lora_rank: int | None  # MLA latent width that the KV cache stores
-    qk_rope_head_dim: int | None  # MLA decoupled rotary key width, cached beside the latent
-    qk_nope_head_dim: int | None
-    v_head_dim: int | None
-    sliding_window: int | None  # tokens a sliding-window layer attends to
-    sliding_layers: int  # layers limited to sliding_window (0: every layer is global)
-    total_params: int
-    active_params: int
-    decode_read_params: int
-    mtp_params: int  # DeepSeek multi-token-prediction module, not in total_params
+    ffn: int = 0  # FFN width of a dense layer, or of one routed expert in an MoE model
+    experts: int = 0  # routed experts per MoE layer; 0 for a dense model
+    experts_per_token: int = 0  # routed experts a token visits; 0 for a dense model
+    expert_params: int = 0  # one routed expert in one layer (Mixtral: 3 x 4096 x 14336)
+    moe_layers: int = 0  # layers whose FFN is a mixture of experts
+    shared_expert_params: int = 0  # always-on shared experts, per MoE layer
+    embedding_params: int = 0  # input embedding (vocab x hidden); 0 = vocab x hidden
+    tied_embeddings: bool = False  # lm_head shares the embedding matrix (then every step reads it whole)
+    attention: str = "gqa"  # "gqa" (incl. MHA/MQA) | "mla" | "hybrid-sliding"
+    kv_lora_rank: int = 0  # MLA latent width that the KV cache stores
+    qk_rope_head_dim: int = 0  # MLA decoupled rotary key width, cached beside the latent
+    sliding_window: int = 0  # tokens a sliding-window layer attends to
+    sliding_layers: int = 0  # layers limited to sliding_window (0: every layer is global)
+    model_type: str = ""
+    dense_ffn: int = 0  # FFN width of the dense layers of an MoE model (== ffn for a dense model)
+    context_note: str = ""  # where context_length came from
+    original_context: int | None = None  # pre-extension window when a rope scaling is configured
+    rope_scaling_type: str | None = None
+    q_lora_rank: int = 0  # MLA query compression rank (0: full-rank query projection)
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    decode_read_params: int = 0  # active less the input embedding unless it is tied (see the module docstring)
+    mtp_params: int = 0  # DeepSeek multi-token-prediction module, not in total_params
+    rope_theta: float = 10000.0  # rotary base (the benchmark runner builds its model from these)
+    norm_eps: float = 1e-5  # RMSNorm epsilon
 
     @property
     def is_moe(self) -> bool:
@@ -212,7 +223,7 @@ def _is_moe_layer(cfg: dict[str, Any], model_type: str, index: int) -> bool:
     return True
 
 
-def facts_from_config(config: dict[str, Any]) -> ArchFacts:
+def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
     """Returns the architecture facts and exact parameter counts described by a config.json dict.
 
     Raises ConfigError, naming the key, for anything that is not a usable decoder config.
@@ -316,7 +327,8 @@ def facts_from_config(config: dict[str, Any]) -> ArchFacts:
     else:
         attention = "gqa"
 
-    return ArchFacts(
+    return ModelArch(
+        name=name,
         model_type=model_type,
         layers=layers,
         hidden=hidden,
@@ -338,51 +350,72 @@ def facts_from_config(config: dict[str, Any]) -> ArchFacts:
         embedding_params=embedding,
         tied_embeddings=tied,
         attention=attention,
-        q_lora_rank=q_lora,
-        kv_lora_rank=kv_lora,
-        qk_rope_head_dim=rope_dim,
-        qk_nope_head_dim=nope_dim,
-        v_head_dim=v_dim,
-        sliding_window=window,
+        q_lora_rank=q_lora or 0,
+        kv_lora_rank=kv_lora or 0,
+        qk_rope_head_dim=rope_dim or 0,
+        qk_nope_head_dim=nope_dim or 0,
+        v_head_dim=v_dim or 0,
+        sliding_window=window or 0,
         sliding_layers=sliding_layers,
         total_params=total,
         active_params=active,
         decode_read_params=decode_read,
         mtp_params=mtp,
+        rope_theta=float(cfg.get("rope_theta") or 10000.0),
+        norm_eps=float(cfg.get("rms_norm_eps") or cfg.get("layer_norm_epsilon") or 1e-5),
     )
 
 
-def kv_cache_bytes(facts: ArchFacts, context: int, bytes_per_element: float = 2) -> int:
-    """Returns the KV-cache bytes one sequence of `context` tokens holds.
+def kv_bytes_per_token_layer(arch: ModelArch, kv_cache: str = "fp16") -> float:
+    """Returns the KV-cache bytes one token adds to one layer.
 
-    GQA stores a key and a value per KV head per layer; MLA stores one compressed latent plus the
-    shared rotary key per layer; a sliding-window layer never holds more than its window.
+    GQA stores a key and a value per KV head: 2 x kv_heads x head_dim elements. MLA stores one compressed
+    latent plus the shared rotary key: kv_lora_rank + qk_rope_head_dim elements. The element size is the
+    KV-cache type's (fp16 2 bytes; q8_0 34 bytes per 32 values; q4_0 18 per 32).
+    """
+    try:
+        element = KVCache(kv_cache).bits / 8
+    except ValueError:
+        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {[k.value for k in KVCache]}") from None
+    if arch.attention == "mla":
+        return (arch.kv_lora_rank + arch.qk_rope_head_dim) * element
+    return 2 * arch.kv_heads * arch.head_dim * element
+
+
+def kv_token_layers(arch: ModelArch, context):
+    """Returns the layer-tokens the cache holds at ``context``: global layers all of them, sliding ones the window."""
+    ctx = np.asarray(context, dtype=float)
+    if arch.sliding_window > 0 and arch.sliding_layers > 0:
+        global_layers = arch.layers - arch.sliding_layers
+        return global_layers * ctx + arch.sliding_layers * np.minimum(ctx, arch.sliding_window)
+    return arch.layers * ctx
+
+
+def kv_cache_bytes(arch: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16") -> int:
+    """Returns the KV cache in bytes for ``batch`` sequences of ``context`` tokens.
+
+    kv_token_layers(context) x kv_bytes_per_token_layer x batch: a sliding-window layer never holds more than its
+    window. Mixtral-8x7B, fp16: 32 layers x 8 KV heads x 128 x 2 x 2 bytes = 128 KiB a token, 4 GiB at 32K.
     """
     if context < 0:
         raise ValueError(f"context must be ≥ 0, got {context}")
-    if facts.attention == "mla":
-        per_token_layer = (facts.kv_lora_rank or 0) + (facts.qk_rope_head_dim or 0)
-    else:
-        per_token_layer = 2 * facts.kv_heads * facts.head_dim
-    window = facts.sliding_window or context
-    global_layers = facts.layers - facts.sliding_layers
-    tokens = global_layers * context + facts.sliding_layers * min(context, window)
-    return math.ceil(tokens * per_token_layer * bytes_per_element)
+    return int(round(float(kv_token_layers(arch, context)) * kv_bytes_per_token_layer(arch, kv_cache) * batch))
 
 
-def kv_bytes_per_token(facts: ArchFacts, bytes_per_element: float = 2, context: int | None = None) -> float:
-    """Returns the KV-cache bytes per token, averaged over a `context`-token sequence.
+def kv_bytes_per_token(arch: ModelArch, kv_cache: str = "fp16", context: int | None = None) -> int | float:
+    """Returns the KV-cache bytes per token.
 
-    `context` defaults to the model's context length.  Without sliding layers the figure does not
-    depend on it; with them it falls as the context grows past the window.
+    Without ``context``: what a token adds across all layers while inside every window (layers x per layer).
+    With it: the average over a ``context``-token sequence, which falls past the window for sliding layers.
     """
-    context = facts.context_length if context is None else context
+    if context is None:
+        return int(round(kv_bytes_per_token_layer(arch, kv_cache) * arch.layers))
     if context <= 0:
         raise ValueError(f"context must be > 0, got {context}")
-    return kv_cache_bytes(facts, context, bytes_per_element) / context
+    return kv_cache_bytes(arch, context, 1, kv_cache) / context
 
 
-def naive_kv_bytes_per_token(facts: ArchFacts, bytes_per_element: float = 2) -> int:
+def naive_kv_bytes_per_token(facts: ModelArch, bytes_per_element: float = 2) -> int:
     """Returns the plain-attention figure 2 × layers × kv_heads × head_dim × bytes, ignoring MLA and windows.
 
     For MLA this is what caching full per-head keys and values would cost (keys of qk width,
