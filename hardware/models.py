@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from core.constraints import Check
+
 
 class Vendor(models.TextChoices):
     NVIDIA = "nvidia", "NVIDIA"
@@ -199,17 +201,17 @@ class GPU(models.Model):
         verbose_name_plural = "GPUs"
         ordering = ["memory_gb", "name"]
         constraints = [
-            models.CheckConstraint(condition=Q(memory_gb__gt=0), name="gpu_memory_positive"),
-            models.CheckConstraint(condition=Q(memory_bandwidth_gb_s__gt=0), name="gpu_bandwidth_positive"),
-            models.CheckConstraint(
+            Check(condition=Q(memory_gb__gt=0), name="gpu_memory_positive"),
+            Check(condition=Q(memory_bandwidth_gb_s__gt=0), name="gpu_bandwidth_positive"),
+            Check(
                 condition=Q(launch_price_usd__isnull=True) | Q(launch_price_usd__gte=0),
                 name="gpu_launch_price_not_negative",
             ),
-            models.CheckConstraint(
+            Check(
                 condition=Q(street_price_usd__isnull=True) | Q(street_price_usd__gte=0),
                 name="gpu_street_price_not_negative",
             ),
-            models.CheckConstraint(
+            Check(
                 condition=Q(gpu_memory_share__isnull=True) | (Q(gpu_memory_share__gt=0) & Q(gpu_memory_share__lte=1)),
                 name="gpu_memory_share_in_range",
             ),

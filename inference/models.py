@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from core.constraints import Check
 from inference.queues import queue_for_host
 
 
@@ -117,8 +118,8 @@ class BenchmarkJob(models.Model):
         ordering = ["-created_at"]
         permissions = [("run_benchmarks", "Can trigger and cancel benchmark jobs")]
         constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_in_range"),
-            models.CheckConstraint(condition=Q(batch__gte=1) & Q(layers__gte=1), name="job_batch_layers_positive"),
+            Check(condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_in_range"),
+            Check(condition=Q(batch__gte=1) & Q(layers__gte=1), name="job_batch_layers_positive"),
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from core.constraints import Check
 from physics.arch import ModelArch
 
 
@@ -87,14 +88,12 @@ class LanguageModel(models.Model):
         verbose_name = "language model"
         ordering = ["family", "total_params"]
         constraints = [
-            models.CheckConstraint(condition=Q(total_params__gt=0), name="llm_total_params_positive"),
-            models.CheckConstraint(
+            Check(condition=Q(total_params__gt=0), name="llm_total_params_positive"),
+            Check(
                 condition=Q(active_params__gt=0) & Q(active_params__lte=F("total_params")), name="llm_active_le_total"
             ),
-            models.CheckConstraint(condition=Q(kv_heads__lte=F("attention_heads")), name="llm_kv_heads_le_heads"),
-            models.CheckConstraint(
-                condition=Q(experts_per_token__lte=F("experts")), name="llm_experts_per_token_le_experts"
-            ),
+            Check(condition=Q(kv_heads__lte=F("attention_heads")), name="llm_kv_heads_le_heads"),
+            Check(condition=Q(experts_per_token__lte=F("experts")), name="llm_experts_per_token_le_experts"),
         ]
 
     def __str__(self) -> str:
@@ -176,9 +175,7 @@ class QuantFormat(models.Model):
         verbose_name = "quantization format"
         ordering = ["sort_order", "bits_per_weight", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(bits_per_weight__gt=0) & Q(bits_per_weight__lte=32), name="quant_bpw_in_range"
-            ),
+            Check(condition=Q(bits_per_weight__gt=0) & Q(bits_per_weight__lte=32), name="quant_bpw_in_range"),
         ]
 
     def __str__(self) -> str:
@@ -224,11 +221,9 @@ class QuantVRAM(models.Model):
         ordering = ["model", "quant__sort_order", "quant__bits_per_weight"]
         constraints = [
             models.UniqueConstraint(fields=["model", "quant"], name="vram_one_row_per_model_format"),
-            models.CheckConstraint(
-                condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="vram_file_bytes_positive"
-            ),
-            models.CheckConstraint(condition=Q(vram_gb__isnull=True) | Q(vram_gb__gt=0), name="vram_gb_positive"),
-            models.CheckConstraint(
+            Check(condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="vram_file_bytes_positive"),
+            Check(condition=Q(vram_gb__isnull=True) | Q(vram_gb__gt=0), name="vram_gb_positive"),
+            Check(
                 condition=Q(quality_pct__isnull=True) | (Q(quality_pct__gte=0) & Q(quality_pct__lte=100)),
                 name="vram_quality_in_range",
             ),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from core.constraints import Check
+
 
 class Calibration(models.Model):
     backend = models.CharField("backend", max_length=32, help_text="llama.cpp, vllm, gpufit-torch… or * for any.")
@@ -49,10 +51,10 @@ class Calibration(models.Model):
             models.UniqueConstraint(
                 fields=["backend", "hardware_class", "precision_class", "batch_class"], name="calibration_unique_key"
             ),
-            models.CheckConstraint(
+            Check(
                 condition=Q(decode_efficiency__gt=0) & Q(decode_efficiency__lte=1), name="calibration_decode_in_range"
             ),
-            models.CheckConstraint(
+            Check(
                 condition=Q(prefill_efficiency__gt=0) & Q(prefill_efficiency__lte=1),
                 name="calibration_prefill_in_range",
             ),
