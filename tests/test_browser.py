@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from playwright.sync_api import sync_playwright
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are test setup only.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+DOCS_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Screenshots go to a temporary folder; GPUFIT_REFRESH_SCREENSHOTS=1 refreshes docs/screenshots/ on purpose.
+REFRESH = os.environ.get("GPUFIT_REFRESH_SCREENSHOTS") == "1"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -35,12 +38,16 @@ def browser():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing; the CI script installs it")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Returns where screenshots go: a temporary folder, or docs/screenshots/ when refreshing them on purpose."""
+    return DOCS_SHOTS if REFRESH else tmp_path
 
 
 @pytest.fixture
@@ -60,7 +67,7 @@ def _page(browser, width: int = 1280):
     return page, outside
 
 
-def test_model_page_list_htmx_swap_and_chart(browser, site):
+def test_model_page_list_htmx_swap_and_chart(browser, site, shots):
     page, outside = _page(browser)
     page.goto(site + MIXTRAL)
     rows = page.locator("table.quant-table tr.reference")
@@ -82,9 +89,9 @@ def test_model_page_list_htmx_swap_and_chart(browser, site):
     page.select_option("#id_quant", "Q4_K_M")
     page.wait_for_function("() => parseFloat(document.querySelector('#gpu-list .gpu-card').dataset.memoryGb) < 48")
     page.wait_for_selector("#speed-chart .main-svg")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     page.evaluate("document.querySelector('#gpu-summary').scrollIntoView()")
-    page.screenshot(path=str(SHOTS / "model-mixtral.png"))
+    page.screenshot(path=str(shots / "model-mixtral.png"))
     assert outside == []
 
 
@@ -94,7 +101,7 @@ def test_model_page_bad_input_shows_its_message(browser, site):
     assert "A budget cannot be negative." in page.locator("#budget-errors").inner_text()
 
 
-def test_planner_returns_ranked_builds_and_a_basis(browser, site):
+def test_planner_returns_ranked_builds_and_a_basis(browser, site, shots):
     page, outside = _page(browser)
     page.goto(site + "/plan/?model=mixtral-8x7b-instruct-v0-1&quant=Q4_K_M&max_gpus=2")
     builds = page.locator("#builds-table tr.build-row")
@@ -102,7 +109,7 @@ def test_planner_returns_ranked_builds_and_a_basis(browser, site):
     page.locator("#builds-table .basis-button").first.click()
     page.wait_for_selector("#basis-1 .basis-table")
     page.wait_for_selector("#builds-chart .main-svg")
-    page.screenshot(path=str(SHOTS / "planner.png"))
+    page.screenshot(path=str(shots / "planner.png"))
 
     # A bad input through the form: the message appears next to the field.
     page.fill("#id_budget", "-5")
@@ -112,11 +119,11 @@ def test_planner_returns_ranked_builds_and_a_basis(browser, site):
     assert outside == []
 
 
-def test_gpu_page_lists_models_and_draws_the_chart(browser, site):
+def test_gpu_page_lists_models_and_draws_the_chart(browser, site, shots):
     page, outside = _page(browser)
     page.goto(site + "/gpus/nvidia-geforce-rtx-4090/")
     assert page.locator("#models-table tbody tr").count() > 10
     page.wait_for_selector("#model-speed-chart .main-svg")
     assert page.locator("#model-speed-chart .bars .point").count() > 5
-    page.screenshot(path=str(SHOTS / "gpu-page.png"))
+    page.screenshot(path=str(shots / "gpu-page.png"))
     assert outside == []

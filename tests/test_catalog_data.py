@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 from django.db.models import Q
 
 from hardware.models import GPU, Source
@@ -12,13 +11,9 @@ from models.models import LanguageModel, QuantFormat
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module", autouse=True)
-def catalog(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        call_command("load_catalog", verbosity=0)
-    yield
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
+@pytest.fixture(autouse=True)
+def catalog(full_catalog):
+    """The shared module catalog (tests/conftest.py)."""
 
 
 def test_it_has_the_breadth_the_catalog_promises():

