@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from physics import speed
 from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_cache_bytes
 
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
@@ -650,26 +651,17 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     frac_ram = np.where(weights_gb > 0, offloaded_gb / weights_gb, 0.0)
 
     # Decode: bytes one step reads (weights of the distinct experts + the KV cache at the stated context).
+    # Named terms and how they combine: physics/speed.py (docs/estimator.md).
     w_step = float(_params_read(model, b)) * r.bytes_per_param
     kv_step = kv_cache_bytes(model, wl.context, b, wl.kv_cache)
     bytes_step = w_step + kv_step
-    bw_eff = r.bandwidth * GB * r.eff_decode
-    gpu_bytes = bytes_step - w_step * frac_ram
-    t_mem = np.where(tensor, gpu_bytes / (n * bw_eff), gpu_bytes / bw_eff)
-    ram_bw = np.where(r.ram_gb_s > 0, r.ram_gb_s * GB * RAM_EFFICIENCY, np.inf)
-    t_ram = w_step * frac_ram / ram_bw
-    # Multi-GPU communication per step. Layer split: one activation hand-off per card boundary.
-    # Tensor parallel: 2 all-reduces per layer (after attention and after the MLP) of hidden x batch fp16.
-    act_bytes = model.hidden * b * 2
-    hop = act_bytes / (r.ic_gb_s * GB) + r.ic_latency_s
-    allreduce = 2 * model.layers * (r.ic_latency_s + 2 * (n - 1) / n * act_bytes / (r.ic_gb_s * GB))
-    t_comm = np.where(r.count > 1, np.where(tensor, allreduce, (n - 1) * hop), 0.0)
-    flops_step = 2 * (model.active_params) * b
-    tflops_eff = r.tflops * 1e12 * r.eff_prefill * np.where(tensor, n, 1.0)
-    t_compute = flops_step / tflops_eff
-    t_bw = t_mem + t_ram + t_comm
-    t_step = np.maximum(t_bw, t_compute)
-    decode_bound = np.where(offloaded_gb > 0, "offload", np.where(t_compute > t_bw, "compute", "bandwidth"))
+    sharing = np.where(tensor, n, 1.0)
+    t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
+    t_ram = speed.offload_s(w_step * frac_ram, r.ram_gb_s, RAM_EFFICIENCY)
+    t_comm = speed.comm_s(model.hidden, b, model.layers, r.count, tensor, r.ic_gb_s, r.ic_latency_s)
+    t_compute = speed.compute_s(2 * model.active_params * b, r.tflops, r.eff_prefill, sharing)
+    t_step, bound = speed.decode_step_s(t_mem, t_ram, t_comm, t_compute)
+    decode_bound = np.where(offloaded_gb > 0, "offload", bound)
     decode = 1.0 / t_step
     spread = r.spread
     decode_low = decode * (1 - spread)
@@ -679,24 +671,13 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # the weights the prompt touches (a MoE prompt of P tokens touches E(1-(1-k/E)^P) experts per layer).
     p = max(int(wl.prompt_tokens), 1)
     flops_pre = 2.0 * model.active_params * p + 2.0 * model.layers * model.heads * model.head_dim * p * p
-    t_pre_compute = flops_pre / tflops_eff
+    t_pre_compute = speed.compute_s(flops_pre, r.tflops, r.eff_prefill, sharing)
     w_pre = float(_params_read(model, p)) * r.bytes_per_param
-    t_pre_mem = (
-        np.where(tensor, w_pre * (1 - frac_ram) / (n * bw_eff), w_pre * (1 - frac_ram) / bw_eff)
-        + w_pre * frac_ram / ram_bw
+    t_pre_mem = speed.memory_s(w_pre * (1 - frac_ram), r.bandwidth, r.eff_decode, sharing) + speed.offload_s(
+        w_pre * frac_ram, r.ram_gb_s, RAM_EFFICIENCY
     )
-    act_pre = model.hidden * p * 2
-    t_pre_comm = np.where(
-        r.count > 1,
-        np.where(
-            tensor,
-            2 * model.layers * (r.ic_latency_s + 2 * (n - 1) / n * act_pre / (r.ic_gb_s * GB)),
-            (n - 1) * (act_pre / (r.ic_gb_s * GB) + r.ic_latency_s),
-        ),
-        0.0,
-    )
-    t_pre = np.maximum(t_pre_compute, t_pre_mem) + t_pre_comm
-    prefill_bound = np.where(t_pre_compute >= t_pre_mem, "compute", "bandwidth")
+    t_pre_comm = speed.comm_s(model.hidden, p, model.layers, r.count, tensor, r.ic_gb_s, r.ic_latency_s)
+    t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
 
     # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
     # tokens per joule at TDP (the board's rated power, an upper bound on what decode draws).

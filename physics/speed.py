@@ -1,0 +1,70 @@
+"""The step-time terms of inference, one named function each; docs/estimator.md points here.
+
+Every function takes numpy arrays (or scalars) and returns seconds per step, so the estimator's vectorised core
+computes a whole ranking with the same formulas it uses for one estimate. GB is decimal (1e9 bytes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GB = 1e9
+
+
+def memory_s(bytes_read, bandwidth_gb_s, efficiency, cards_sharing=1):
+    """Returns the time to stream the bytes one step reads: bytes / (bandwidth x efficiency x cards sharing them).
+
+    ``cards_sharing`` is n under tensor parallel (each card reads 1/n of every layer) and 1 under a layer split,
+    where the cards take their layers one after another at batch 1, so bandwidth does not add.
+    """
+    return np.asarray(bytes_read, dtype=float) / (np.asarray(bandwidth_gb_s) * GB * efficiency * cards_sharing)
+
+
+def offload_s(ram_bytes, ram_bandwidth_gb_s, ram_efficiency):
+    """Returns the time to read the weights kept in system RAM: bytes / (RAM bandwidth x RAM efficiency); 0 without."""
+    ram_bytes = np.asarray(ram_bytes, dtype=float)
+    bandwidth = np.asarray(ram_bandwidth_gb_s, dtype=float) * GB * ram_efficiency
+    return np.where(bandwidth > 0, ram_bytes / np.where(bandwidth > 0, bandwidth, 1.0), 0.0)
+
+
+def comm_s(hidden, tokens, layers, count, tensor, link_gb_s, latency_s):
+    """Returns the multi-GPU communication time of one step over ``tokens`` tokens (0 on one GPU).
+
+    The activation is hidden x tokens x 2 bytes (fp16). Layer split: one hand-off per card boundary,
+    (n - 1) x (activation / link + latency). Tensor parallel: two ring all-reduces per layer (after attention and
+    after the MLP), 2 x layers x (latency + 2 (n - 1) / n x activation / link).
+    """
+    n = np.asarray(count, dtype=float)
+    link = np.asarray(link_gb_s, dtype=float) * GB
+    activation = hidden * tokens * 2.0
+    hops = (n - 1) * (activation / link + latency_s)
+    allreduce = 2 * layers * (latency_s + 2 * (n - 1) / n * activation / link)
+    return np.where(n > 1, np.where(tensor, allreduce, hops), 0.0)
+
+
+def compute_s(flops, tflops, efficiency, cards_sharing=1):
+    """Returns the time of the step's arithmetic: FLOPs / (TFLOPS x efficiency x cards sharing the work)."""
+    return np.asarray(flops, dtype=float) / (np.asarray(tflops) * 1e12 * efficiency * cards_sharing)
+
+
+def decode_step_s(memory, offload, comm, compute):
+    """Returns (seconds per decode step, what binds): max(memory + offload + comm, compute).
+
+    At small batch the weights stream while the arithmetic overlaps them, so the step is the longer of the two;
+    communication waits on the data path (a hand-off or an all-reduce sits between reads), so it adds to the
+    memory side. The bound is "compute" when the arithmetic is longer, else "bandwidth" ("offload" is set by the
+    caller when weights live in system RAM).
+    """
+    data_path = np.asarray(memory) + offload + comm
+    step = np.maximum(data_path, compute)
+    return step, np.where(np.asarray(compute) > data_path, "compute", "bandwidth")
+
+
+def prefill_s(compute, memory, comm):
+    """Returns (seconds to process a prompt, what binds): max(compute, memory) + comm.
+
+    A prompt's arithmetic and its weight reads overlap; the hand-offs or all-reduces of the whole prompt's
+    activations come after each layer's work, so they add.
+    """
+    step = np.maximum(compute, memory) + comm
+    return step, np.where(np.asarray(compute) >= memory, "compute", "bandwidth")

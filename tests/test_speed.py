@@ -1,0 +1,50 @@
+"""The named step-time terms (physics/speed.py): each formula, and how decode and prefill combine them."""
+
+from __future__ import annotations
+
+import pytest
+
+from physics import speed
+
+
+def test_memory_time_is_bytes_over_effective_bandwidth_and_tensor_parallel_shares_it():
+    # 10 GB at 1,000 GB/s x 0.5 = 20 ms; two cards each reading half: 10 ms.
+    assert float(speed.memory_s(10e9, 1000, 0.5)) == pytest.approx(0.020)
+    assert float(speed.memory_s(10e9, 1000, 0.5, cards_sharing=2)) == pytest.approx(0.010)
+
+
+def test_offload_time_is_zero_without_system_ram():
+    # 6 GB in RAM at 80 GB/s x 0.6 = 125 ms; no RAM bandwidth given: nothing offloaded, no time.
+    assert float(speed.offload_s(6e9, 80, 0.6)) == pytest.approx(0.125)
+    assert float(speed.offload_s(0.0, 0.0, 0.6)) == 0.0
+
+
+def test_layer_split_pays_one_hand_off_per_card_boundary():
+    # 4 cards, hidden 4096, 1 token: activation 8,192 B; each hop 8,192 / 32e9 s + 40 us; three hops.
+    hop = 8192 / 32e9 + 40e-6
+    got = float(speed.comm_s(4096, 1, 32, 4, False, 32, 40e-6))
+    assert got == pytest.approx(3 * hop)
+
+
+def test_tensor_parallel_pays_two_all_reduces_per_layer():
+    # 2 cards over NVLink (900 GB/s, 20 us), 32 layers: 2 x 32 x (20 us + 2 x 1/2 x 8,192 / 900e9).
+    want = 2 * 32 * (20e-6 + 1.0 * 8192 / 900e9)
+    assert float(speed.comm_s(4096, 1, 32, 2, True, 900, 20e-6)) == pytest.approx(want)
+    assert float(speed.comm_s(4096, 1, 32, 1, True, 900, 20e-6)) == 0.0  # one card talks to nobody
+
+
+def test_a_decode_step_adds_communication_to_the_data_path_and_overlaps_compute():
+    # memory 10 ms + offload 2 ms + comm 1 ms = 13 ms against 5 ms of arithmetic: 13 ms, bandwidth-bound.
+    step, bound = speed.decode_step_s(0.010, 0.002, 0.001, 0.005)
+    assert float(step) == pytest.approx(0.013) and str(bound) == "bandwidth"
+    # Arithmetic longer than the whole data path: the step is the arithmetic, and compute binds.
+    step, bound = speed.decode_step_s(0.010, 0.0, 0.001, 0.020)
+    assert float(step) == pytest.approx(0.020) and str(bound) == "compute"
+
+
+def test_prefill_overlaps_reads_with_compute_then_adds_communication():
+    # compute 50 ms, reads 30 ms, all-reduces 4 ms: 54 ms, compute-bound.
+    step, bound = speed.prefill_s(0.050, 0.030, 0.004)
+    assert float(step) == pytest.approx(0.054) and str(bound) == "compute"
+    step, bound = speed.prefill_s(0.010, 0.030, 0.0)
+    assert float(step) == pytest.approx(0.030) and str(bound) == "bandwidth"
