@@ -32,6 +32,7 @@ bench: $(STAMP)
 
 accuracy: $(STAMP)
 	$(PY) -m planner.accuracy
+	$(PY) -m physics.fit --report
 
 gpu-check:
 	bash scripts/gpu_check.sh

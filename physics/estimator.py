@@ -11,9 +11,11 @@ docs/estimator.md.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -373,189 +375,25 @@ def _precision_class_bpw(bpw: float) -> str:
     return "float" if bpw >= 12 else ("int8" if bpw >= 6 else "int4")
 
 
-# Fitted by `python -m planner.accuracy --fit` from planner/data/measurements.csv (batch-1 rows): the median
-# of measured / (peak-bandwidth roofline) per group, and its relative spread. Groups with fewer than 2 rows
-# fall back to the wider defaults below them.
-DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = (
-    CalibrationFactor(
-        "gpt-fast",
-        "nvidia-hbm",
-        "int4",
-        0.4687,
-        0.6087,
-        "fit: 2 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
-        2,
-        0.1358,
-    ),
-    CalibrationFactor(
-        "gpt-fast",
-        "nvidia-hbm",
-        "int8",
-        0.6131,
-        0.6087,
-        "fit: 3 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
-        3,
-        0.0945,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "apple",
-        "float",
-        0.8014,
-        0.6532,
-        "fit: 4 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
-        4,
-        0.0817,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "apple",
-        "int4",
-        0.6264,
-        0.6532,
-        "fit: 11 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
-        11,
-        0.1642,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "apple",
-        "int8",
-        0.7295,
-        0.6532,
-        "fit: 6 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
-        6,
-        0.0959,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-gddr",
-        "int4",
-        0.72,
-        0.5684,
-        "fit: 8 decode runs, 3 prefill runs (llama.cpp/nvidia-gddr), planner/data/measurements.csv",
-        8,
-        0.0879,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-hbm",
-        "int4",
-        0.3479,
-        0.1928,
-        "fit: 2 decode runs, 2 prefill runs (llama.cpp/nvidia-hbm), planner/data/measurements.csv",
-        2,
-        0.0808,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-soc",
-        "int4",
-        0.7129,
-        0.6087,
-        "fit: 2 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
-        2,
-        0.1217,
-    ),
-    CalibrationFactor(
-        "gpt-fast",
-        "amd-hbm",
-        "*",
-        0.5169,
-        0.6087,
-        "fit: 2 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
-        2,
-        0.1972,
-    ),
-    CalibrationFactor(
-        "gpt-fast",
-        "nvidia-hbm",
-        "*",
-        0.5727,
-        0.6087,
-        "fit: 6 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
-        6,
-        0.1633,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "apple",
-        "*",
-        0.667,
-        0.6532,
-        "fit: 21 decode runs, 4 prefill runs (llama.cpp/apple), planner/data/measurements.csv",
-        21,
-        0.1815,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-gddr",
-        "*",
-        0.72,
-        0.5684,
-        "fit: 8 decode runs, 3 prefill runs (llama.cpp/nvidia-gddr), planner/data/measurements.csv",
-        8,
-        0.0879,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-hbm",
-        "*",
-        0.3479,
-        0.1928,
-        "fit: 2 decode runs, 2 prefill runs (llama.cpp/nvidia-hbm), planner/data/measurements.csv",
-        2,
-        0.0808,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "nvidia-soc",
-        "*",
-        0.7129,
-        0.6087,
-        "fit: 2 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
-        2,
-        0.1217,
-    ),
-    CalibrationFactor(
-        "gpt-fast",
-        "*",
-        "*",
-        0.5727,
-        0.6087,
-        "fit: 8 decode runs, 9 prefill runs (*/*), planner/data/measurements.csv",
-        8,
-        0.1709,
-    ),
-    CalibrationFactor(
-        "llama.cpp",
-        "*",
-        "*",
-        0.667,
-        0.6087,
-        "fit: 33 decode runs, 9 prefill runs (llama.cpp/*), planner/data/measurements.csv",
-        33,
-        0.1969,
-    ),
-    CalibrationFactor(
-        "*", "amd-hbm", "*", 0.5169, 0.6087, "fit: 2 decode runs, all, planner/data/measurements.csv", 2, 0.1972
-    ),
-    CalibrationFactor(
-        "*", "apple", "*", 0.667, 0.6087, "fit: 21 decode runs, all, planner/data/measurements.csv", 21, 0.1815
-    ),
-    CalibrationFactor(
-        "*", "nvidia-gddr", "*", 0.72, 0.6087, "fit: 8 decode runs, all, planner/data/measurements.csv", 8, 0.0879
-    ),
-    CalibrationFactor(
-        "*", "nvidia-hbm", "*", 0.5208, 0.6087, "fit: 8 decode runs, all, planner/data/measurements.csv", 8, 0.2396
-    ),
-    CalibrationFactor(
-        "*", "nvidia-soc", "*", 0.7129, 0.6087, "fit: 2 decode runs, all, planner/data/measurements.csv", 2, 0.1217
-    ),
-    CalibrationFactor(
-        "*", "*", "*", 0.6451, 0.6087, "fit: all 41 decode runs, planner/data/measurements.csv", 41, 0.2041
-    ),
-)
+# Fitted by `python -m planner.accuracy --fit` from planner/data/measurements.csv (batch-1 rows), which writes
+# physics/data/calibration.json: the median of measured / (peak-bandwidth roofline) per group, and its relative
+# spread. Groups with fewer than 2 rows fall back to the wider rows. tests/test_accuracy.py checks the file equals a
+# fresh fit.
+CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "calibration.json"
+
+
+def read_default_calibration(path: Path = CALIBRATION_FILE) -> tuple[CalibrationFactor, ...]:
+    """Returns the shipped default calibration rows from the file the fit command writes."""
+    return tuple(CalibrationFactor(**row) for row in json.loads(path.read_text(encoding="utf-8"))["factors"])
+
+
+def write_default_calibration(factors: Sequence[CalibrationFactor], path: Path = CALIBRATION_FILE) -> None:
+    """Writes the default calibration rows (the fit command's output)."""
+    about = "Written by `python -m planner.accuracy --fit` from planner/data/measurements.csv; do not edit by hand."
+    path.write_text(json.dumps({"about": about, "factors": [asdict(f) for f in factors]}, indent=1) + "\n")
+
+
+DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = read_default_calibration()
 
 
 def batch_class(batch: int) -> str:

@@ -2,7 +2,7 @@
 
     python -m planner.accuracy          per-row estimate vs measured, then MAPE / median ratio / share within
                                         +-25 % per backend and overall, and a leave-one-out figure
-    python -m planner.accuracy --fit    print the DEFAULT_CALIBRATION table fitted from the measurements
+    python -m planner.accuracy --fit    write physics/data/calibration.json, fitted from the measurements
 
 Inputs live in planner/data/: measurements.csv (every row a published figure with its URL) and gpus.csv (the
 hardware facts of those GPUs, with sources). Runs without Django.
@@ -19,6 +19,7 @@ import pandas as pd
 
 from physics.arch import ModelArch, arch_from_config
 from physics.estimator import (
+    CALIBRATION_FILE,
     Build,
     CalibrationFactor,
     GPUSpec,
@@ -27,6 +28,7 @@ from physics.estimator import (
     estimate,
     hardware_class,
     precision_class,
+    write_default_calibration,
 )
 from physics.presets import MIXTRAL_8X7B_ARCH, read_config
 
@@ -266,24 +268,15 @@ def _print_report(result: dict[str, object]) -> None:
         print(f"{name:55s} {s.rows:4d} {s.mape:7.1f} {s.median_ratio:15.3f} {s.within_25:10.0f}%")
 
 
-def _print_factors(factors: Sequence[CalibrationFactor]) -> None:
-    print("DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = (")
-    for f in factors:
-        print(
-            f"    CalibrationFactor({f.backend!r}, {f.hardware_class!r}, {f.precision_class!r}, "
-            f"{f.decode_efficiency}, {f.prefill_efficiency}, {f.source!r}, {f.runs}, {f.spread}),"
-        )
-    print(")")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the accuracy report (or, with --fit, the fitted calibration table); return the exit status."""
+    """Prints the accuracy report (or, with --fit, writes the fitted calibration file); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit", action="store_true", help="print the fitted DEFAULT_CALIBRATION table")
+    parser.add_argument("--fit", action="store_true", help="write the fitted default calibration file")
     args = parser.parse_args(argv)
     if args.fit:
         gpus = load_gpus()
-        _print_factors(fit(efficiency_table(load_measurements(), gpus)))
+        write_default_calibration(fit(efficiency_table(load_measurements(), gpus)))
+        print(f"Wrote {CALIBRATION_FILE}.")
         return 0
     _print_report(run())
     return 0

@@ -1,0 +1,77 @@
+"""The fit over the public measurement set (physics/fit.py): honest leave-one-source-out, shipped file current."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from physics import fit
+
+
+def test_the_shipped_parameters_equal_a_fresh_fit(capsys):
+    assert fit.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_nnls_finds_the_non_negative_solution():
+    # b = 2 x col0 + 0.5 x col1 exactly; an unconstrained fit of col2 would go negative, NNLS keeps it at 0.
+    a = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0], [1.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
+    x_true = np.array([2.0, 0.5, 0.0])
+    x = fit.nnls(a, a @ x_true)
+    assert x == pytest.approx(x_true, abs=1e-9)
+    assert (fit.nnls(a, np.array([-1.0, -1.0, -1.0, -1.0])) >= 0).all()
+
+
+def test_rows_of_one_person_are_one_source():
+    a = "https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference/blob/abc/llama3-70b-q4.ipynb"
+    b = "https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference/blob/abc/llama3-8b-f16.ipynb"
+    assert fit.source_group(a) == fit.source_group(b)
+    assert fit.source_group("https://github.com/ggml-org/llama.cpp/discussions/4167") != fit.source_group(
+        "https://github.com/ggml-org/llama.cpp/discussions/15013"
+    )
+
+
+def _rows(source: str, bandwidth: float, seconds_per_gb: float, n: int) -> pd.DataFrame:
+    # Synthetic single-GPU rows: time = bytes / bandwidth x (seconds_per_gb x bandwidth) + 1 ms.
+    sizes = np.linspace(2e9, 20e9, n)
+    return pd.DataFrame(
+        {
+            "source": source,
+            "engine_family": "llama.cpp",
+            "hardware_class": "nvidia-gddr",
+            "precision_class": "int4",
+            "bytes_step": sizes,
+            "gpu_bandwidth_gb_s": bandwidth,
+            "gpu_count": 1,
+            "tensor": False,
+            "layers": 32,
+            "time_s": sizes / 1e9 * seconds_per_gb + 1e-3,
+        }
+    )
+
+
+def test_a_source_never_predicts_itself():
+    # Two sources agree (efficiency 0.5 of 1,000 GB/s); a third is twice as slow. Left out, the slow source is
+    # predicted from the other two, so its error stays large instead of being fitted away.
+    rows = pd.concat(
+        [_rows("a", 1000, 0.002, 10), _rows("b", 1000, 0.002, 10), _rows("slow", 1000, 0.004, 10)],
+        ignore_index=True,
+    )
+    features = fit.decode_features(rows)
+    predicted = fit.leave_one_source_out(rows, features)
+    slow = rows["source"].eq("slow").to_numpy()
+    error = np.abs(rows["time_s"].to_numpy() / predicted - 1)
+    assert error[slow].min() > 0.4
+    assert error[~slow].max() < 0.6
+    in_sample = fit.predict(fit.fit_table(rows, features), rows, features)
+    assert np.abs(rows["time_s"].to_numpy()[slow] / in_sample[slow] - 1).mean() < error[slow].mean()
+
+
+def test_the_report_covers_engines_gpu_counts_and_prefill():
+    result = fit.fit_all()
+    sets = {line["set"] for line in result["report"]}
+    assert {"decode, batch 1, all", "decode — llama.cpp", "decode — tensor parallel", "prefill, all"} <= sets
+    whole = next(line for line in result["report"] if line["set"] == "decode, batch 1, all")
+    assert whole["rows"] >= 600 and whole["sources"] >= 15
+    # The published range is calibrated to hold 80 % of leave-one-source-out rows.
+    assert 70 <= whole["range_coverage"] <= 90
