@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from core.constraints import Check
@@ -55,7 +56,16 @@ def normalise_alias(name: str) -> str:
     return re.sub(r"\s+", " ", name).strip().lower()
 
 
+# The price cost figures use: the first of these that is known (street, else launch). The property and the
+# queryset annotation below both read this order, so the rule is written once.
+PRICE_FIELDS = ("street_price_usd", "launch_price_usd")
+
+
 class GPUQuerySet(models.QuerySet):
+    def with_price(self) -> GPUQuerySet:
+        """Returns the GPUs annotated with ``price``: the price cost figures use (PRICE_FIELDS, first known)."""
+        return self.annotate(price=Coalesce(*PRICE_FIELDS))
+
     def with_memory(self) -> GPUQuerySet:
         return self.filter(memory_gb__gt=0, memory_bandwidth_gb_s__gt=0)
 
@@ -238,8 +248,8 @@ class GPU(models.Model):
 
     @property
     def price_usd(self) -> float | None:
-        """Returns the price used for cost figures: street price when known, else the launch price."""
-        return self.street_price_usd if self.street_price_usd is not None else self.launch_price_usd
+        """Returns the price used for cost figures: the first known of PRICE_FIELDS (street, else launch)."""
+        return next((value for value in (getattr(self, f) for f in PRICE_FIELDS) if value is not None), None)
 
 
 class GPUAlias(models.Model):

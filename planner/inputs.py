@@ -56,7 +56,6 @@ def quants_of(model: LanguageModel) -> list[Quant]:
 def gpu_spec(gpu: GPU | dict) -> GPUSpec:
     """Returns the estimator's view of a catalog GPU (an instance or a .values() dict)."""
     get = gpu.get if isinstance(gpu, dict) else (lambda k: getattr(gpu, k))
-    street, launch = get("street_price_usd"), get("launch_price_usd")
     return GPUSpec(
         name=get("name"),
         vendor=get("vendor"),
@@ -68,7 +67,7 @@ def gpu_spec(gpu: GPU | dict) -> GPUSpec:
         int8_tops=get("int8_tops"),
         fp8_tflops=get("fp8_tflops"),
         tdp_w=get("tdp_w"),
-        price_usd=street if street is not None else launch,
+        price_usd=gpu.get("price") if isinstance(gpu, dict) else gpu.price_usd,
         unified_memory=get("unified_memory"),
         gpu_memory_share=get("gpu_memory_share"),
         nvlink_gb_s=get("nvlink_gb_s"),
@@ -78,10 +77,13 @@ def gpu_spec(gpu: GPU | dict) -> GPUSpec:
 
 
 def gpu_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """Returns a DataFrame in the estimator's GPUSpec columns (plus id, slug, source) from GPU .values() rows."""
-    df = pd.DataFrame.from_records(list(rows), columns=GPU_VALUE_FIELDS)
+    """Returns a DataFrame in the estimator's GPUSpec columns (plus id, slug, source) from GPU .values() rows.
+
+    The rows carry the ``price`` annotation (GPU.objects.with_price()), the one price rule.
+    """
+    df = pd.DataFrame.from_records(list(rows), columns=[*GPU_VALUE_FIELDS, "price"])
     df = df.rename(columns={"memory_bandwidth_gb_s": "bandwidth_gb_s", "fp16_tensor_tflops": "fp16_tflops"})
-    df["price_usd"] = df["street_price_usd"].where(df["street_price_usd"].notna(), df["launch_price_usd"])
+    df["price_usd"] = df.pop("price")
     df["memory_type"] = df["memory_type"].fillna("")
     return df
 
@@ -89,4 +91,4 @@ def gpu_frame(rows: Iterable[dict]) -> pd.DataFrame:
 def catalog_frame(queryset=None) -> pd.DataFrame:
     """Returns the whole GPU catalog (or a queryset of it) as the estimator's DataFrame, in one query."""
     queryset = GPU.objects.all() if queryset is None else queryset
-    return gpu_frame(queryset.values(*GPU_VALUE_FIELDS))
+    return gpu_frame(queryset.with_price().values(*GPU_VALUE_FIELDS, "price"))
