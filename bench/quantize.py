@@ -156,8 +156,10 @@ class Int8Linear(nn.Module):
     def use_kernel(self) -> None:
         self.fused = True
 
+    # init_random passes both stds to every quantized module; out_std is for QuantExperts' w2, and a linear's
+    # std already comes chosen, so it goes unused here.
     @torch.no_grad()
-    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
+    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:  # noqa: ARG002
         self.weight.random_(-127, 128, generator=gen)
         self.scales.fill_(std / _INT8_CODE_STD)
 
@@ -196,8 +198,10 @@ class Int4Linear(nn.Module):
         self.weight, self.scales = int4_kernel_layout(self.weight, self.scales, self.scales.dtype)
         self.fused = True
 
+    # init_random passes both stds to every quantized module; out_std is for QuantExperts' w2, and a linear's
+    # std already comes chosen, so it goes unused here.
     @torch.no_grad()
-    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:
+    def fill_random_(self, gen: torch.Generator, std: float, out_std: float) -> None:  # noqa: ARG002
         self.weight.random_(0, 256, generator=gen)
         self.scales.fill_(std / _INT4_CODE_STD)
 

@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch._inductor.config
@@ -30,6 +30,7 @@ from physics.runs import BenchResult, BenchSpec, format_row
 from physics.vocab import Precision, values
 
 Progress = Callable[[float, str], None]
+Step = Callable[[], torch.Tensor]  # one decode step: logits [B, 1, vocab] from the static decode inputs
 
 
 def _module_bytes(module, recurse: bool = True) -> int:
@@ -65,7 +66,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _dtype(precision: str, device):
+def _dtype(precision: str):
 
     if precision == "fp32":
         return torch.float32
@@ -117,7 +118,7 @@ def build_model(spec: BenchSpec, device):
     model = build_meta(cfg)
     if spec.precision in ("int8", "int4"):
         quantize_model(model, spec.precision, group_size=spec.group_size)
-    dtype = _dtype(spec.precision, device)
+    dtype = _dtype(spec.precision)
     planned = weight_bytes(model.to(dtype=dtype))
     kv = 2 * cfg.n_layers * spec.batch * cfg.n_kv_heads * (spec.prompt_tokens + spec.new_tokens) * cfg.head_dim * 2
     if spec.memory_limit_gb is not None and (planned + kv) / 1e9 > spec.memory_limit_gb:
@@ -150,7 +151,7 @@ def run_benchmark(spec: BenchSpec, progress: Progress | None = None) -> BenchRes
     """Returns the measured result of spec: status "ok", "oom" (with the message) or "error"."""
 
     spec.validate()
-    report = progress or (lambda pct, msg: None)
+    report = progress or (lambda _pct, _msg: None)
     device = torch.device(spec.device)
     model = None
     try:
@@ -168,201 +169,302 @@ def run_benchmark(spec: BenchSpec, progress: Progress | None = None) -> BenchRes
 
 
 def _run(spec: BenchSpec, device, report: Progress) -> BenchResult:
-
-    full_cfg = PRESETS[spec.preset]
+    """Returns the "ok" result of spec: build, warm up, compile if asked, then time prefill and decode apart."""
     t0 = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     model = build_model(spec, device)
-    cfg = model.cfg
-    max_seq = spec.prompt_tokens + spec.new_tokens
     with torch.inference_mode():
-        model.setup_caches(spec.batch, max_seq)
+        model.setup_caches(spec.batch, spec.prompt_tokens + spec.new_tokens)
         _sync(device)
         materialise_s = time.perf_counter() - t0
-        report(10.0, f"materialised {cfg.n_layers} layers in {materialise_s:.1f} s")
-        # Real Mixtral token ids; folded into a test preset's smaller vocabulary (no-op for 32000).
-        tokens = torch.tensor(prompt_batch(spec.batch, spec.prompt_tokens), device=device) % cfg.vocab_size  # [B, P]
-        prefill_pos = torch.arange(spec.prompt_tokens, device=device)
-        step_tok = torch.zeros(spec.batch, 1, dtype=torch.long, device=device)  # static decode inputs
-        step_pos = torch.zeros(1, dtype=torch.long, device=device)
+        report(10.0, f"materialised {model.cfg.n_layers} layers in {materialise_s:.1f} s")
+        inputs = _Inputs.for_spec(spec, model.cfg.vocab_size, device)
 
-        def eager_step():
-            return model(step_tok, step_pos)
-
-        step = eager_step
-        kernels = ""
-
-        # Prefill and the warm-up stay eager under --compile: only the decode step is compiled.
-        def eager():
-            return torch.compiler.set_stance("force_eager") if spec.compile else contextlib.nullcontext()
+        def eager_step():  # one decode step through the model as it stands (compiled blocks run compiled)
+            return model(inputs.step_tok, inputs.step_pos)  # [B, 1, vocab]
 
         if spec.compile:
             # A worker lives through many jobs: start each compiled run from empty caches, so graphs of earlier
             # shapes never count against dynamo's recompile limit (past it, a step would silently run eager).
             torch._dynamo.reset()
         graphs_before = compiled_graph_count()
-        if spec.compile:
-            compile_decode_blocks(model)
-            if spec.precision in ("int8", "int4") and spec.fused:
-                # Eager prefill through the fused int8 kernel; the compiled step dequantizes in its reductions.
-                kernels = "prefill: " + use_fused_kernels(model, _dtype(spec.precision, device), modes=("int8",))
-            elif spec.precision in ("int8", "int4"):
-                kernels = "prefill: dequantize + matmul (fused kernels turned off)"
-        elif spec.precision in ("int8", "int4") and not spec.fused:
-            kernels = f"{spec.precision}: dequantize + matmul (fused kernels turned off)"
-        elif spec.precision in ("int8", "int4"):
-            kernels = use_fused_kernels(model, _dtype(spec.precision, device))
-            if kernels:
-                report(11.0, kernels)
-
-        # Warm-up (untimed): one prefill and two decode steps, eager, so kernels are loaded and autotuned.
-        tw = time.perf_counter()
-        with eager():
-            first = model(tokens, prefill_pos)[:, -1].argmax(-1)
-            for i in range(2):
-                step_tok.copy_(first[:, None])
-                step_pos.fill_(spec.prompt_tokens + i)
-                eager_step()
-        _sync(device)
-        warmup_s = time.perf_counter() - tw
-        compile_s = None
-        if spec.compile or spec.cuda_graph:
-            report(15.0, "compiling the decode step")
-            tc = time.perf_counter()
-            if spec.compile:
-                # Coordinate-descent tuning picks the block sizes of inductor's reductions; its matrix-vector
-                # kernels reach full bandwidth on CUDA only with it. The CPU backend ignores it.
-
-                with torch._inductor.config.patch(coordinate_descent_tuning=device.type == "cuda"):
-                    for _ in range(2):
-                        step()
-                graphs = compiled_graph_count() - graphs_before
-                dequant = ", weights dequantized inside its reductions" if spec.precision in ("int8", "int4") else ""
-                kernels = "; ".join(p for p in (kernels, f"decode step compiled into {graphs} graphs{dequant}") if p)
-            if spec.cuda_graph:
-                side = torch.cuda.Stream(device)
-                side.wait_stream(torch.cuda.current_stream(device))
-                with torch.cuda.stream(side):
-                    for _ in range(2):
-                        step()
-                torch.cuda.current_stream(device).wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                inner = step
-                with torch.cuda.graph(graph):
-                    graph_out = inner()
-
-                def step():
-                    graph.replay()
-                    return graph_out
-
-                kernels = "; ".join(p for p in (kernels, "decode step replayed from a CUDA graph") if p)
-            _sync(device)
-            compile_s = time.perf_counter() - tc
-
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        prefill_times, ttfts, decode_times, step_times = [], [], [], []
-        touched = [0.0] * cfg.n_layers
-        histogram = [[0] * cfg.n_experts for _ in range(cfg.n_layers)]
-        for r in range(spec.repeats):
-            report(20.0 + 75.0 * r / spec.repeats, f"repeat {r + 1}/{spec.repeats}: prefill")
-            _sync(device)
-            ta = time.perf_counter()
-            with eager():
-                logits = model(tokens, prefill_pos)  # [B, P, vocab]
-            _sync(device)
-            tb = time.perf_counter()
-            nxt = logits[:, -1].argmax(-1)  # [B] greedy: sampling choice does not change the cost
-            _sync(device)
-            tc = time.perf_counter()
-            prefill_times.append(tb - ta)
-            ttfts.append(tc - ta)
-            reset_routing_stats(model)
-            report(20.0 + 75.0 * (r + 0.3) / spec.repeats, f"repeat {r + 1}/{spec.repeats}: decode")
-            td = time.perf_counter()
-            for i in range(spec.new_tokens):
-                step_tok.copy_(nxt[:, None])
-                step_pos.fill_(spec.prompt_tokens + i)
-                ts = time.perf_counter()
-                nxt = step()[:, -1].argmax(-1)
-                _sync(device)
-                step_times.append(time.perf_counter() - ts)
-            decode_times.append(time.perf_counter() - td)
-            for li, moe in enumerate(model.moe_layers()):
-                touched[li] += float(moe.touched) / max(int(moe.calls), 1) / spec.repeats
-                for e, c in enumerate(moe.expert_counts.tolist()):
-                    histogram[li][e] += c
-        peak_gb, peak_src = _peak_memory(device)
-
-        step_s = statistics.median(step_times)
-        act = active_bytes(model, spec.batch, touched)
-        shares = [max(h) / max(sum(h), 1) for h in histogram]
-        kv_elt = model.layers[0].attention.kv_cache.k.element_size()
-        kv_bytes = 2 * cfg.n_layers * spec.batch * cfg.n_kv_heads * max_seq * cfg.head_dim * kv_elt
-        wbytes = weight_bytes(model)
-        prefill_s, ttft_s = statistics.median(prefill_times), statistics.median(ttfts)
-        decode_rates = [spec.batch * spec.new_tokens / t for t in decode_times]
-
-        # Extrapolation to the preset's depth: the same achieved bandwidth over the full depth's active bytes for
-        # decode, the same FLOP rate over the full depth's active parameters for prefill (a linear model per layer).
-        full_layers = full_cfg.n_layers
-        if cfg.n_layers == full_layers:
-            full_w, ratio_decode, ratio_prefill = wbytes, 1.0, 1.0
-            how = "all layers ran: no extrapolation"
-        else:
-            full_meta = build_meta(full_cfg)
-            if spec.precision in ("int8", "int4"):
-                quantize_model(full_meta, spec.precision, group_size=spec.group_size)
-            full_meta.to(dtype=_dtype(spec.precision, device))
-            full_w = weight_bytes(full_meta)
-            mean_touched = sum(touched) / len(touched)
-            ratio_decode = active_bytes(full_meta, spec.batch, [mean_touched] * full_layers) / act
-            per_layer = (wbytes - _module_bytes(model.output) - _module_bytes(model.tok_embeddings)) / cfg.n_layers
-            fixed = _module_bytes(model.output)
-            ratio_prefill = (fixed + per_layer * full_layers) / (fixed + per_layer * cfg.n_layers)
-            how = (
-                f"{cfg.n_layers} of {full_layers} layers ran; decode scaled by active bytes "
-                f"(x{ratio_decode:.2f}, same achieved bandwidth), prefill by active weights (x{ratio_prefill:.2f})"
-            )
-        decode_tok_s = spec.batch / step_s
+        kernels = _prepare_kernels(spec, model, report)
+        warmup_s = _warm_up(spec, model, inputs, eager_step, device)
+        step, notes, compile_s = _compile_step(spec, eager_step, graphs_before, device, report)
+        measured = _measure(spec, model, inputs, step, device, report)
+        figures = _figures(spec, model, measured)
         env = _env(device)
         report(100.0, "done")
         return BenchResult(
             spec=asdict(spec),
             status="ok",
-            model_layers=cfg.n_layers,
-            full_layers=full_layers,
-            prefill_tok_s=spec.batch * spec.prompt_tokens / prefill_s,
-            ttft_s=ttft_s,
-            decode_tok_s=decode_tok_s,
-            decode_tok_s_min=min(decode_rates),
-            decode_tok_s_max=max(decode_rates),
-            per_token_latency_ms=step_s * 1e3,
-            per_token_latency_p90_ms=statistics.quantiles(step_times, n=10)[-1] * 1e3
-            if len(step_times) > 1
-            else step_s * 1e3,
-            peak_memory_gb=peak_gb,
-            peak_memory_source=peak_src,
-            weight_bytes=wbytes,
-            active_bytes_per_token=act,
-            kv_bytes_per_token=kv_bytes,
-            experts_touched_per_layer=sum(touched) / len(touched),
-            achieved_gb_s=act / step_s / 1e9,
-            expert_histogram=histogram,
-            expert_share_max=max(shares),
-            routing_collapsed=max(shares) > 0.6,
-            full_depth_weight_bytes=full_w,
-            full_depth_decode_tok_s=decode_tok_s / ratio_decode,
-            full_depth_prefill_tok_s=spec.batch * spec.prompt_tokens / prefill_s / ratio_prefill,
-            full_depth_ttft_s=ttft_s * ratio_prefill,
-            extrapolation=how,
+            **figures,
             materialise_s=materialise_s,
             warmup_s=warmup_s,
             compile_s=compile_s,
-            kernels=kernels,
+            kernels="; ".join(p for p in (kernels, *notes) if p),
             **env,
         )
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The run's input tensors. The decode ones are static: a compiled or captured step reads them in place."""
+
+    tokens: torch.Tensor  # [B, P] prompt token ids
+    prefill_pos: torch.Tensor  # [P] their positions
+    step_tok: torch.Tensor  # [B, 1] the token each sequence feeds the next decode step
+    step_pos: torch.Tensor  # [1] its position
+
+    @classmethod
+    def for_spec(cls, spec: BenchSpec, vocab_size: int, device) -> _Inputs:
+        """Returns the prompt batch of spec on device and zeroed decode inputs."""
+        # Real Mixtral token ids; folded into a test preset's smaller vocabulary (no-op for 32000).
+        tokens = torch.tensor(prompt_batch(spec.batch, spec.prompt_tokens), device=device) % vocab_size  # [B, P]
+        return cls(
+            tokens=tokens,
+            prefill_pos=torch.arange(spec.prompt_tokens, device=device),
+            step_tok=torch.zeros(spec.batch, 1, dtype=torch.long, device=device),
+            step_pos=torch.zeros(1, dtype=torch.long, device=device),
+        )
+
+    def feed(self, tok: torch.Tensor, pos: int) -> None:
+        """Sets the next decode step's inputs: token tok [B] at position pos."""
+        self.step_tok.copy_(tok[:, None])
+        self.step_pos.fill_(pos)
+
+
+def _eager(spec: BenchSpec):
+    """Returns the context prefill and the warm-up run in: eager even under --compile (only decode is compiled)."""
+    return torch.compiler.set_stance("force_eager") if spec.compile else contextlib.nullcontext()
+
+
+def _prepare_kernels(spec: BenchSpec, model, report: Progress) -> str:
+    """Returns which kernels the matmuls use ("" for plain float), after compiling or fusing model as spec asks."""
+    quantized = spec.precision in ("int8", "int4")
+    if spec.compile:
+        compile_decode_blocks(model)
+        if quantized and spec.fused:
+            # Eager prefill through the fused int8 kernel; the compiled step dequantizes in its reductions.
+            return "prefill: " + use_fused_kernels(model, _dtype(spec.precision), modes=("int8",))
+        return "prefill: dequantize + matmul (fused kernels turned off)" if quantized else ""
+    if not quantized:
+        return ""
+    if not spec.fused:
+        return f"{spec.precision}: dequantize + matmul (fused kernels turned off)"
+    kernels = use_fused_kernels(model, _dtype(spec.precision))
+    if kernels:
+        report(11.0, kernels)
+    return kernels
+
+
+def _warm_up(spec: BenchSpec, model, inputs: _Inputs, eager_step: Step, device) -> float:
+    """Returns the seconds of the untimed warm-up: one prefill and two decode steps, eager.
+
+    It loads and autotunes the kernels, so that the first timed repeat does not pay for them.
+    """
+    tw = time.perf_counter()
+    with _eager(spec):
+        first = model(inputs.tokens, inputs.prefill_pos)[:, -1].argmax(-1)  # [B]
+        for i in range(2):
+            inputs.feed(first, spec.prompt_tokens + i)
+            eager_step()
+    _sync(device)
+    return time.perf_counter() - tw
+
+
+def _compile_step(
+    spec: BenchSpec, eager_step: Step, graphs_before: int, device, report: Progress
+) -> tuple[Step, list[str], float | None]:
+    """Returns the decode step to time, notes on how it runs, and its compile seconds (None when it stays eager).
+
+    Under --compile, two calls trace and compile the blocks compile_decode_blocks marked; under --cuda-graph the
+    step is then captured once and replayed.
+    """
+    if not (spec.compile or spec.cuda_graph):
+        return eager_step, [], None
+    report(15.0, "compiling the decode step")
+    tc = time.perf_counter()
+    step, notes = eager_step, []
+    if spec.compile:
+        # Coordinate-descent tuning picks the block sizes of inductor's reductions; its matrix-vector
+        # kernels reach full bandwidth on CUDA only with it. The CPU backend ignores it.
+        with torch._inductor.config.patch(coordinate_descent_tuning=device.type == "cuda"):
+            for _ in range(2):
+                step()
+        graphs = compiled_graph_count() - graphs_before
+        dequant = ", weights dequantized inside its reductions" if spec.precision in ("int8", "int4") else ""
+        notes.append(f"decode step compiled into {graphs} graphs{dequant}")
+    if spec.cuda_graph:
+        step = _capture_cuda_graph(step, device)
+        notes.append("decode step replayed from a CUDA graph")
+    _sync(device)
+    return step, notes, time.perf_counter() - tc
+
+
+def _capture_cuda_graph(step: Step, device) -> Step:
+    """Returns a step that replays one captured call of step; its output tensor is the same one every replay."""
+    # Two calls on a side stream first, as torch.cuda.graph asks, so that lazy initialisation is not captured.
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graph_out = step()
+
+    def replay():
+        graph.replay()
+        return graph_out
+
+    return replay
+
+
+@dataclass
+class _Measured:
+    """What the timed repeats recorded."""
+
+    prefill_s: list[float] = field(default_factory=list)  # per repeat: the forward pass over the prompt
+    ttft_s: list[float] = field(default_factory=list)  # per repeat: prefill and choosing the first token
+    decode_s: list[float] = field(default_factory=list)  # per repeat: all new tokens
+    step_s: list[float] = field(default_factory=list)  # every decode step of every repeat
+    touched: list[float] = field(default_factory=list)  # per layer: mean distinct experts a decode step read
+    histogram: list[list[int]] = field(default_factory=list)  # [layer][expert]: tokens routed while decoding
+    peak_memory_gb: float = 0.0
+    peak_memory_source: str = ""
+
+
+def _measure(spec: BenchSpec, model, inputs: _Inputs, step: Step, device, report: Progress) -> _Measured:
+    """Returns the timings, routing counts and peak memory of spec.repeats runs of prefill then decode."""
+    cfg = model.cfg
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    m = _Measured(touched=[0.0] * cfg.n_layers, histogram=[[0] * cfg.n_experts for _ in range(cfg.n_layers)])
+    for r in range(spec.repeats):
+        report(20.0 + 75.0 * r / spec.repeats, f"repeat {r + 1}/{spec.repeats}: prefill")
+        nxt, prefill_s, ttft_s = _time_prefill(spec, model, inputs, device)
+        m.prefill_s.append(prefill_s)
+        m.ttft_s.append(ttft_s)
+        reset_routing_stats(model)
+        report(20.0 + 75.0 * (r + 0.3) / spec.repeats, f"repeat {r + 1}/{spec.repeats}: decode")
+        decode_s, step_s = _time_decode(spec, inputs, step, nxt, device)
+        m.step_s.extend(step_s)
+        m.decode_s.append(decode_s)
+        _add_routing(model, m, spec.repeats)
+    m.peak_memory_gb, m.peak_memory_source = _peak_memory(device)
+    return m
+
+
+def _time_prefill(spec: BenchSpec, model, inputs: _Inputs, device) -> tuple[torch.Tensor, float, float]:
+    """Returns the first new token [B], the prefill seconds and the time to that first token."""
+    _sync(device)
+    ta = time.perf_counter()
+    with _eager(spec):
+        logits = model(inputs.tokens, inputs.prefill_pos)  # [B, P, vocab]
+    _sync(device)
+    tb = time.perf_counter()
+    nxt = logits[:, -1].argmax(-1)  # [B] greedy: sampling choice does not change the cost
+    _sync(device)
+    return nxt, tb - ta, time.perf_counter() - ta
+
+
+def _time_decode(
+    spec: BenchSpec, inputs: _Inputs, step: Step, first: torch.Tensor, device
+) -> tuple[float, list[float]]:
+    """Returns the seconds to decode spec.new_tokens tokens after first [B], and the seconds of each step."""
+    step_s = []
+    nxt = first
+    td = time.perf_counter()
+    for i in range(spec.new_tokens):
+        inputs.feed(nxt, spec.prompt_tokens + i)
+        ts = time.perf_counter()
+        nxt = step()[:, -1].argmax(-1)  # [B]
+        _sync(device)
+        step_s.append(time.perf_counter() - ts)
+    return time.perf_counter() - td, step_s
+
+
+def _add_routing(model, m: _Measured, repeats: int) -> None:
+    """Adds one repeat's routing counts of model's MoE layers to m (touched experts as a mean over repeats)."""
+    for li, moe in enumerate(model.moe_layers()):
+        m.touched[li] += float(moe.touched) / max(int(moe.calls), 1) / repeats
+        for e, c in enumerate(moe.expert_counts.tolist()):
+            m.histogram[li][e] += c
+
+
+def _figures(spec: BenchSpec, model, m: _Measured) -> dict:
+    """Returns the result fields derived from the measurement: rates, latencies, bytes, routing, full depth."""
+    cfg = model.cfg
+    step_s = statistics.median(m.step_s)
+    act = active_bytes(model, spec.batch, m.touched)
+    shares = [max(h) / max(sum(h), 1) for h in m.histogram]
+    kv_elt = model.layers[0].attention.kv_cache.k.element_size()
+    max_seq = spec.prompt_tokens + spec.new_tokens
+    kv_bytes = 2 * cfg.n_layers * spec.batch * cfg.n_kv_heads * max_seq * cfg.head_dim * kv_elt
+    wbytes = weight_bytes(model)
+    prefill_s, ttft_s = statistics.median(m.prefill_s), statistics.median(m.ttft_s)
+    decode_rates = [spec.batch * spec.new_tokens / t for t in m.decode_s]
+    full_layers = PRESETS[spec.preset].n_layers
+    full_w, ratio_decode, ratio_prefill, how = _full_depth(spec, model, m.touched, act, wbytes)
+    decode_tok_s = spec.batch / step_s
+    return {
+        "model_layers": cfg.n_layers,
+        "full_layers": full_layers,
+        "prefill_tok_s": spec.batch * spec.prompt_tokens / prefill_s,
+        "ttft_s": ttft_s,
+        "decode_tok_s": decode_tok_s,
+        "decode_tok_s_min": min(decode_rates),
+        "decode_tok_s_max": max(decode_rates),
+        "per_token_latency_ms": step_s * 1e3,
+        "per_token_latency_p90_ms": statistics.quantiles(m.step_s, n=10)[-1] * 1e3
+        if len(m.step_s) > 1
+        else step_s * 1e3,
+        "peak_memory_gb": m.peak_memory_gb,
+        "peak_memory_source": m.peak_memory_source,
+        "weight_bytes": wbytes,
+        "active_bytes_per_token": act,
+        "kv_bytes_per_token": kv_bytes,
+        "experts_touched_per_layer": sum(m.touched) / len(m.touched),
+        "achieved_gb_s": act / step_s / 1e9,
+        "expert_histogram": m.histogram,
+        "expert_share_max": max(shares),
+        "routing_collapsed": max(shares) > 0.6,
+        "full_depth_weight_bytes": full_w,
+        "full_depth_decode_tok_s": decode_tok_s / ratio_decode,
+        "full_depth_prefill_tok_s": spec.batch * spec.prompt_tokens / prefill_s / ratio_prefill,
+        "full_depth_ttft_s": ttft_s * ratio_prefill,
+        "extrapolation": how,
+    }
+
+
+def _full_depth(spec: BenchSpec, model, touched: list[float], act: int, wbytes: int) -> tuple[int, float, float, str]:
+    """Returns the preset's full-depth weight bytes, the decode and prefill time ratios to it, and how they were got.
+
+    Decode keeps the achieved bandwidth over the full depth's active bytes; prefill keeps the FLOP rate over the
+    full depth's active parameters (a linear model per layer).
+    """
+    cfg, full_cfg = model.cfg, PRESETS[spec.preset]
+    full_layers = full_cfg.n_layers
+    if cfg.n_layers == full_layers:
+        return wbytes, 1.0, 1.0, "all layers ran: no extrapolation"
+    full_meta = build_meta(full_cfg)
+    if spec.precision in ("int8", "int4"):
+        quantize_model(full_meta, spec.precision, group_size=spec.group_size)
+    full_meta.to(dtype=_dtype(spec.precision))
+    full_w = weight_bytes(full_meta)
+    mean_touched = sum(touched) / len(touched)
+    ratio_decode = active_bytes(full_meta, spec.batch, [mean_touched] * full_layers) / act
+    per_layer = (wbytes - _module_bytes(model.output) - _module_bytes(model.tok_embeddings)) / cfg.n_layers
+    fixed = _module_bytes(model.output)
+    ratio_prefill = (fixed + per_layer * full_layers) / (fixed + per_layer * cfg.n_layers)
+    how = (
+        f"{cfg.n_layers} of {full_layers} layers ran; decode scaled by active bytes "
+        f"(x{ratio_decode:.2f}, same achieved bandwidth), prefill by active weights (x{ratio_prefill:.2f})"
+    )
+    return full_w, ratio_decode, ratio_prefill, how
 
 
 def main(argv: list[str] | None = None) -> int:

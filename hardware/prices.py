@@ -119,8 +119,9 @@ def read_prices(path: Path | None = None) -> list[PriceRow]:
 
 
 @lru_cache(maxsize=4)
-def _file_values(path: str, mtime_ns: int) -> frozenset[tuple]:
-    # The (field, value) groups the file can set, read once per version of the file.
+def _file_values(path: str, mtime_ns: int) -> frozenset[tuple]:  # noqa: ARG001
+    # The (field, value) groups the file can set, read once per version of the file: mtime_ns is unused in the
+    # body but part of lru_cache's key, so an edited file is read again.
     return frozenset(tuple(sorted(row.values().items())) for row in read_prices(Path(path)))
 
 
