@@ -24,7 +24,7 @@ def test_it_has_the_breadth_the_catalog_promises():
     )
     assert curated.count() >= 150 and rich.count() >= 100
     assert not curated.filter(source_url="").exists()
-    assert LanguageModel.objects.count() >= 55
+    assert LanguageModel.objects.count() >= 62
     formats = QuantFormat.objects.count()
     for model in LanguageModel.objects.prefetch_related("vram_rows"):
         assert model.source_url, model
