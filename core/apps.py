@@ -2,6 +2,10 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+# Imported for its @receiver functions (failed logins feed the login limiter); it needs no model, so loading it
+# with the app config is safe.
+from core import signals  # noqa: F401
+
 
 class CoreConfig(AppConfig):
     """API tokens and the catalog change history.

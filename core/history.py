@@ -7,14 +7,28 @@ from typing import Any
 
 from django.apps import apps
 from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
+from core.bulk import insert_many
 from core.models import CatalogChange
 
 
 def snapshot(obj: models.Model) -> dict[str, Any]:
     """Returns the row's field values as JSON-ready data (foreign keys as ids, dates as ISO strings)."""
     return json.loads(serializers.serialize("json", [obj]))[0]["fields"]
+
+
+def snapshots(objs: list[models.Model]) -> list[dict[str, Any]]:
+    """Returns snapshot() of each row, in order, from one serializer pass and one JSON round trip for the lot.
+
+    The same values as snapshot() (Django's JSON serializer is its "python" serializer plus this encoder), at a
+    fraction of the cost per row: an import records thousands of rows at once.
+    """
+    if not objs:
+        return []
+    entries = serializers.serialize("python", objs)
+    return json.loads(json.dumps([entry["fields"] for entry in entries], cls=DjangoJSONEncoder))
 
 
 def _changed(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
@@ -35,6 +49,34 @@ def record(user, obj: models.Model, action: str, before: dict[str, Any] | None) 
         after=after,
         changed_fields=_changed(before, after),
     )
+
+
+def record_many(user, changes: list[tuple[models.Model, str, dict[str, Any] | None]]) -> int:
+    """Returns how many change rows were written for (row, action, before) triples saved together.
+
+    The same rows record() would write one by one, in one prepared statement (core.bulk): an import records
+    thousands of rows at once.
+    """
+    who = user if getattr(user, "is_authenticated", False) else None
+    kept = [obj for obj, action, _ in changes if action != CatalogChange.Action.DELETE]
+    afters = iter(snapshots(kept))
+    rows = []
+    for obj, action, before in changes:
+        after = None if action == CatalogChange.Action.DELETE else next(afters)
+        rows.append(
+            CatalogChange(
+                user=who,
+                action=action,
+                model_label=obj._meta.label,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:200],
+                before=before,
+                after=after,
+                changed_fields=_changed(before, after),
+            )
+        )
+    insert_many(rows)
+    return len(rows)
 
 
 def stored_state(obj: models.Model) -> dict[str, Any] | None:

@@ -7,9 +7,10 @@ import logging
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import resolve_url
 from django.urls import reverse
 
-from core.ratelimit import Rate, client_ip, hit, peek
+from core.ratelimit import LOGIN_FAILURES, client_ip, login_failure_rate, peek
 from core.responses import DATABASE_DOWN_MESSAGE, database_unavailable_response, wants_json
 
 log = logging.getLogger(__name__)
@@ -77,21 +78,20 @@ class NullCharacterMiddleware:
 
 
 class LoginRateLimitMiddleware:
-    """Answers 429 to an address with too many failed admin logins in the current window.
+    """Answers 429 to a login POST from an address with too many failed logins in the last period.
 
-    A failed login re-renders the form (200); a successful one redirects (302). Counting 200s to a
-    login POST needs no change to Django's login view.
+    Failures are counted where Django reports them, by ``core.signals`` on ``user_login_failed``; this only
+    refuses the next attempt before the login view checks a password. It guards every login page: the admin's
+    and the operators' (``LOGIN_URL``).
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.rate = Rate.parse(settings.GPUFIT_RATE_LOGIN_FAILURES)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method != "POST" or request.path != reverse("admin:login"):
+        if request.method != "POST" or request.path not in self._login_paths():
             return self.get_response(request)
-        ip = client_ip(request)
-        verdict = peek("login", ip, self.rate)
+        verdict = peek(LOGIN_FAILURES, client_ip(request), login_failure_rate())
         if not verdict.allowed:
             response = HttpResponse(
                 f"Too many failed logins from your address. Try again in {verdict.retry_after_s} seconds.",
@@ -100,10 +100,12 @@ class LoginRateLimitMiddleware:
             )
             response["Retry-After"] = str(verdict.retry_after_s)
             return response
-        response = self.get_response(request)
-        if response.status_code == 200:
-            hit("login", ip, self.rate)
-        return response
+        return self.get_response(request)
+
+    @staticmethod
+    def _login_paths() -> set[str]:
+        """Returns the paths of the login pages (resolved per request: URLconfs load after middleware)."""
+        return {reverse("admin:login"), resolve_url(settings.LOGIN_URL)}
 
 
 class DatabaseUnavailableMiddleware:

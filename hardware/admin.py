@@ -118,7 +118,7 @@ class GPUAdmin(CatalogHistoryMixin, admin.ModelAdmin):
         form = CSVImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
-                created, updated = import_csv(form.cleaned_data["file"].read())
+                created, updated = import_csv(form.cleaned_data["file"].read(), user=request.user)
             except CatalogError as exc:
                 form.add_error("file", f"Nothing was imported: {exc}")
             else:

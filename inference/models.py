@@ -128,13 +128,22 @@ class BenchmarkJob(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("inference:job_detail", args=[self.pk])
 
+    def private_visible_to(self, user) -> bool:
+        """Returns whether ``user`` may see this job's private part: who asked, the worker, its messages and error
+        text, and the runner's raw output. The requester and staff may; the run and its figures are public.
+
+        The job page, its status fragment and the API's job endpoint all ask this (docs/security.md).
+        """
+        if not user.is_authenticated:
+            return False
+        return user.is_staff or (self.requested_by_id is not None and self.requested_by_id == user.pk)
+
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
     @property
     def queue(self) -> str:
-
         return queue_for_host(self.target_host)
 
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import re
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
 from core.constraints import Check
 from physics.arch import ModelArch
+
+# Bounds on a model row: far beyond every published model, so they only stop typing slips and absurd values.
+# Largest shipped values, for scale: 1.03e12 parameters (Kimi K2), 126 layers (Llama 3.1 405B), a 1,024,000-token
+# context (Mistral Nemo).
+MAX_PARAMS = 100 * 10**12  # 100 trillion parameters
+MAX_LAYERS = 10_000
+MAX_CONTEXT_TOKENS = 100_000_000
 
 
 class Architecture(models.TextChoices):
@@ -45,12 +53,29 @@ class LanguageModel(models.Model):
         "architecture", max_length=8, choices=Architecture.choices, default=Architecture.DENSE
     )
     attention = models.CharField("attention", max_length=16, choices=Attention.choices, default=Attention.GQA)
-    total_params = models.BigIntegerField("total parameters", help_text="Exact count from the published config.")
+    total_params = models.BigIntegerField(
+        "total parameters",
+        validators=[
+            MinValueValidator(1, "A model has at least one parameter."),
+            MaxValueValidator(MAX_PARAMS, f"At most {MAX_PARAMS:,} parameters."),
+        ],
+        help_text="Exact count from the published config.",
+    )
     active_params = models.BigIntegerField(
         "active parameters",
+        validators=[
+            MinValueValidator(1, "A model uses at least one parameter per token."),
+            MaxValueValidator(MAX_PARAMS, f"At most {MAX_PARAMS:,} parameters."),
+        ],
         help_text="Parameters used per token: all but the unused experts (equals total for dense models).",
     )
-    layers = models.PositiveIntegerField("layers")
+    layers = models.PositiveIntegerField(
+        "layers",
+        validators=[
+            MinValueValidator(1, "A model has at least one layer."),
+            MaxValueValidator(MAX_LAYERS, f"At most {MAX_LAYERS:,} layers."),
+        ],
+    )
     hidden_size = models.PositiveIntegerField("hidden size")
     attention_heads = models.PositiveIntegerField("attention heads")
     kv_heads = models.PositiveIntegerField("KV heads")
@@ -68,7 +93,13 @@ class LanguageModel(models.Model):
     sliding_window = models.PositiveIntegerField("sliding window (tokens)", default=0)
     sliding_layers = models.PositiveIntegerField("sliding-window layers", default=0)
     vocab_size = models.PositiveIntegerField("vocabulary")
-    context_length = models.PositiveIntegerField("context length (tokens)")
+    context_length = models.PositiveIntegerField(
+        "context length (tokens)",
+        validators=[
+            MinValueValidator(1, "A context holds at least one token."),
+            MaxValueValidator(MAX_CONTEXT_TOKENS, f"At most {MAX_CONTEXT_TOKENS:,} tokens."),
+        ],
+    )
     release_date = models.DateField("release date", null=True, blank=True)
     license = models.CharField("license", max_length=80, blank=True)
     downloads = models.PositiveBigIntegerField(
@@ -88,11 +119,16 @@ class LanguageModel(models.Model):
         verbose_name = "language model"
         ordering = ["family", "total_params"]
         constraints = [
-            Check(condition=Q(total_params__gt=0), name="llm_total_params_positive"),
+            Check(condition=Q(total_params__gt=0) & Q(total_params__lte=MAX_PARAMS), name="llm_total_params_in_range"),
             Check(
                 condition=Q(active_params__gt=0) & Q(active_params__lte=F("total_params")), name="llm_active_le_total"
             ),
             Check(condition=Q(kv_heads__lte=F("attention_heads")), name="llm_kv_heads_le_heads"),
+            Check(condition=Q(layers__gte=1) & Q(layers__lte=MAX_LAYERS), name="llm_layers_in_range"),
+            Check(
+                condition=Q(context_length__gte=1) & Q(context_length__lte=MAX_CONTEXT_TOKENS),
+                name="llm_context_in_range",
+            ),
             Check(condition=Q(experts_per_token__lte=F("experts")), name="llm_experts_per_token_le_experts"),
         ]
 

@@ -97,8 +97,8 @@ def test_model_page_list_htmx_swap_and_chart(browser, site, shots):
 
 def test_model_page_bad_input_shows_its_message(browser, site):
     page, _ = _page(browser, width=390)  # a phone
-    page.goto(site + MIXTRAL + "?budget=-5")
-    assert "A budget cannot be negative." in page.locator("#budget-errors").inner_text()
+    page.goto(site + MIXTRAL + "?budget_usd=-5")
+    assert "A budget cannot be negative." in page.locator("#budget_usd-errors").inner_text()
 
 
 def test_planner_returns_ranked_builds_and_a_basis(browser, site, shots):
@@ -112,7 +112,7 @@ def test_planner_returns_ranked_builds_and_a_basis(browser, site, shots):
     page.screenshot(path=str(shots / "planner.png"))
 
     # A bad input through the form: the message appears next to the field.
-    page.fill("#id_budget", "-5")
+    page.fill("#id_budget_usd", "-5")
     page.click("#plan-form button[type=submit]")
     page.wait_for_selector("#results .form-errors")
     assert "A budget cannot be negative." in page.locator("#results .form-errors").inner_text()

@@ -93,7 +93,7 @@ def test_the_context_control_adds_the_kv_cache(client):
     ("query", "field", "message"),
     [
         ("context=65536", "context", "reads at most 32,768 tokens"),
-        ("budget=-100", "budget", "cannot be negative"),
+        ("budget_usd=-100", "budget_usd", "cannot be negative"),
         ("quant=Q9_Z", "quant", "has no Q9_Z row"),
         ("users=0", "users", "greater than or equal to 1"),
     ],
@@ -110,7 +110,7 @@ def test_bad_inputs_give_a_field_message_not_a_500(client, query, field, message
 def test_filters_narrow_the_list(client):
     nvidia = client.get(MIXTRAL + "?vendor=nvidia").context["ranking"].fits
     assert nvidia and {row["vendor"] for row in nvidia} == {"nvidia"}
-    cheap = client.get(MIXTRAL + "?budget=3000").context["ranking"]
+    cheap = client.get(MIXTRAL + "?budget_usd=3000").context["ranking"]
     assert cheap.fits and all(row["price_usd"] is not None and row["price_usd"] <= 3000 for row in cheap.fits)
     measured = client.get(MIXTRAL + "?measured_only=on").context["ranking"]
     measured_ids = {r.gpu_id for r in measured.measured}

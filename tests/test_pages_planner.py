@@ -46,7 +46,7 @@ def test_recommender_csv_has_the_header_and_a_row_per_fitting_gpu(client):
     ("url", "query", "message"),
     [
         ("/recommend/", {"model": "mixtral-9x9b"}, "Unknown model"),
-        ("/recommend/", {"budget": "-1"}, "cannot be negative"),
+        ("/recommend/", {"budget_usd": "-1"}, "cannot be negative"),
         ("/recommend/", {"context": "40000"}, "reads at most 32,768 tokens"),
         ("/plan/", {"model": "mixtral-8x7b-instruct-v0-1", "quant": "best"}, "pick one"),
         ("/plan/", {"max_gpus": "9"}, "less than or equal to 8"),
@@ -60,8 +60,8 @@ def test_bad_inputs_show_a_message_with_status_200(client, url, query, message):
 
 
 def test_htmx_partial_with_bad_input_is_400(client):
-    response = client.get("/recommend/", {"budget": "-1"}, headers={"HX-Request": "true"})
-    assert response.status_code == 400 and b'data-field="budget"' in response.content
+    response = client.get("/recommend/", {"budget_usd": "-1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 400 and b'data-field="budget_usd"' in response.content
 
 
 def test_planner_returns_builds_with_price_power_and_binding(client):

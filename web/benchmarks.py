@@ -82,6 +82,7 @@ def job_detail(request, pk: int):
     result = BenchmarkResult.objects.filter(job=job).select_related("gpu").first()
     context = {
         "job": job,
+        "private": job.private_visible_to(request.user),
         "result": result,
         "can_cancel": _may_cancel(request.user, job) and job.is_active,
         "can_fold": request.user.is_staff and result is not None and result.status == "ok",
@@ -93,7 +94,8 @@ def job_detail(request, pk: int):
 def job_status(request, pk: int):
     """Returns the live part of a job page (polled by htmx while the job is queued or running)."""
     job = get_object_or_404(BenchmarkJob, pk=pk)
-    response = render(request, "inference/_job_status.html", {"job": job})
+    context = {"job": job, "private": job.private_visible_to(request.user)}
+    response = render(request, "inference/_job_status.html", context)
     if not job.is_active:
         # Tell htmx to reload the page once, so the result and chart appear.
         response["HX-Refresh"] = "true"
@@ -101,9 +103,7 @@ def job_status(request, pk: int):
 
 
 def _may_cancel(user, job: BenchmarkJob) -> bool:
-    if not user.is_authenticated or not user.has_perm(RUN_PERMISSION):
-        return False
-    return user.is_staff or job.requested_by_id == user.pk
+    return user.has_perm(RUN_PERMISSION) and job.private_visible_to(user)
 
 
 @login_required

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from django import forms
 from django.core.paginator import Paginator
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, render
 
 from hardware.models import GPU, Segment, Vendor
 from inference.models import BenchmarkResult
-from models.models import LanguageModel
 from physics.estimator import Workload, rank_models
 from planner import charts
 from planner.calibration import calibration_factors
-from planner.inputs import gpu_spec, model_arch, quants_of
-from planner.lookup import remembered
+from planner.inputs import gpu_spec
 from planner.pagecache import catalog_page
+from planner.services import model_tables
 
 # The GPU page's table columns and how many decimals each is shown with.
 MODEL_ROW_FIGURES = {
@@ -34,12 +34,6 @@ def _fixed(value: object, digits: int) -> str:
     return f"{float(value):,.{digits}f}"
 
 
-def _model_tables() -> tuple[list[LanguageModel], list, list]:
-    """Returns every model with its architecture and formats, read once per catalog version."""
-    models = list(LanguageModel.objects.with_table())
-    return models, [model_arch(m) for m in models], [quants_of(m) for m in models]
-
-
 class GPUFilterForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=80)
     vendor = forms.ChoiceField(label="Vendor", required=False, choices=[("", "Any")] + Vendor.choices)
@@ -48,11 +42,28 @@ class GPUFilterForm(forms.Form):
     curated = forms.BooleanField(label="Curated only", required=False)
 
 
+def _filter_query(form: GPUFilterForm) -> str:
+    """Returns the form's filters as a URL-encoded query string (no page), for the pagination links.
+
+    Only the form's own fields are carried over, each key and value encoded: a stray key in the request can
+    neither break the links nor smuggle parameters into them.
+    """
+    query = QueryDict(mutable=True)
+    for name in form.fields:
+        value = form.data.get(name, "")
+        if value != "":
+            query[name] = value
+    return query.urlencode()
+
+
 @catalog_page
 def gpu_list(request):
     form = GPUFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        # A filter that cannot be applied: its message and no list, rather than the whole catalog beside it.
+        return render(request, "hardware/gpu_list.html", {"form": form}, status=400)
     gpus = GPU.objects.all()
-    if form.is_valid():
+    if form.is_bound:
         data = form.cleaned_data
         if data["q"]:
             gpus = gpus.filter(name__icontains=data["q"])
@@ -65,7 +76,8 @@ def gpu_list(request):
         if data["curated"]:
             gpus = gpus.curated()
     page = Paginator(gpus.order_by("-memory_gb", "name"), 100).get_page(request.GET.get("page"))
-    return render(request, "hardware/gpu_list.html", {"form": form, "page": page, "total": gpus.count()})
+    context = {"form": form, "page": page, "total": gpus.count(), "filters": _filter_query(form)}
+    return render(request, "hardware/gpu_list.html", context)
 
 
 class GPUModelsForm(forms.Form):
@@ -86,7 +98,7 @@ def gpu_detail(request, slug: str):
     context: dict = {"gpu": gpu, "form": form}
     if form.is_valid():
         data = form.cleaned_data
-        models, archs, quants = remembered("model-tables", "all", _model_tables)
+        models, archs, quants = model_tables()
         workload = Workload(context=data["context"], batch=data["users"])
         ranked = rank_models(
             archs,
