@@ -7,6 +7,7 @@ refuses to start on an unsafe value. Every variable is listed in README.md.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -57,17 +58,22 @@ VAR_DIR = Path(env_str("GPUFIT_VAR_DIR", str(BASE_DIR / "var")))
 TESTING = "pytest" in sys.modules
 DEBUG = env_bool("DEBUG", default=TESTING)
 
+# Commands that only read the catalog and print serve no request and sign nothing, so they need no secret and no
+# host list: `python manage.py estimate …` works in a plain shell, as the README shows it.
+READ_ONLY_COMMANDS = {"estimate", "help", "version"}
+READ_ONLY_RUN = len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in READ_ONLY_COMMANDS
+
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    if not DEBUG and not READ_ONLY_RUN:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set SECRET_KEY to a long random string, "
             "or set DEBUG=1 for a development server with a throw-away key."
         )
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production" if DEBUG else secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
-if not DEBUG and not ALLOWED_HOSTS:
+if not DEBUG and not ALLOWED_HOSTS and not READ_ONLY_RUN:
     raise ImproperlyConfigured("ALLOWED_HOSTS is empty. With DEBUG off, list the host names the site answers to.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -88,9 +94,12 @@ INSTALLED_APPS = [
     "gpufit",  # the config package: load_catalog, run_worker and the system checks (app label "site")
 ]
 
+# Every middleware that adds a security header sits above the ones that may answer by themselves (413, 400,
+# 429, 503), so those answers carry the same headers as a page.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "gpufit.middleware.SecurityHeadersMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "gpufit.middleware.BodySizeMiddleware",
     "gpufit.middleware.NullCharacterMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -99,7 +108,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "gpufit.middleware.LoginRateLimitMiddleware",
     "gpufit.middleware.DatabaseUnavailableMiddleware",
     "planner.lookup.CatalogFreshnessMiddleware",
@@ -156,7 +164,10 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 
-LOGIN_URL = "/admin/login/"
+# Operators (not staff) log in on a page of the site's own; the admin keeps its login page for editors.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "inference:benchmarks"
+LOGOUT_REDIRECT_URL = "home"
 
 # Cache: Redis when REDIS_URL (or CACHE_URL) is set, so every gunicorn worker shares the rate-limit
 # counters; a per-process memory cache otherwise (the embedded default runs one process).
@@ -173,8 +184,8 @@ if CACHE_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpufit"}}
 
-# Rate limits, LIMIT/SECONDS (gpufit/ratelimit.py). Job triggers per user; recommend per client address
-# (it ranks the whole catalog); failed admin logins per address.
+# Rate limits, LIMIT/SECONDS over a sliding window (core/ratelimit.py). Job triggers per user; recommend per client
+# address (it ranks the whole catalog); failed logins (admin and operator pages) per address.
 GPUFIT_RATE_JOBS = env_str("GPUFIT_RATE_JOBS", "30/60")
 GPUFIT_RATE_RECOMMEND = env_str("GPUFIT_RATE_RECOMMEND", "120/60")
 GPUFIT_RATE_LOGIN_FAILURES = env_str("GPUFIT_RATE_LOGIN_FAILURES", "5/60")

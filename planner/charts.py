@@ -199,3 +199,49 @@ def _fmt(value: object) -> str:
     if f is None:
         return "—"
     return f"{f:,.0f}" if abs(f) >= 100 else f"{f:.1f}"
+
+
+def capacity_curve(capacity) -> dict:
+    """Returns per-user and total decode speed against concurrent users, with the minimum per-user speed."""
+    points = [p for p in capacity.curve if p.fits]
+    users = [p.users for p in points]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "per user (tok/s)",
+                "x": users,
+                "y": [_num(p.per_user_tok_s) for p in points],
+                "line": {"color": ACCENT},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "all users (tok/s)",
+                "x": users,
+                "y": [_num(p.total_tok_s) for p in points],
+                "yaxis": "y2",
+                "line": {"color": MEASURED},
+            },
+        ],
+        "layout": _layout(
+            f"Speed against users (minimum {capacity.min_tok_s:g} tok/s each)",
+            "concurrent users",
+            "tok/s per user",
+            xaxis={"title": {"text": "concurrent users"}, "type": "log"},
+            yaxis2={"title": {"text": "tok/s, all users"}, "overlaying": "y", "side": "right"},
+            shapes=[
+                {
+                    "type": "line",
+                    "xref": "paper",
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": capacity.min_tok_s,
+                    "y1": capacity.min_tok_s,
+                    "line": {"dash": "dot", "color": "#999"},
+                }
+            ],
+            legend={"orientation": "h"},
+        ),
+    }

@@ -7,6 +7,8 @@ becomes a message next to its field rather than an exception.
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 
 from hardware.models import GPU, Segment, Vendor
@@ -17,6 +19,7 @@ from planner.lookup import NotFound, find_gpu, find_model
 BEST = "best"  # quant choice: the highest-precision format that fits each GPU
 DEFAULT_QUANT = "Q4_K_M"  # the reference page's format
 MIN_CONTEXT = 256
+OLD_BUDGET = "budget"  # the budget's query name before it became budget_usd, as in the API
 
 PRICE_BASIS = [
     ("street", "Street price (used/current where known)"),
@@ -62,7 +65,8 @@ class WorkloadFields(forms.Form):
     context = forms.IntegerField(label="Context (tokens)", initial=4096, min_value=MIN_CONTEXT)
     users = forms.IntegerField(label="Concurrent users", initial=1, min_value=1, max_value=256)
     kv_cache = forms.ChoiceField(label="KV cache", choices=KV_CHOICES, initial="fp16")
-    budget = forms.FloatField(label="Budget (USD)", required=False)
+    # The API's name for the same input; "budget", the page's old name, is still read by from_query.
+    budget_usd = forms.FloatField(label="Budget (USD)", required=False, max_value=1e9)
     vendor = forms.ChoiceField(label="Vendor", required=False, choices=_vendor_choices)
     segment = forms.ChoiceField(label="Segment", required=False, choices=_segment_choices)
     price_basis = forms.ChoiceField(label="Price", choices=PRICE_BASIS, initial="street", required=False)
@@ -75,11 +79,13 @@ class WorkloadFields(forms.Form):
     def from_query(cls, query, **kwargs) -> WorkloadFields:
         """Returns a bound form: the query's values over the fields' initials, so a bare URL is valid."""
         data = {name: field.initial for name, field in cls.base_fields.items() if field.initial is not None}
+        if query.get(OLD_BUDGET, "") != "" and query.get("budget_usd", "") == "":
+            data["budget_usd"] = query[OLD_BUDGET]  # links made before the rename keep working
         data.update({k: v for k, v in query.items() if k in cls.base_fields and v != ""})
         return cls(data, **kwargs)
 
-    def clean_budget(self) -> float | None:
-        budget = self.cleaned_data.get("budget")
+    def clean_budget_usd(self) -> float | None:
+        budget = self.cleaned_data.get("budget_usd")
         if budget is not None and budget < 0:
             raise forms.ValidationError("A budget cannot be negative.")
         return budget
@@ -93,6 +99,8 @@ class WorkloadFields(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        # The ranking services read the budget under its old key.
+        data[OLD_BUDGET] = data.get("budget_usd")
         model = data.get("model") or self.model
         if model is None:
             return data
@@ -156,7 +164,7 @@ class RecommendForm(WorkloadFields):
         label="Order", choices=[("desc", "High to low"), ("asc", "Low to high")], initial="desc", required=False
     )
 
-    field_order = ["model", "quant", "context", "users", "kv_cache", "budget", "vendor", "segment", "price_basis"]
+    field_order = ["model", "quant", "context", "users", "kv_cache", "budget_usd", "vendor", "segment", "price_basis"]
 
     def clean_sort(self) -> str:
         return self.cleaned_data.get("sort") or "decode_tok_s"
@@ -177,7 +185,7 @@ class PlanForm(WorkloadFields):
         label="RAM bandwidth (GB/s)", initial=DEFAULT_RAM_BANDWIDTH_GB_S, min_value=1, max_value=2000
     )
 
-    field_order = ["model", "quant", "context", "users", "kv_cache", "budget", "vendor", "segment", "price_basis"]
+    field_order = ["model", "quant", "context", "users", "kv_cache", "budget_usd", "vendor", "segment", "price_basis"]
 
     def clean_split(self) -> tuple[str, ...]:
         split = self.cleaned_data.get("split") or "both"
@@ -232,3 +240,82 @@ class CompareForm(WorkloadFields):
         if errors:
             raise forms.ValidationError(errors)
         return gpus
+
+
+# One GPU model, optionally with a count: "rtx-3090" or "rtx-3090:2" (the machine page's shareable form).
+GPU_WITH_COUNT = re.compile(r"^\s*(?P<name>[^:]+?)\s*(?::\s*(?P<count>\d{1,2}))?\s*$")
+MACHINE_SORTS = {"speed": "Fastest first", "size": "Largest model first", "name": "Name"}
+
+
+class MachineForm(forms.Form):
+    """A machine: its GPUs (one model, a count), system RAM for offload, and the context each answer needs."""
+
+    gpu = forms.CharField(
+        label="GPU", max_length=120, help_text="A catalog name or alias; rtx-3090:2 for two cards, or use the count."
+    )
+    count = forms.IntegerField(label="How many", required=False, min_value=1, max_value=16)
+    ram = forms.FloatField(label="System RAM (GB)", required=False, min_value=0, max_value=4096)
+    ram_bandwidth_gb_s = forms.FloatField(
+        label="RAM bandwidth (GB/s)", required=False, min_value=1, max_value=2000, initial=DEFAULT_RAM_BANDWIDTH_GB_S
+    )
+    context = forms.IntegerField(label="Context (tokens)", required=False, min_value=MIN_CONTEXT, max_value=1_048_576)
+    users = forms.IntegerField(label="Concurrent users", required=False, min_value=1, max_value=256)
+    sort = forms.ChoiceField(label="Sort", required=False, choices=list(MACHINE_SORTS.items()))
+    family = forms.CharField(label="Family", required=False, max_length=60)
+    moe = forms.ChoiceField(
+        label="Architecture", required=False, choices=[("", "Any"), ("dense", "Dense"), ("moe", "MoE")]
+    )
+
+    def clean_gpu(self) -> GPU:
+        values = [v for v in self.data.getlist("gpu") if v.strip()] if hasattr(self.data, "getlist") else []
+        if len({GPU_WITH_COUNT.match(v).group("name").lower() for v in values if GPU_WITH_COUNT.match(v)}) > 1:
+            raise forms.ValidationError(
+                "Mixed GPUs are not estimated yet: a layer split runs at the slowest card's pace and the range would "
+                "be guesswork. Enter one GPU model and a count."
+            )
+        match = GPU_WITH_COUNT.match(self.cleaned_data["gpu"])
+        if match is None:
+            raise forms.ValidationError("Give a GPU name, optionally with :count (rtx-3090:2).")
+        self._count_in_name = int(match.group("count")) if match.group("count") else None
+        try:
+            return find_gpu(match.group("name"))
+        except NotFound as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        data = super().clean()
+        if "gpu" in data:
+            named = getattr(self, "_count_in_name", None)
+            data["count"] = named or data.get("count") or 1
+            if not 1 <= data["count"] <= 16:
+                self.add_error("count", "Between 1 and 16 GPUs.")
+        data["ram"] = data.get("ram") or 0.0
+        data["ram_bandwidth_gb_s"] = data.get("ram_bandwidth_gb_s") or DEFAULT_RAM_BANDWIDTH_GB_S
+        data["context"] = data.get("context") or 8192
+        data["users"] = data.get("users") or 1
+        data["sort"] = data.get("sort") or "speed"
+        return data
+
+
+class CapacityForm(forms.Form):
+    """Serving capacity on the model page: a build, the context each user keeps, the slowest speed accepted."""
+
+    gpu = forms.CharField(label="GPU", max_length=120, initial="NVIDIA H100 SXM5 80 GB")
+    count = forms.IntegerField(label="GPUs", min_value=1, max_value=16, initial=1)
+    context = forms.IntegerField(label="Context per user", min_value=MIN_CONTEXT, max_value=1_048_576, initial=8192)
+    min_tok_s = forms.FloatField(label="Min tok/s per user", min_value=0.1, max_value=10_000, initial=10)
+
+    def clean_gpu(self) -> GPU:
+        try:
+            return find_gpu(self.cleaned_data["gpu"])
+        except NotFound as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class PasteForm(forms.Form):
+    text = forms.CharField(
+        label="Paste what your machine says",
+        max_length=50_000,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text="nvidia-smi (table, -L or --query-gpu csv), rocm-smi, system_profiler, lspci, wmic, or plain text.",
+    )

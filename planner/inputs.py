@@ -89,6 +89,10 @@ def gpu_frame(rows: Iterable[dict]) -> pd.DataFrame:
 
 
 def catalog_frame(queryset=None) -> pd.DataFrame:
-    """Returns the whole GPU catalog (or a queryset of it) as the estimator's DataFrame, in one query."""
-    queryset = GPU.objects.all() if queryset is None else queryset
+    """Returns the ranked GPU catalog (or a queryset of it) as the estimator's DataFrame, in one query.
+
+    By default only rows that pass the catalog's checks (``GPU.objects.ranked()``): noise, unverified, vGPU-profile
+    and duplicate rows stay on the GPU list, labelled, but out of every ranking.
+    """
+    queryset = GPU.objects.ranked() if queryset is None else queryset
     return gpu_frame(queryset.with_price().values(*GPU_VALUE_FIELDS, "price"))

@@ -9,6 +9,7 @@ from django.db import connection
 
 from hardware.models import GPU
 from models.models import LanguageModel, QuantFormat
+from models.resolver import resolve_model
 
 
 class CatalogFreshnessMiddleware:
@@ -26,8 +27,9 @@ class CatalogFreshnessMiddleware:
 
 
 # Catalog rows found by name, kept per process while the catalog is unchanged. Finding a model with its VRAM
-# table and a GPU by alias takes several queries; the fingerprint below takes one.
-_FOUND: dict[str, object] = {"version": None}
+# table and a GPU by alias takes several queries; the fingerprint below takes one. Each entry keeps the fingerprint
+# that was read before it was built: {cache key: (fingerprint, value)}.
+_FOUND: dict[str, tuple[tuple, object]] = {}
 
 _VERSION_SQL = """
 SELECT (SELECT COUNT(*) FROM hardware_gpu), (SELECT MAX(updated_at) FROM hardware_gpu), (SELECT MAX(id) FROM hardware_gpu),
@@ -51,33 +53,48 @@ def catalog_fingerprint() -> tuple:
     return (connection.alias, connection.settings_dict["NAME"], *row)
 
 
-# Inside a request the fingerprint is read once (CatalogFreshnessMiddleware marks the request's start);
-# outside one (commands, tests calling functions) it is read on every lookup.
+# Inside a request the fingerprint is read once, before the request's first lookup (CatalogFreshnessMiddleware
+# marks the request's start); outside one (commands, tests calling functions) it is read on every lookup.
 _REQUEST = threading.local()
+_UNREAD = object()
 
 
 def begin_request() -> None:
-    _REQUEST.checked = False
+    _REQUEST.version = _UNREAD
 
 
 def end_request() -> None:
-    _REQUEST.checked = None
+    _REQUEST.version = None
+
+
+def _current_version() -> tuple:
+    """Returns the catalog fingerprint this lookup works under (the request's, read once, or a fresh one)."""
+    version = getattr(_REQUEST, "version", None)
+    if version is None:
+        return catalog_fingerprint()
+    if version is _UNREAD:
+        _REQUEST.version = catalog_fingerprint()
+    return _REQUEST.version
 
 
 def remembered(kind: str, key: str, find):
-    """Returns find() for (kind, key), remembered until the catalog fingerprint changes."""
-    checked = getattr(_REQUEST, "checked", None)
-    if not checked:
-        version = catalog_fingerprint()
-        if _FOUND["version"] != version:
-            _FOUND.clear()
-            _FOUND["version"] = version
-        if checked is False:
-            _REQUEST.checked = True
+    """Returns find() for (kind, key), remembered until the catalog fingerprint changes.
+
+    The fingerprint is read before find() runs and the value is stored under it. Were it read after, a catalog
+    change made while find() runs (by another request) would file a value built from the old rows under the
+    new fingerprint, and that stale value would be served until the next change.
+    """
+    version = _current_version()
     cache_key = f"{kind}:{key.strip().lower()}"
-    if cache_key not in _FOUND:
-        _FOUND[cache_key] = find()
-    return _FOUND[cache_key]
+    entry = _FOUND.get(cache_key)
+    if entry is not None and entry[0] == version:
+        return entry[1]
+    value = find()
+    # Forget what was built under other fingerprints (an older catalog), so the cache stays small.
+    for stale_key in [k for k, (stored, _) in list(_FOUND.items()) if stored != version]:
+        _FOUND.pop(stale_key, None)
+    _FOUND[cache_key] = (version, value)
+    return value
 
 
 class NotFound(LookupError):
@@ -102,19 +119,12 @@ def find_model(name: str) -> LanguageModel:
 
 
 def _find_model(name: str) -> LanguageModel:
-    key = name.strip()
-    qs = LanguageModel.objects.with_table()
-    model = (
-        qs.filter(slug=key.lower()).first()
-        or qs.filter(name__iexact=key).first()
-        or qs.filter(hf_repo__iexact=key).first()
-    )
-    if model is None:
-        names = list(LanguageModel.objects.values_list("name", flat=True)) + list(
-            LanguageModel.objects.values_list("slug", flat=True)
-        )
-        raise NotFound("model", name, _close(key, names))
-    return model
+    # One resolver for every entry point (models/resolver.py): slug, name, repo id, alias, Ollama tag.
+    found = resolve_model(name)
+    if found.model is None:
+        kind = "model (ambiguous)" if found.ambiguous else "model"
+        raise NotFound(kind, name, [c.name for c in found.candidates])
+    return LanguageModel.objects.with_table().get(pk=found.model.pk)
 
 
 def find_gpu(name: str) -> GPU:

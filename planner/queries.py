@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 
+from physics.capacity import serving_capacity
 from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
 from physics.vocab import Engine, KVCache, Split
 from planner.calibration import calibration_factors
@@ -50,6 +51,17 @@ class EstimateInputs:
     def run(self) -> dict[str, Any]:
         """Returns the estimate as JSON-ready data, the same shape as `manage.py estimate --json`."""
         result = estimate(self.model, self.quant, self.build, self.workload, calibration_factors())
+        return {
+            "model": self.model.name,
+            "quant": self.quant.name,
+            "gpu": self.build.gpu.name,
+            "gpus": self.build.count,
+            **result.to_dict(),
+        }
+
+    def capacity(self, min_tok_s: float) -> dict[str, Any]:
+        """Returns the serving capacity at this workload's context per user, JSON-ready (API and CLI alike)."""
+        result = serving_capacity(self.model, self.quant, self.build, self.workload, min_tok_s, calibration_factors())
         return {
             "model": self.model.name,
             "quant": self.quant.name,

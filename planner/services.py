@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hardware.models import GPU
 from models.models import LanguageModel, QuantVRAM
+from physics.capacity import serving_capacity
 from physics.estimator import (
     GB,
+    Build,
     GPUPrep,
     ModelArch,
     Workload,
@@ -22,6 +25,7 @@ from physics.estimator import (
     overhead_gb,
     prepare_gpus,
     rank_gpus,
+    rank_models,
     table_vram_gb,
     weights_bytes,
 )
@@ -32,7 +36,7 @@ from planner.forms import (
     DEFAULT_RAM_BANDWIDTH_GB_S,
     DEFAULT_RAM_GB,
 )
-from planner.inputs import catalog_frame, model_arch, quant_of
+from planner.inputs import catalog_frame, gpu_spec, model_arch, quant_of, quants_of
 from planner.lookup import remembered
 
 # Cards shown on the model page and rows in the recommender/planner tables; the rest are counted, not rendered,
@@ -362,3 +366,104 @@ def memory_table(model: LanguageModel, arch: ModelArch, workload: Workload) -> l
         )
     order = {name: i for i, name in enumerate(REFERENCE_FORMATS)}
     return sorted(out, key=lambda m: (not m.reference, order.get(m.row.quant.name, 0)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a machine can run
+
+
+def model_tables() -> tuple[list[LanguageModel], list[ModelArch], list[list]]:
+    """Returns every model with its architecture and formats, read once per catalog version."""
+
+    def read():
+        models = list(LanguageModel.objects.with_table())
+        return models, [model_arch(m) for m in models], [quants_of(m) for m in models]
+
+    return remembered("model-tables", "all", read)
+
+
+@dataclass
+class MachineModel:
+    """The best way one catalog model runs on a machine: its format, memory, speed, and whether it offloads."""
+
+    model: LanguageModel
+    quant: str
+    bits_per_weight: float
+    total_gb: float
+    offloaded_gb: float
+    decode_tok_s: float
+    decode_tok_s_low: float
+    decode_tok_s_high: float
+    ttft_s: float
+    decode_bound: str
+    quality_pct: float | None
+
+    @property
+    def offload(self) -> bool:
+        return self.offloaded_gb > 0
+
+
+def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: float, workload: Workload) -> list:
+    """Returns a MachineModel for every catalog model that runs on ``count`` x ``gpu`` (layer split) with ``ram_gb``
+    of system RAM for offload: the highest-precision format that fits on the GPUs, else the best one that fits
+    with offload. Models that do not run at all are left out.
+    """
+    models, archs, quants = model_tables()
+    ranked = rank_models(
+        archs,
+        quants,
+        gpu_spec(gpu),
+        workload,
+        calibration_factors(),
+        count=count,
+        offload_ram_gb=ram_gb,
+        ram_bandwidth_gb_s=ram_bandwidth_gb_s if ram_gb else 0.0,
+    )
+    by_name = {m.name: m for m in models}
+    quality = {
+        (row.model_id, row.quant.name): row.quality_pct
+        for m in models
+        for row in m.vram_rows.all()
+        if row.quality_pct is not None
+    }
+    ranked = ranked.assign(bpw=[q.bits_per_weight for q in _quant_objects(ranked, quants, archs)])
+    out = []
+    for name, rows in ranked.groupby("model", sort=False):
+        on_gpu = rows[rows["fits"].astype(bool)]
+        chosen = on_gpu if len(on_gpu) else rows[rows["fits_with_offload"].astype(bool)]
+        if chosen.empty:
+            continue
+        # On the GPUs: the most precise format that fits; with offload: the one that offloads least.
+        best = chosen.sort_values("bpw", ascending=False) if len(on_gpu) else chosen.sort_values("offloaded_gb")
+        r = best.iloc[0]
+        model = by_name[name]
+        out.append(
+            MachineModel(
+                model=model,
+                quant=r["quant"],
+                bits_per_weight=float(r["bpw"]),
+                total_gb=float(r["total_gb"]),
+                offloaded_gb=float(r["offloaded_gb"]),
+                decode_tok_s=float(r["decode_tok_s"]),
+                decode_tok_s_low=float(r["decode_tok_s_low"]),
+                decode_tok_s_high=float(r["decode_tok_s_high"]),
+                ttft_s=float(r["ttft_s"]),
+                decode_bound=str(r["decode_bound"]),
+                quality_pct=quality.get((model.pk, r["quant"])),
+            )
+        )
+    return out
+
+
+def _quant_objects(ranked: pd.DataFrame, quants: list[list], archs: list[ModelArch]) -> list:
+    """Returns the Quant of every ranked row, by model name and format name."""
+    lookup = {(a.name, q.name): q for a, qs in zip(archs, quants, strict=True) for q in qs}
+    return [lookup[(m, q)] for m, q in zip(ranked["model"], ranked["quant"], strict=True)]
+
+
+def model_capacity(model: LanguageModel, quant_name: str, gpu: GPU, count: int, context: int, min_tok_s: float):
+    """Returns the serving capacity (physics.capacity.Capacity) of count x gpu for a catalog model and format."""
+    row = next((r for r in model.vram_rows.all() if r.quant.name == quant_name), None) or model.vram_rows.first()
+    build = Build(gpu=gpu_spec(gpu), count=count, split="layer" if count == 1 else "tensor")
+    workload = Workload(context=min(context, model.context_length), prompt_tokens=512)
+    return serving_capacity(model_arch(model), quant_of(row), build, workload, min_tok_s, calibration_factors())

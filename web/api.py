@@ -15,11 +15,11 @@ from typing import Any, Literal
 import pandas as pd
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError, ValidationError
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
+from pydantic import ConfigDict
 
 from core.models import ApiToken
 from core.ratelimit import Rate, client_ip, hit
@@ -51,8 +51,23 @@ class BearerToken(HttpBearer):
         return found.user
 
 
-# Token first (scripts), then the browser session; ninja checks CSRF for the session path.
-WRITE_AUTH = [BearerToken(), django_auth]
+class BrowserSession(SessionAuth):
+    """A logged-in browser session (with its CSRF token on writes); returns the session's user.
+
+    Ninja's session auth checks CSRF before it looks for a user, so a script with a missing or wrong token got
+    403 "CSRF check Failed". Here a caller without a session, or one that sent a bearer token (a script: the
+    token decides), is simply not authenticated by this method, and the answer is 401.
+    """
+
+    def __call__(self, request: HttpRequest):
+        """Returns the session's user (after the CSRF check on writes), or None when this method does not apply."""
+        if "authorization" in request.headers or not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+# Token first (scripts), then the browser session; the session path checks CSRF.
+WRITE_AUTH = [BearerToken(), BrowserSession()]
 
 api = NinjaAPI(
     title="gpufit API",
@@ -322,6 +337,10 @@ class ResultPage(Schema):
 
 
 class JobIn(Schema):
+    # A body that is not a JSON object, or that names a field this schema lacks, is a 422: ninja would otherwise
+    # read a list, a string or null as "no fields" and queue a job with every default.
+    model_config = ConfigDict(extra="forbid")
+
     preset: Preset = Preset.MIXTRAL_8X7B
     precision: Precision = Precision.BF16
     layers: int = Field(1, ge=1, le=32, description="at most the model's layers (Mixtral-8x7B: 32, tiny: 2)")
@@ -349,8 +368,8 @@ class JobOut(Schema):
     target_device: str
     queue: str
     progress: float
-    message: str
-    requested_by: str | None
+    message: str | None = Field(description="the worker's last words on the job; its requester and staff only")
+    requested_by: str | None = Field(description="who asked for the job; its requester and staff only")
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -403,6 +422,19 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return response
 
 
+def _within_budget(df: pd.DataFrame, budget_usd: float) -> pd.Series:
+    """Returns a mask of the rows whose whole build (price of one card × cards) costs at most ``budget_usd``.
+
+    A row without a price is left out: its cost is unknown. The pages filter by the same rule.
+    """
+    price = pd.to_numeric(df["price_usd"], errors="coerce")
+    count = pd.to_numeric(df["count"], errors="coerce").fillna(1) if "count" in df.columns else 1
+    total = price * count
+    if "total_price_usd" in df.columns:
+        total = pd.to_numeric(df["total_price_usd"], errors="coerce").fillna(total)
+    return total.notna() & (total <= budget_usd)
+
+
 def _num(value: Any) -> Any:
     """Returns a JSON-safe scalar from a pandas/numpy cell (NaN and inf as None)."""
     if value is None or value is pd.NA:
@@ -451,11 +483,8 @@ def list_gpus(
     if min_bandwidth_gb_s is not None:
         qs = qs.filter(memory_bandwidth_gb_s__gte=min_bandwidth_gb_s)
     if max_price_usd is not None:
-        # The price a visitor pays: street when known, else launch.
-        qs = qs.filter(
-            Q(street_price_usd__lte=max_price_usd)
-            | Q(street_price_usd__isnull=True, launch_price_usd__lte=max_price_usd)
-        )
+        # The one price rule (GPU.objects.with_price): street when known, else launch.
+        qs = qs.with_price().filter(price__lte=max_price_usd)
     count = qs.count()
     return {"count": count, "limit": limit, "offset": offset, "items": list(qs[offset : offset + limit])}
 
@@ -546,6 +575,56 @@ def get_estimate(request: HttpRequest, params: Query[EstimateParams]):
     return finite(query.inputs().run())
 
 
+class CapacityParams(EstimateParams):
+    """The estimate's inputs, with the context per user and the slowest speed a user accepts."""
+
+    min_tok_s: float = Field(10.0, gt=0, le=100_000, description="slowest decode each user accepts, tok/s")
+
+
+class CapacityPoint(Schema):
+    users: int
+    fits: bool
+    per_user_tok_s: float
+    total_tok_s: float
+    ttft_s: float
+    bound: str
+
+
+class CapacityOut(Schema):
+    model: str
+    quant: str
+    gpu: str
+    gpus: int
+    users: int = Field(description="most concurrent users that fit and each get at least min_tok_s")
+    memory_users: int
+    speed_users: int
+    min_tok_s: float
+    context: int = Field(description="tokens of KV cache per user")
+    per_user_tok_s: float | None
+    total_tok_s: float | None
+    ttft_s: float | None
+    binds: str = Field(description="memory, bandwidth or compute (speed when one user is already too slow)")
+    curve: list[CapacityPoint]
+
+
+@planner.get(
+    "/capacity",
+    response={200: CapacityOut, 400: FieldErrors, 404: NotFoundError, 422: InvalidInput},
+    summary="Serving capacity: concurrent users at a context and speed",
+)
+def get_capacity(request: HttpRequest, params: Query[CapacityParams]):
+    """Returns the same serving capacity as `manage.py estimate --capacity --json` for the same inputs."""
+    values = params.dict(exclude_none=True)
+    min_tok_s = values.pop("min_tok_s")
+    query = EstimateQuery(values, option_style="api")
+    if not query.is_valid():
+        if query.not_found:
+            return _not_found(query.not_found[0])
+        errors = {field: [str(m) for m in messages] for field, messages in query.errors.items()}
+        return Status(400, {"detail": " ".join(query.messages()), "errors": errors})
+    return finite(query.inputs().capacity(min_tok_s))
+
+
 @planner.get(
     "/recommend",
     response={200: RecommendOut, 400: FieldErrors, 404: NotFoundError, 422: InvalidInput, 429: Error},
@@ -576,7 +655,7 @@ def recommend(request: HttpRequest, params: Query[RecommendParams]):
     arch = model_arch(model)
     context = min(params.context, model.context_length)
     workload = Workload(context=context, batch=params.batch, kv_cache=params.kv_cache, backend=params.backend)
-    gpus_qs = GPU.objects.with_memory()
+    gpus_qs = GPU.objects.ranked().with_memory()
     if params.vendor:
         gpus_qs = gpus_qs.filter(vendor=params.vendor)
     frame = catalog_frame(gpus_qs)
@@ -587,13 +666,11 @@ def recommend(request: HttpRequest, params: Query[RecommendParams]):
         # Builds are ranked for one format: the requested one, else the smallest that the table lists.
         quant = quants[0] if params.quant else min(quants, key=lambda q: q.bits_per_weight)
         df = rank_builds(arch, quant, frame, workload, calibration, max_gpus=params.max_gpus)
-        if params.budget_usd is not None:
-            df = df[pd.to_numeric(df["total_price_usd"], errors="coerce") <= params.budget_usd]
     else:
         df = rank_gpus(arch, quants, frame, workload, calibration)
         df = df[df["fits"].to_numpy(dtype=bool)]
-        if params.budget_usd is not None:
-            df = df[pd.to_numeric(df["price_usd"], errors="coerce") <= params.budget_usd]
+    if params.budget_usd is not None and not df.empty:
+        df = df[_within_budget(df, params.budget_usd)]
     items = []
     for row in df.head(params.limit).to_dict("records"):
         price = _num(row.get("price_usd"))
@@ -643,11 +720,18 @@ def _result(r: BenchmarkResult) -> dict[str, Any]:
     return finite(data)
 
 
-def _job(job: BenchmarkJob) -> dict[str, Any]:
+def _job(job: BenchmarkJob, private: bool = True) -> dict[str, Any]:
+    """Returns the job as JobOut data; without ``private``, the requester and the worker's message are withheld.
+
+    The same split as the job page (docs/security.md): the run and its published figures are public, who asked
+    and what the worker said (an error's text included) are for the requester and staff.
+    """
     data = {f: getattr(job, f) for f in JobOut.model_fields if f not in {"requested_by", "url", "queue"}}
     data["queue"] = job.queue
     data["requested_by"] = job.requested_by.get_username() if job.requested_by else None
     data["url"] = job.get_absolute_url()
+    if not private:
+        data["requested_by"] = data["message"] = None
     return data
 
 
@@ -688,8 +772,8 @@ def _own_job(request: HttpRequest, job_id: int) -> BenchmarkJob:
     job = BenchmarkJob.objects.select_related("requested_by").filter(pk=job_id).first()
     if job is None:
         raise HttpError(404, f"No benchmark job {job_id}.")
-    if not (request.user.is_staff or job.requested_by_id == request.user.pk):
-        raise HttpError(403, "Only the operator who requested this job, or staff, may see or cancel it.")
+    if not job.private_visible_to(request.user):
+        raise HttpError(403, "Only the operator who requested this job, or staff, may cancel it.")
     return job
 
 
@@ -718,15 +802,32 @@ def create_job(request: HttpRequest, payload: JobIn):
     return Status(201, _job(job))
 
 
+def _reader(request: HttpRequest):
+    """Returns who is reading: the token's user when a bearer token is sent (401 when it is not valid), else the
+    session's user, anonymous included."""
+    if "authorization" in request.headers:
+        user = BearerToken()(request)
+        if user is None:
+            raise HttpError(401, "Unauthorized")
+        return user
+    return request.user
+
+
 @benchmarks.get(
     "/benchmarks/jobs/{job_id}",
-    auth=WRITE_AUTH,
-    response={200: JobOut, 400: Error, 401: Error, 403: Error, 404: Error, 422: InvalidInput},
+    response={200: JobOut, 400: Error, 401: Error, 404: Error, 422: InvalidInput},
     summary="One benchmark job",
 )
 def get_job(request: HttpRequest, job_id: int = Path(..., ge=1, le=2**62)):
-    """Returns the job's status and progress (its requester and staff only)."""
-    return _job(_own_job(request, job_id))
+    """Returns the job's status and progress to anyone; its requester and staff also get who asked and the message.
+
+    A bearer token is optional here; a wrong one is still a 401.
+    """
+    reader = _reader(request)
+    job = BenchmarkJob.objects.select_related("requested_by").filter(pk=job_id).first()
+    if job is None:
+        raise HttpError(404, f"No benchmark job {job_id}.")
+    return _job(job, private=job.private_visible_to(reader))
 
 
 @benchmarks.post(

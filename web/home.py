@@ -1,20 +1,104 @@
+"""The front door: two questions ("I want to run…", "I have…"), their suggestions, and the health check."""
+
 from __future__ import annotations
 
+import json
+
 from django.db import connection
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.db.models import Q
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 
 from hardware.models import GPU
 from models.models import LanguageModel
+from models.resolver import resolve_model
+from physics.fit import FITTED
+from planner.forms import PasteForm
+
+SUGGESTIONS = 8
+# Shortcuts under the boxes: what people most often ask about (the reference page's model and common rigs).
+POPULAR_MODELS = ["mixtral:8x7b", "llama3.1:8b", "llama3.1:70b", "qwen3:30b-a3b", "gpt-oss:20b", "deepseek-r1"]
+POPULAR_MACHINES = [
+    ("One RTX 3090", "gpu=rtx-3090&ram=64"),
+    ("Two RTX 3090s", "gpu=rtx-3090&count=2&ram=64"),
+    ("RTX 4090", "gpu=rtx-4090&ram=64"),
+    ("Mac with M2 Max, 64 GB", "gpu=apple-m2-max-38-core-gpu-64-gb"),
+]
+
+
+def _accuracy_line() -> dict | None:
+    """Returns the published leave-one-source-out decode figure, read from the fit's own report."""
+    try:
+        report = json.loads(FITTED.read_text(encoding="utf-8"))["report"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((line for line in report if line["set"] == "decode, batch 1, all"), None)
 
 
 def home(request):
     context = {
-        "gpu_count": GPU.objects.count(),
+        "gpu_count": GPU.objects.ranked().count(),
         "model_count": LanguageModel.objects.count(),
-        "models": LanguageModel.objects.order_by("name")[:40],
+        "popular_models": POPULAR_MODELS,
+        "popular_machines": POPULAR_MACHINES,
+        "accuracy": _accuracy_line(),
+        "paste": PasteForm(),
     }
     return render(request, "home.html", context)
+
+
+def method(request):
+    """Shows how estimates are made and the leave-one-source-out accuracy report of the measurement fit."""
+    try:
+        report = json.loads(FITTED.read_text(encoding="utf-8"))["report"]
+    except (OSError, ValueError, KeyError):
+        report = []
+    return render(request, "method.html", {"report": report})
+
+
+def find_model(request):
+    """Opens the page of the model a visitor typed, or lists the candidates when the name is not one model."""
+    name = request.GET.get("name", "").strip()[:200]
+    if not name:
+        return redirect("models:model_list")
+    found = resolve_model(name)
+    if found.model is not None:
+        return redirect(found.model.get_absolute_url())
+    # Several models (a family name) is an answer, not an error: the candidates, each a link.
+    status = 200 if found.candidates else 404
+    return render(request, "home_candidates.html", {"name": name, "found": found}, status=status)
+
+
+def suggest_models(request):
+    """Returns <option>s for the model box: names, aliases and Ollama tags containing what was typed."""
+    q = request.GET.get("name", "").strip()[:80]
+    models = LanguageModel.objects.none()
+    if len(q) >= 2:
+        models = (
+            LanguageModel.objects.filter(Q(name__icontains=q) | Q(aliases__name__icontains=q) | Q(slug__icontains=q))
+            .distinct()
+            .order_by("name")[:SUGGESTIONS]
+        )
+    return _options([m.name for m in models])
+
+
+def suggest_gpus(request):
+    """Returns <option>s for the GPU box: ranked catalog GPUs whose name or alias contains what was typed."""
+    q = request.GET.get("gpu", "").strip()[:80]
+    gpus = GPU.objects.none()
+    if len(q) >= 2:
+        gpus = (
+            GPU.objects.ranked()
+            .filter(Q(name__icontains=q) | Q(aliases__name__icontains=q) | Q(slug__icontains=q.replace(" ", "-")))
+            .distinct()
+            .order_by("-memory_bandwidth_gb_s")[:SUGGESTIONS]
+        )
+    return _options([g.name for g in gpus])
+
+
+def _options(values: list[str]) -> HttpResponse:
+    return HttpResponse(render_to_string("partials/_options.html", {"values": values}))
 
 
 def healthz(request):

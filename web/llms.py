@@ -5,18 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404
+from django.shortcuts import redirect, render
 from mistral_common.protocol.instruct.messages import UserMessage
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from inference.results import measured_results
 from models.models import LanguageModel
+from models.resolver import resolve_model
 from planner import charts
-from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, ModelGPUForm
+from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, CapacityForm, ModelGPUForm
 from planner.inputs import model_arch
 from planner.pagecache import catalog_page
-from planner.services import gpu_ranking, memory_table, workload_of
+from planner.services import gpu_ranking, memory_table, model_capacity, workload_of
 
 # The request the reference page tokenizes; we run it through mistral-common and show the real ids.
 EXAMPLE_PROMPT = "Explain Machine Learning to me in a nutshell."
@@ -89,7 +91,13 @@ def _tokenization(model: LanguageModel) -> dict | None:
 
 @catalog_page
 def model_detail(request, slug: str):
-    model = get_object_or_404(LanguageModel.objects.with_table(), slug=slug)
+    model = LanguageModel.objects.with_table().filter(slug=slug).first()
+    if model is None:
+        # Another name for a model (an alias, an Ollama tag, a different case) moves to its canonical page.
+        found = resolve_model(slug)
+        if found.model is None:
+            raise Http404(f"No model is called {slug!r}.")
+        return redirect(found.model.get_absolute_url(), permanent=True)
     form = ModelGPUForm.from_query(request.GET, model=model)
     context: dict = {
         "model": model,
@@ -109,6 +117,16 @@ def model_detail(request, slug: str):
             ranking=ranking,
             notes=[m for m in memory if m.row.note],
         )
+    capacity_form = CapacityForm(
+        {k[4:]: v for k, v in request.GET.items() if k.startswith("cap-")} or None, prefix=None
+    )
+    context["capacity_form"] = capacity_form
+    if capacity_form.is_bound and capacity_form.is_valid():
+        c = capacity_form.cleaned_data
+        quant = form.cleaned_data.get("quant") if form.is_valid() else None
+        quant = quant if isinstance(quant, str) and quant != "best" else DEFAULT_QUANT
+        capacity = model_capacity(model, quant, c["gpu"], c["count"], c["context"], c["min_tok_s"])
+        context.update(capacity=capacity, capacity_quant=quant, capacity_chart=charts.capacity_curve(capacity))
     if request.headers.get("HX-Request"):
         status = 400 if form.errors else 200
         return render(request, "models/_results.html", context, status=status)

@@ -8,6 +8,7 @@ import pandas as pd
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from core.csvsafe import write_csv
 from hardware.models import GPU
 from inference.results import measured_results
 from physics.estimator import Build, estimate, rank_builds, rank_gpus
@@ -65,9 +66,13 @@ def recommend(request):
 
 
 def _csv_response(frame: pd.DataFrame, filename: str) -> HttpResponse:
+    """Returns the ranking as a CSV download; GPU names come from editable rows, so cells are formula-safe."""
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    frame.reindex(columns=CSV_COLUMNS).to_csv(response, index=False, float_format="%.4g")
+    table = frame.reindex(columns=CSV_COLUMNS)
+    # Missing values of any dtype (NaN, None, pd.NA) become None, which the writer leaves empty.
+    table = table.astype(object).where(table.notna(), None)
+    write_csv(response, CSV_COLUMNS, table.itertuples(index=False, name=None), float_format="%.4g")
     return response
 
 
@@ -99,8 +104,9 @@ def plan(request):
             ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"],
             include_offload=data["offload"],
         )
-        if data.get("budget") is not None:
-            builds = builds[builds["total_price_usd"] <= data["budget"]]
+        if data.get("budget_usd") is not None:
+            # The API's rule: a build's total price within the budget; a build without a price is left out.
+            builds = builds[pd.to_numeric(builds["total_price_usd"], errors="coerce") <= data["budget_usd"]]
         column, ascending = PLAN_SORTS.get(request.GET.get("sort", "price"), PLAN_SORTS["price"])
         builds = builds.sort_values(column, ascending=ascending, na_position="last", kind="stable")
         context.update(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from web import benchmarks, gpus, home, llms, planner
+from web import benchmarks, gpus, home, llms, machine, planner
 from web.api import api
 
 gpu_urls = [
@@ -13,7 +13,8 @@ gpu_urls = [
 ]
 model_urls = [
     path("", llms.model_list, name="model_list"),
-    path("<slug:slug>/", llms.model_detail, name="model_detail"),
+    # Any name a person types (an alias, an Ollama tag, a repo id) resolves, then redirects to the slug.
+    path("<path:slug>/", llms.model_detail, name="model_detail"),
 ]
 planner_urls = [
     path("recommend/", planner.recommend, name="recommend"),
@@ -35,6 +36,12 @@ benchmark_urls = [
 urlpatterns = [
     path("", home.home, name="home"),
     path("healthz", home.healthz, name="healthz"),
+    path("machine/", machine.machine, name="machine"),
+    path("machine/paste/", machine.paste, name="machine_paste"),
+    path("find/", home.find_model, name="find_model"),
+    path("method/", home.method, name="method"),
+    path("suggest/models", home.suggest_models, name="suggest_models"),
+    path("suggest/gpus", home.suggest_gpus, name="suggest_gpus"),
     path("api/v1/", api.urls),
     path("gpus/", include((gpu_urls, "hardware"))),
     path("models/", include((model_urls, "models"))),

@@ -64,6 +64,12 @@ class Command(BaseCommand):
         w.add_argument("--kv-cache", choices=values(KVCache), default=KVCache.FP16)
         w.add_argument("--backend", choices=values(Engine), default=Engine.LLAMA_CPP)
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument(
+            "--capacity",
+            action="store_true",
+            help="serving capacity instead: the most concurrent users at --context tokens each and --min-tok-s",
+        )
+        parser.add_argument("--min-tok-s", type=float, default=10.0, help="slowest decode a user accepts (tok/s)")
 
     def handle(self, *args, **o):
         fields = set(EstimateQuery.base_fields)
@@ -73,6 +79,9 @@ class Command(BaseCommand):
             if query.not_found:
                 raise CommandError(str(query.not_found[0]), returncode=2)
             raise CommandError(" ".join(query.messages()), returncode=2)
+        if o["capacity"]:
+            self._capacity(query.inputs().capacity(o["min_tok_s"]), o)
+            return
         data = query.inputs().run()
         if o["json"]:
             self.stdout.write(json.dumps(data, indent=2, default=str))
@@ -91,3 +100,21 @@ class Command(BaseCommand):
         )
         for note in data["notes"]:
             self.stdout.write(f"  note: {note}")
+
+    def _capacity(self, data: dict, o: dict) -> None:
+        if o["json"]:
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+            return
+        self.stdout.write(
+            f"{data['model']} @ {data['quant']} on {data['gpus']}× {data['gpu']}, {data['context']} tokens per user, "
+            f"at least {data['min_tok_s']:g} tok/s each"
+        )
+        if not data["users"]:
+            why = "one user's cache does not fit" if data["binds"] == "memory" else "one user is already slower"
+            self.stdout.write(f"  no users: {why}")
+            return
+        self.stdout.write(
+            f"  {data['users']} concurrent users ({data['binds']} binds: memory holds {data['memory_users']}, "
+            f"speed allows {data['speed_users']}); {data['per_user_tok_s']:.1f} tok/s each, "
+            f"{data['total_tok_s']:.0f} tok/s in all; TTFT {data['ttft_s']:.2f} s for a new prompt"
+        )
