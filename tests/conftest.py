@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from django.core.management import call_command
@@ -24,11 +25,14 @@ def pytest_configure(config):
 
     # Users made by tests need no slow hashing (Django's default costs about 0.4 s a password here).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Under pytest-xdist each process gets its own cache key space, so rate-limit counters and cached pages of
-    # one process never reach another's tests (the test databases are already one per process).
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}-{worker}"
+    # The cache never shares a Redis database with the Celery broker (db 0): a test that clears the cache runs
+    # FLUSHDB, which would drop a worker test's queued job in another process. Each pytest-xdist process gets a
+    # database of its own (1, 2, …), so rate-limit counters and cached pages of one never reach another's tests.
+    cache = settings.CACHES["default"]
+    if "redis" in cache["BACKEND"].lower():
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        index = 1 + int(worker.removeprefix("gw") or 0)
+        cache["LOCATION"] = re.sub(r"(/\d+)?$", f"/{index}", cache["LOCATION"].rstrip("/"), count=1)
 
 
 def pytest_sessionstart(session):
