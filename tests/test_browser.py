@@ -127,3 +127,43 @@ def test_gpu_page_lists_models_and_draws_the_chart(browser, site, shots):
     assert page.locator("#model-speed-chart .bars .point").count() > 5
     page.screenshot(path=str(shots / "gpu-page.png"))
     assert outside == []
+
+
+def test_the_front_door_on_a_phone_suggests_and_opens_the_machine_page(browser, site, shots):
+    page, outside = _page(browser, width=390)
+    page.goto(site + "/")
+    # Typing in "I want to run…" fills the suggestions from the server (htmx, our own static file).
+    page.fill("#want", "mixt")
+    page.wait_for_function("() => document.querySelectorAll('#model-names option').length > 0")
+    assert "Mixtral-8x7B-Instruct-v0.1" in page.evaluate(
+        "Array.from(document.querySelectorAll('#model-names option')).map(o => o.value)"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing scrolls sideways
+    # "I have…" two RTX 3090s with 64 GB: the machine page lists models with speeds, still phone-wide.
+    page.fill("#have", "rtx-3090")
+    page.fill("#have-count", "2")
+    page.fill("#have-ram", "64")
+    page.click("#have-form button[type=submit]")
+    page.wait_for_selector("#machine-table tbody tr td a")
+    assert page.locator("#machine-table tbody tr").count() > 10
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "machine.png"))
+    assert outside == []
+
+
+def test_the_paste_box_reads_nvidia_smi_and_goes_to_the_machine_page(browser, site):
+    page, _ = _page(browser)
+    page.goto(site + "/machine/")
+    page.fill("#id_text", "GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-1)\nGPU 1: NVIDIA GeForce RTX 3090 (UUID: GPU-2)")
+    page.click("#paste-form button[type=submit]")
+    page.wait_for_selector("#machine-summary")
+    assert "2 ×" in page.inner_text("#machine-summary") and "RTX 3090" in page.inner_text("#machine-summary")
+
+
+def test_serving_capacity_draws_its_chart(browser, site):
+    page, _ = _page(browser, width=390)
+    page.goto(site + MIXTRAL + "?cap-gpu=NVIDIA+H100+SXM5+80+GB&cap-count=1&cap-context=8192&cap-min_tok_s=10#capacity")
+    assert "concurrent user" in page.inner_text("#capacity-result")
+    page.wait_for_selector("#capacity-chart .main-svg")
+    assert page.locator("#capacity-chart .scatterlayer .trace").count() == 2
