@@ -69,6 +69,8 @@ def test_it_is_idempotent_on_the_shipped_catalog():
     first = load()
     gpus, aliases = GPU.objects.count(), GPUAlias.objects.count()
     assert gpus >= 1500
+    # The report says what a visitor can reach, counted from the database just loaded.
+    assert f"{aliases} GPU aliases" in first and "models with" in first and "with a price:" in first
     second = load()
     assert "Catalog loaded: 0 changes." in second, second
     assert (GPU.objects.count(), GPUAlias.objects.count()) == (gpus, aliases)

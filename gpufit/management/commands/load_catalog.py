@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Q
 
 from hardware.catalog import CatalogError, listing_lines, load_gpus, trust_coverage_line
-from hardware.models import GPU
+from hardware.models import GPU, GPUAlias
 from hardware.prices import PriceFileError
 from inference.measured import load_measured
 from models.catalog import load_models
+from models.models import LanguageModel, LanguageModelAlias
 from planner.calibration import load_default_calibration
 
 
@@ -61,6 +64,7 @@ class Command(BaseCommand):
         )
         out.write(coverage_line())
         out.write(trust_coverage_line())
+        out.write(reach_line())
         out.write(f"Calibration: {calib} default rows added.")
         out.write(f"Measured benchmark results (inference/data/measured.json): {measured} added.")
         total = gpus.changes + llms.changes + calib + measured
@@ -78,4 +82,18 @@ def coverage_line() -> str:
         f"{priced.count()}, with a price and tensor TFLOPS {priced.filter(fp16_tensor_tflops__isnull=False).count()}, "
         f"dated street prices {curated.filter(street_price_usd__isnull=False).count()}, "
         f"cloud prices {curated.filter(cloud_price_usd_hr__isnull=False).count()}."
+    )
+
+
+def reach_line() -> str:
+    """Returns what a visitor can reach: models and their aliases, GPU aliases, and the priced share that matters."""
+    recent = GPU.objects.filter(memory_gb__gte=16, release_date__gte=datetime.date(2020, 1, 1))
+    priced = recent.filter(
+        Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
+    ).count()
+    share = priced / recent.count() * 100 if recent.exists() else 0.0
+    return (
+        f"Reach: {LanguageModel.objects.count()} models with {LanguageModelAlias.objects.count()} aliases; "
+        f"{GPUAlias.objects.count()} GPU aliases; GPUs of 16 GB or more released since 2020 with a price: "
+        f"{priced} of {recent.count()} ({share:.0f} %)."
     )
