@@ -86,8 +86,10 @@ class Ranking:
 
 
 def workload_of(data: dict) -> Workload:
-    """Returns the estimator's Workload for a cleaned form."""
-    return Workload(context=data["context"], batch=data["users"], kv_cache=data["kv_cache"])
+    """Returns the estimator's Workload for a cleaned form (the API's recommend passes its engine too)."""
+    return Workload(
+        context=data["context"], batch=data["users"], kv_cache=data["kv_cache"], backend=data.get("backend", "llama.cpp")
+    )
 
 
 # The catalog frame, rebuilt only when the GPU table changes: building it from 2,500 rows costs more than the

@@ -29,13 +29,14 @@ from inference import jobs
 from inference.forms import BenchmarkJobForm
 from inference.models import BenchmarkJob, BenchmarkResult
 from models.models import LanguageModel
-from physics.estimator import Workload, rank_builds, rank_gpus
+from physics.estimator import Workload, rank_builds
 from physics.vocab import Engine, KVCache, Precision, Preset, Split, values
 from planner.calibration import calibration_factors
+from planner.forms import BEST
 from planner.inputs import catalog_frame, model_arch, quants_of
 from planner.lookup import NotFound, find_gpu, find_model
 from planner.queries import MAX_CONTEXT, EstimateQuery, finite
-from planner.services import memory_table
+from planner.services import gpu_ranking, memory_table
 
 RUN_PERMISSION = "inference.run_benchmarks"
 
@@ -652,25 +653,34 @@ def recommend(request: HttpRequest, params: Query[RecommendParams]):
         return Status(
             400, {"detail": f"{model.name} has no quantization table yet.", "errors": {"model": ["no formats"]}}
         )
-    arch = model_arch(model)
     context = min(params.context, model.context_length)
-    workload = Workload(context=context, batch=params.batch, kv_cache=params.kv_cache, backend=params.backend)
-    gpus_qs = GPU.objects.ranked().with_memory()
-    if params.vendor:
-        gpus_qs = gpus_qs.filter(vendor=params.vendor)
-    frame = catalog_frame(gpus_qs)
-    calibration = calibration_factors()
-    if frame.empty:
-        df = pd.DataFrame()
-    elif params.mode == "builds":
+    if params.mode == "builds":
         # Builds are ranked for one format: the requested one, else the smallest that the table lists.
         quant = quants[0] if params.quant else min(quants, key=lambda q: q.bits_per_weight)
-        df = rank_builds(arch, quant, frame, workload, calibration, max_gpus=params.max_gpus)
+        workload = Workload(context=context, batch=params.batch, kv_cache=params.kv_cache, backend=params.backend)
+        gpus_qs = GPU.objects.ranked().with_memory()
+        if params.vendor:
+            gpus_qs = gpus_qs.filter(vendor=params.vendor)
+        frame = catalog_frame(gpus_qs)
+        df = pd.DataFrame()
+        if not frame.empty:
+            df = rank_builds(model_arch(model), quant, frame, workload, calibration_factors(), max_gpus=params.max_gpus)
+        if params.budget_usd is not None and not df.empty:
+            df = df[_within_budget(df, params.budget_usd)]
     else:
-        df = rank_gpus(arch, quants, frame, workload, calibration)
-        df = df[df["fits"].to_numpy(dtype=bool)]
-    if params.budget_usd is not None and not df.empty:
-        df = df[_within_budget(df, params.budget_usd)]
+        # Single cards: the recommender page's own ranking (planner.services.gpu_ranking), so page and API agree.
+        row = next((r for r in model.vram_rows.all() if r.quant.name == quants[0].name), None)
+        data = {
+            "quant": quants[0].name if params.quant else BEST,
+            "quant_row": row,
+            "context": context,
+            "users": params.batch,
+            "kv_cache": params.kv_cache,
+            "backend": params.backend,
+            "budget": params.budget_usd,
+            "vendor": params.vendor,
+        }
+        df = gpu_ranking(model, data, [], sort="speed").frame
     items = []
     for row in df.head(params.limit).to_dict("records"):
         price = _num(row.get("price_usd"))
