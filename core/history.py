@@ -39,8 +39,15 @@ def _changed(before: dict[str, Any] | None, after: dict[str, Any] | None) -> lis
 def record(user, obj: models.Model, action: str, before: dict[str, Any] | None) -> CatalogChange:
     """Returns the change row written for ``obj`` (its state now is the ``after``; None for a delete)."""
     after = None if action == CatalogChange.Action.DELETE else snapshot(obj)
-    return CatalogChange.objects.create(
-        user=user if getattr(user, "is_authenticated", False) else None,
+    row = _change(user if getattr(user, "is_authenticated", False) else None, obj, action, before, after)
+    row.save()
+    return row
+
+
+def _change(who, obj: models.Model, action: str, before: dict | None, after: dict | None) -> CatalogChange:
+    """Returns the unsaved change row for one catalog row's before and after."""
+    return CatalogChange(
+        user=who,
         action=action,
         model_label=obj._meta.label,
         object_id=str(obj.pk),
@@ -63,18 +70,7 @@ def record_many(user, changes: list[tuple[models.Model, str, dict[str, Any] | No
     rows = []
     for obj, action, before in changes:
         after = None if action == CatalogChange.Action.DELETE else next(afters)
-        rows.append(
-            CatalogChange(
-                user=who,
-                action=action,
-                model_label=obj._meta.label,
-                object_id=str(obj.pk),
-                object_repr=str(obj)[:200],
-                before=before,
-                after=after,
-                changed_fields=_changed(before, after),
-            )
-        )
+        rows.append(_change(who, obj, action, before, after))
     insert_many(rows)
     return len(rows)
 
