@@ -88,7 +88,10 @@ class Ranking:
 def workload_of(data: dict) -> Workload:
     """Returns the estimator's Workload for a cleaned form (the API's recommend passes its engine too)."""
     return Workload(
-        context=data["context"], batch=data["users"], kv_cache=data["kv_cache"], backend=data.get("backend", "llama.cpp")
+        context=data["context"],
+        batch=data["users"],
+        kv_cache=data["kv_cache"],
+        backend=data.get("backend", "llama.cpp"),
     )
 
 

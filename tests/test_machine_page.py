@@ -117,7 +117,13 @@ def test_the_home_page_asks_both_questions(client, catalog):
     page = client.get("/").content.decode()
     assert 'id="want-form"' in page and 'id="have-form"' in page
     assert 'hx-get="/suggest/models"' in page and 'hx-get="/suggest/gpus"' in page
-    assert "leave" not in page or "sources" in page  # the accuracy line cites its sources when shown
+    assert 'href="/method/"' in page  # how the numbers are made and how accurate they are
+
+
+def test_the_method_page_shows_the_leave_one_source_out_report_and_says_it_is_not_yet_used(client, catalog):
+    page = client.get("/method/").content.decode()
+    assert 'id="accuracy-table"' in page and "decode, batch 1, all" in page
+    assert "Not yet what the pages use" in page
 
 
 def test_typing_suggests_models_and_gpus(client, catalog):

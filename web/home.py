@@ -27,22 +27,12 @@ POPULAR_MACHINES = [
 ]
 
 
-def _accuracy_line() -> dict | None:
-    """Returns the published leave-one-source-out decode figure, read from the fit's own report."""
-    try:
-        report = json.loads(FITTED.read_text(encoding="utf-8"))["report"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return next((line for line in report if line["set"] == "decode, batch 1, all"), None)
-
-
 def home(request):
     context = {
         "gpu_count": GPU.objects.ranked().count(),
         "model_count": LanguageModel.objects.count(),
         "popular_models": POPULAR_MODELS,
         "popular_machines": POPULAR_MACHINES,
-        "accuracy": _accuracy_line(),
         "paste": PasteForm(),
     }
     return render(request, "home.html", context)
