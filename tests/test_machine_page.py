@@ -170,3 +170,14 @@ def test_no_unranked_gpu_appears_in_a_default_ranking(client, catalog):
     assert shown and not shown & hidden
     api = client.get("/api/v1/recommend", {"model": "mixtral:8x7b", "quant": "Q4_K_M", "limit": 100}).json()
     assert api["items"] and not {g["gpu"] for g in api["items"]} & hidden
+
+
+def test_the_api_enumerations_take_any_case(client, catalog):
+    upper = client.get("/api/v1/gpus", {"vendor": "NVIDIA", "limit": 5})
+    assert upper.status_code == 200 and upper.json()["items"]
+    assert upper.json() == client.get("/api/v1/gpus", {"vendor": "nvidia", "limit": 5}).json()
+    estimate = client.get(
+        "/api/v1/estimate", {"model": "mixtral:8x7b", "quant": "Q4_K_M", "gpu": "rtx-4090", "kv_cache": "Q8"}
+    )
+    assert estimate.status_code == 200 and estimate.json()["basis"]["kv_cache"] == "q8"
+    assert client.get("/api/v1/gpus", {"vendor": "Nvidiaa"}).status_code == 422

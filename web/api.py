@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from django.conf import settings
@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
-from pydantic import ConfigDict
+from pydantic import BeforeValidator, ConfigDict
 
 from core.models import ApiToken
 from core.ratelimit import Rate, client_ip, hit
@@ -39,6 +39,18 @@ from planner.queries import MAX_CONTEXT, EstimateQuery, finite
 from planner.services import gpu_ranking, memory_table
 
 RUN_PERMISSION = "inference.run_benchmarks"
+
+
+def _lower(value: Any) -> Any:
+    """Returns a string lower-cased: the API's enumerations take any case (NVIDIA, nvidia, Nvidia)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+VendorIn = Annotated[Vendor, BeforeValidator(_lower)]
+SegmentIn = Annotated[Segment, BeforeValidator(_lower)]
+KVCacheIn = Annotated[KVCache, BeforeValidator(_lower)]
+SplitIn = Annotated[Split, BeforeValidator(_lower)]
+PrecisionIn = Annotated[Precision, BeforeValidator(_lower)]
 
 
 class BearerToken(HttpBearer):
@@ -217,13 +229,13 @@ class EstimateParams(Schema):
     tflops: float | None = None
     unified: bool = False
     gpus: int | None = None
-    split: Split | None = None
+    split: SplitIn | None = None
     offload_ram_gb: float | None = None
     ram_bandwidth_gb_s: float | None = None
     context: int | None = None
     prompt_tokens: int | None = None
     batch: int | None = None
-    kv_cache: KVCache | None = None
+    kv_cache: KVCacheIn | None = None
     backend: str | None = Field(None, description=f"one of: {', '.join(values(Engine))}")
 
 
@@ -267,12 +279,12 @@ class RecommendParams(Schema):
     quant: str | None = Field(None, max_length=64, description="one format of the model's table; default: all")
     context: int = Field(4096, ge=1, le=MAX_CONTEXT)
     batch: int = Field(1, ge=1, le=256)
-    kv_cache: KVCache = KVCache.FP16
+    kv_cache: KVCacheIn = KVCache.FP16
     backend: str = "llama.cpp"
     budget_usd: float | None = Field(None, gt=0, le=1e9, description="highest total price")
     mode: Literal["gpus", "builds"] = Field("gpus", description="single GPUs, or builds of 1–max_gpus cards")
     max_gpus: int = Field(8, ge=1, le=16)
-    vendor: Vendor | None = None
+    vendor: VendorIn | None = None
     limit: int = Field(20, ge=1, le=100)
 
 
@@ -343,7 +355,7 @@ class JobIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     preset: Preset = Preset.MIXTRAL_8X7B
-    precision: Precision = Precision.BF16
+    precision: PrecisionIn = Precision.BF16
     layers: int = Field(1, ge=1, le=32, description="at most the model's layers (Mixtral-8x7B: 32, tiny: 2)")
     batch: int = Field(1, ge=1, le=64)
     prompt_tokens: int = Field(128, ge=1, le=32768)
@@ -456,8 +468,8 @@ catalog = Router(tags=["catalog"])
 @catalog.get("/gpus", response={200: GPUPage, 400: Error, 422: InvalidInput}, summary="List GPUs")
 def list_gpus(
     request: HttpRequest,
-    vendor: Vendor | None = None,
-    segment: Segment | None = None,
+    vendor: VendorIn | None = None,
+    segment: SegmentIn | None = None,
     q: str | None = Query(None, max_length=100, description="part of the name"),
     min_memory_gb: float | None = Query(None, ge=0, le=1e6),
     max_memory_gb: float | None = Query(None, ge=0, le=1e6),
@@ -752,7 +764,7 @@ def list_results(
     request: HttpRequest,
     status: Literal["ok", "oom", "error"] | None = None,
     gpu: str | None = Query(None, max_length=140, description="catalog GPU slug"),
-    precision: Precision | None = None,
+    precision: PrecisionIn | None = None,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000),
 ):
