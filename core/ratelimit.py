@@ -9,6 +9,7 @@ more than ``limit`` through in any span of ``period_s`` seconds; at worst a clie
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -103,10 +104,8 @@ def hit(scope: str, ident: str, rate: Rate) -> Verdict:
         return _verdict(rate, buckets, now, allowed=True)
     # A refused event is taken back out, so a client that keeps knocking is not locked out for longer than the
     # Retry-After it was given.
-    try:
+    with contextlib.suppress(ValueError):  # the bucket expired meanwhile: nothing left to take back
         cache.decr(newest_key)
-    except ValueError:
-        pass  # the bucket expired meanwhile; nothing left to take back
     buckets[-1] = (buckets[-1][0], buckets[-1][1] - 1)
     return _verdict(rate, buckets, now, allowed=False)
 

