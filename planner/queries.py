@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 
+from models.resolver import resolve_model
 from physics.capacity import serving_capacity
 from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
 from physics.vocab import Engine, KVCache, Split
@@ -188,7 +189,11 @@ class EstimateQuery(forms.Form):
         return self._lookup("gpu", find_gpu)
 
     def clean_quant(self) -> str:
-        return (self.cleaned_data.get("quant") or "").strip()
+        """Returns the format name; an Ollama tag that names one (llama3.1:70b-instruct-q4_K_M) supplies it."""
+        quant = (self.cleaned_data.get("quant") or "").strip()
+        if not quant and self.cleaned_data.get("model") is not None:
+            quant = resolve_model(str(self.data.get("model", ""))).format or ""
+        return quant
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

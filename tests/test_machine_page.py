@@ -181,3 +181,8 @@ def test_the_api_enumerations_take_any_case(client, catalog):
     )
     assert estimate.status_code == 200 and estimate.json()["basis"]["kv_cache"] == "q8"
     assert client.get("/api/v1/gpus", {"vendor": "Nvidiaa"}).status_code == 422
+
+
+def test_an_ollama_tag_with_a_format_needs_no_quant(client, catalog):
+    page = client.get("/api/v1/estimate", {"model": "llama3.1:70b-instruct-q4_K_M", "gpu": "rtx-3090", "gpus": 2})
+    assert page.status_code == 200 and page.json()["quant"] == "Q4_K_M"
