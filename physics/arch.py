@@ -33,12 +33,32 @@ from physics.vocab import KVCache
 # them.  Only values that change a count or a context length are listed, each copied from the
 # class defaults (transformers 5.24, Gemma3TextConfig), so a sparse published config still parses.
 _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True},
+    "gemma3_text": {
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": True,
+        "num_attention_heads": 8,  # gemma-3-4b-it leaves its head layout to these defaults
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+    },
 }
 
 # Architectures whose config.json does not say tie_word_embeddings because the class default is
-# what the checkpoint does (Gemma ties input and output embeddings throughout).
-_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
+# what the checkpoint does (Gemma, Cohere's Command R/Aya and StarCoder2 tie input and output embeddings).
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "cohere", "cohere2", "starcoder2"}
+
+# Per-head RMSNorm on queries and keys (head_dim weights each): Qwen3 (and its VL text decoder),
+# Gemma 3, EXAONE 4, and GLM-4.5 when use_qk_norm is set.
+_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "qwen3_vl_text", "qwen3_vl_moe_text", "gemma3", "gemma3_text", "exaone4"}
+
+# Biased Q/K/V projections with an unbiased o_proj, whatever attention_bias says.
+_QKV_BIAS_TYPES = {"qwen2", "qwen2_moe", "qwen2_5_vl", "glm4_moe"}
+
+# Cohere's parallel block: one LayerNorm (weight only) feeds attention and MLP side by side.
+_ONE_NORM_TYPES = {"cohere", "cohere2"}
+
+# LayerNorm with a bias (two vectors per norm) instead of RMSNorm: StarCoder2, Phi-3.5-MoE.
+_BIASED_NORM_TYPES = {"starcoder2", "phimoe"}
 
 
 class ConfigError(ValueError):
@@ -204,9 +224,10 @@ def _deepseek_like(model_type: str) -> bool:
     """Returns True for DeepSeek-V2/V3 layouts, including models that reuse them under their own name.
 
     Kimi K2 ships ``model_type: kimi_k2`` with ``DeepseekV3ForCausalLM`` weights: the same dense
-    first layers (``first_k_dense_replace``), MLA and aux-loss-free router bias.
+    first layers (``first_k_dense_replace``), MLA and aux-loss-free router bias. GLM-5
+    (``glm_moe_dsa``) is DeepSeek-V3.2's layout: MLA with the sparse-attention indexer.
     """
-    return model_type.startswith("deepseek") or model_type == "kimi_k2"
+    return model_type.startswith("deepseek") or model_type in ("kimi_k2", "glm_moe_dsa")
 
 
 def _is_moe_layer(cfg: dict[str, Any], model_type: str, index: int) -> bool:
@@ -215,12 +236,106 @@ def _is_moe_layer(cfg: dict[str, Any], model_type: str, index: int) -> bool:
         first_dense = int(cfg.get("first_k_dense_replace") or 0)
         freq = int(cfg.get("moe_layer_freq") or 1)
         return index >= first_dense and index % freq == 0
+    if model_type == "glm4_moe":
+        return index >= int(cfg.get("first_k_dense_replace") or 0)
+    if model_type == "llama4_text":
+        # Llama4TextConfig: moe_layers, else every interleave_moe_layer_step-th layer (Scout 1, Maverick 2)
+        if cfg.get("moe_layers") is not None:
+            return index in cfg["moe_layers"]
+        step = int(cfg.get("interleave_moe_layer_step") or 1)
+        return (index + 1) % step == 0
     if model_type.startswith("qwen"):
         if index in (cfg.get("mlp_only_layers") or []):
             return False
         step = int(cfg.get("decoder_sparse_step") or 1)
         return (index + 1) % step == 0
     return True
+
+
+def _mla_attention_params(cfg: dict[str, Any], hidden: int, heads: int) -> tuple[int, dict[str, int]]:
+    """Returns (weights of one MLA attention block, its ranks and head widths) for DeepSeek-style layouts."""
+    kv_lora = _int(cfg, "kv_lora_rank")
+    q_lora = _optional_int(cfg, "q_lora_rank") or 0
+    rope_dim = _int(cfg, "qk_rope_head_dim")
+    nope_dim = _int(cfg, "qk_nope_head_dim")
+    v_dim = _int(cfg, "v_head_dim")
+    qk_dim = nope_dim + rope_dim
+    if q_lora:  # down-projection, its RMSNorm, then up to every head
+        attn = hidden * q_lora + q_lora + q_lora * heads * qk_dim
+    else:
+        attn = hidden * heads * qk_dim
+    # the latent plus the shared rotary key, the latent's norm, the up-projection to K(nope) and V
+    attn += hidden * (kv_lora + rope_dim) + kv_lora + kv_lora * heads * (nope_dim + v_dim)
+    attn += heads * v_dim * hidden  # o_proj
+    if cfg.get("index_n_heads"):
+        # DeepSeek-V3.2's (and GLM-5's) lightning indexer: its own query up-projection from the query
+        # latent, one shared key projection with a LayerNorm (weight and bias), and per-head weights.
+        index_heads, index_dim = _int(cfg, "index_n_heads"), _int(cfg, "index_head_dim")
+        attn += (q_lora or hidden) * index_heads * index_dim + hidden * index_dim + 2 * index_dim
+        attn += hidden * index_heads
+    dims = {"q_lora_rank": q_lora, "kv_lora_rank": kv_lora, "qk_rope_head_dim": rope_dim,
+            "qk_nope_head_dim": nope_dim, "v_head_dim": v_dim}  # fmt: skip
+    return attn, dims
+
+
+def _gqa_attention_params(
+    cfg: dict[str, Any], model_type: str, hidden: int, heads: int, kv_heads: int, head_dim: int
+) -> int:
+    """Returns the weights of one grouped-query attention block: Q, K, V, O and their biases and norms."""
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    attn = hidden * q_out + 2 * hidden * kv_out + q_out * hidden
+    biased = bool(cfg.get("attention_bias") or cfg.get("use_bias"))
+    if model_type in _QKV_BIAS_TYPES or biased:
+        attn += q_out + 2 * kv_out  # q/k/v biases: Qwen2 always has them, others when the config says so
+    if biased and model_type not in _QKV_BIAS_TYPES:
+        attn += hidden  # the bias flag also puts a bias on o_proj (llama, gpt-oss, starcoder2)
+    if model_type in _QK_NORM_TYPES or (model_type == "glm4_moe" and cfg.get("use_qk_norm")):
+        attn += 2 * head_dim  # per-head RMSNorm on queries and keys
+    if model_type == "gpt_oss":
+        attn += heads  # one learned attention-sink logit per head
+    return attn
+
+
+def _norm_params(model_type: str, hidden: int) -> tuple[int, int]:
+    """Returns (norm weights per layer, vectors per norm: 2 for a LayerNorm with a bias, else 1).
+
+    Gemma 2/3 wrap both attention and MLP in pre- and post-norms; Cohere's parallel block has one
+    norm; everyone else has two.
+    """
+    if model_type.startswith("gemma2") or model_type.startswith("gemma3"):
+        norms = 4
+    elif model_type in _ONE_NORM_TYPES:
+        norms = 1
+    else:
+        norms = 2
+    vectors = 2 if model_type in _BIASED_NORM_TYPES else 1
+    return norms * vectors * hidden, vectors
+
+
+def _ffn_params(
+    cfg: dict[str, Any], model_type: str, hidden: int, dense_ffn: int, ffn: int, experts: int
+) -> tuple[int, int, int, int]:
+    """Returns (dense MLP, one routed expert, router, shared experts) weights of one layer."""
+    if model_type == "starcoder2":
+        dense_mlp = 2 * hidden * dense_ffn + dense_ffn + hidden  # c_fc and c_proj, both biased, no gate
+    else:
+        dense_mlp = 3 * hidden * dense_ffn  # gate, up, down (every other family here is gated)
+    expert = 3 * hidden * ffn
+    if not experts:
+        return dense_mlp, expert, 0, 0
+    router = hidden * experts
+    if model_type == "gpt_oss":
+        expert += 2 * ffn + hidden  # gate_up and down biases
+        router += experts  # the router has a bias
+    elif (_deepseek_like(model_type) and cfg.get("topk_method") == "noaux_tc") or model_type == "glm4_moe":
+        router += experts  # e_score_correction_bias of the aux-loss-free balancing
+    shared = int(cfg.get("n_shared_experts") or 0) * 3 * hidden * ffn
+    if model_type == "llama4_text":
+        shared = 3 * hidden * ffn  # one always-on shared expert of the routed experts' width
+    if cfg.get("shared_expert_intermediate_size"):
+        # Qwen1.5/Qwen2-MoE: one wide shared expert and its sigmoid gate (hidden -> 1)
+        shared = 3 * hidden * _int(cfg, "shared_expert_intermediate_size") + hidden
+    return dense_mlp, expert, router, shared
 
 
 def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
@@ -248,54 +363,18 @@ def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
 
     dense_ffn = _int(cfg, "intermediate_size")
     ffn = _int(cfg, "moe_intermediate_size", default=dense_ffn) if experts else dense_ffn
+    if model_type == "llama4_text":
+        # Llama 4: experts and the shared expert use intermediate_size, dense layers intermediate_size_mlp
+        dense_ffn = _int(cfg, "intermediate_size_mlp", default=dense_ffn)
 
-    # --- attention, per layer -------------------------------------------------------------
-    q_lora = kv_lora = rope_dim = nope_dim = v_dim = None
+    # --- per layer: attention, norms, feed-forward ----------------------------------------
     if is_mla:
-        kv_lora = _int(cfg, "kv_lora_rank")
-        q_lora = _optional_int(cfg, "q_lora_rank")
-        rope_dim = _int(cfg, "qk_rope_head_dim")
-        nope_dim = _int(cfg, "qk_nope_head_dim")
-        v_dim = _int(cfg, "v_head_dim")
-        qk_dim = nope_dim + rope_dim
-        head_dim = qk_dim
-        if q_lora:  # down-projection, its RMSNorm, then up to every head
-            attn = hidden * q_lora + q_lora + q_lora * heads * qk_dim
-        else:
-            attn = hidden * heads * qk_dim
-        # the latent plus the shared rotary key, the latent's norm, the up-projection to K(nope) and V
-        attn += hidden * (kv_lora + rope_dim) + kv_lora + kv_lora * heads * (nope_dim + v_dim)
-        attn += heads * v_dim * hidden  # o_proj
+        attn, mla = _mla_attention_params(cfg, hidden, heads)
+        head_dim = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
     else:
-        q_out, kv_out = heads * head_dim, kv_heads * head_dim
-        attn = hidden * q_out + 2 * hidden * kv_out + q_out * hidden
-        if model_type == "qwen2" or cfg.get("attention_bias"):
-            attn += q_out + 2 * kv_out  # q/k/v biases: qwen2 always has them, others when attention_bias
-        if cfg.get("attention_bias"):
-            attn += hidden  # attention_bias also puts a bias on o_proj (llama, gpt-oss); qwen2's has none
-        if model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"):
-            attn += 2 * head_dim  # per-head RMSNorm on queries and keys
-        if model_type == "gpt_oss":
-            attn += heads  # one learned attention-sink logit per head
-
-    # Gemma-2/3 wrap both attention and MLP in pre- and post-norms; everyone else has two norms.
-    norms = (4 if model_type.startswith("gemma2") or model_type.startswith("gemma3") else 2) * hidden
-
-    # --- feed-forward, per layer ----------------------------------------------------------
-    dense_mlp = 3 * hidden * dense_ffn  # gate, up, down (all these families use a gated MLP)
-    expert = 3 * hidden * ffn
-    shared = 0
-    router = 0
-    if experts:
-        if model_type == "gpt_oss":
-            expert += 2 * ffn + hidden  # gate_up and down biases
-            router = hidden * experts + experts  # router has a bias
-        else:
-            router = hidden * experts
-            if _deepseek_like(model_type) and cfg.get("topk_method") == "noaux_tc":
-                router += experts  # e_score_correction_bias of the aux-loss-free balancing
-        n_shared = int(cfg.get("n_shared_experts") or 0)
-        shared = n_shared * 3 * hidden * ffn
+        attn, mla = _gqa_attention_params(cfg, model_type, hidden, heads, kv_heads, head_dim), {}
+    norms, norm_vectors = _norm_params(model_type, hidden)
+    dense_mlp, expert, router, shared = _ffn_params(cfg, model_type, hidden, dense_ffn, ffn, experts)
 
     moe_layers = sum(1 for i in range(layers) if experts and _is_moe_layer(cfg, model_type, i))
     dense_layers = layers - moe_layers
@@ -307,14 +386,16 @@ def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
 
     embedding = vocab * hidden
     head = 0 if tied else vocab * hidden
-    outer = embedding + head + hidden  # + final norm
+    if model_type == "phimoe" and cfg.get("lm_head_bias"):
+        head += vocab
+    outer = embedding + head + hidden * norm_vectors  # + final norm
 
     total = outer + dense_layers * dense_layer + moe_layers * moe_layer_total
     active = outer + dense_layers * dense_layer + moe_layers * moe_layer_active
     decode_read = active if tied else active - embedding
 
     mtp = 0
-    if _deepseek_like(model_type) and cfg.get("num_nextn_predict_layers"):
+    if (_deepseek_like(model_type) or model_type == "glm4_moe") and cfg.get("num_nextn_predict_layers"):
         # each MTP module: one more MoE layer, two input norms, the 2h→h projection, its output norm
         per_module = moe_layer_total + 2 * hidden + 2 * hidden * hidden + hidden
         mtp = _int(cfg, "num_nextn_predict_layers") * per_module
@@ -350,11 +431,11 @@ def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
         embedding_params=embedding,
         tied_embeddings=tied,
         attention=attention,
-        q_lora_rank=q_lora or 0,
-        kv_lora_rank=kv_lora or 0,
-        qk_rope_head_dim=rope_dim or 0,
-        qk_nope_head_dim=nope_dim or 0,
-        v_head_dim=v_dim or 0,
+        q_lora_rank=mla.get("q_lora_rank", 0),
+        kv_lora_rank=mla.get("kv_lora_rank", 0),
+        qk_rope_head_dim=mla.get("qk_rope_head_dim", 0),
+        qk_nope_head_dim=mla.get("qk_nope_head_dim", 0),
+        v_head_dim=mla.get("v_head_dim", 0),
         sliding_window=window or 0,
         sliding_layers=sliding_layers,
         total_params=total,
@@ -382,24 +463,30 @@ def kv_bytes_per_token_layer(arch: ModelArch, kv_cache: str = "fp16") -> float:
     return 2 * arch.kv_heads * arch.head_dim * element
 
 
-def kv_token_layers(arch: ModelArch, context):
-    """Returns the layer-tokens the cache holds at ``context``: global layers all of them, sliding ones the window."""
+def kv_token_layers(arch: ModelArch, context, window_slack: int = 0):
+    """Returns the layer-tokens the cache holds at ``context``: global layers all of them, sliding ones the window.
+
+    ``window_slack`` cells more are kept per sliding layer (llama.cpp sizes a sliding-window cache at the window
+    plus one micro-batch, so that a whole batch fits past the window: llama-kv-cache-iswa.cpp).
+    """
     ctx = np.asarray(context, dtype=float)
     if arch.sliding_window > 0 and arch.sliding_layers > 0:
         global_layers = arch.layers - arch.sliding_layers
-        return global_layers * ctx + arch.sliding_layers * np.minimum(ctx, arch.sliding_window)
+        return global_layers * ctx + arch.sliding_layers * np.minimum(ctx, arch.sliding_window + window_slack)
     return arch.layers * ctx
 
 
-def kv_cache_bytes(arch: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16") -> int:
+def kv_cache_bytes(arch: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16", window_slack: int = 0) -> int:
     """Returns the KV cache in bytes for ``batch`` sequences of ``context`` tokens.
 
     kv_token_layers(context) x kv_bytes_per_token_layer x batch: a sliding-window layer never holds more than its
-    window. Mixtral-8x7B, fp16: 32 layers x 8 KV heads x 128 x 2 x 2 bytes = 128 KiB a token, 4 GiB at 32K.
+    window (plus window_slack). Mixtral-8x7B, fp16: 32 layers x 8 KV heads x 128 x 2 x 2 bytes = 128 KiB a token,
+    4 GiB at 32K.
     """
     if context < 0:
         raise ValueError(f"context must be ≥ 0, got {context}")
-    return int(round(float(kv_token_layers(arch, context)) * kv_bytes_per_token_layer(arch, kv_cache) * batch))
+    layer_tokens = float(kv_token_layers(arch, context, window_slack))
+    return int(round(layer_tokens * kv_bytes_per_token_layer(arch, kv_cache) * batch))
 
 
 def kv_bytes_per_token(arch: ModelArch, kv_cache: str = "fp16", context: int | None = None) -> int | float:

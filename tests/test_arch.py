@@ -159,6 +159,84 @@ def test_gpt_oss_matches_openai_published_counts():
     assert within(large.total_params, 116.83e9) and within(large.decode_read_params, 5.13e9)
 
 
+def test_llama_4_counts_the_shared_expert_and_the_interleaved_dense_layers():
+    # Meta's model cards: Scout 17B active / 109B total, Maverick 17B active / 400B total; both totals
+    # include the vision encoder, which the text decoder counted here leaves out.
+    scout, maverick = facts("llama-4-scout-17b-16e-instruct"), facts("llama-4-maverick-17b-128e-instruct")
+    assert (scout.moe_layers, scout.experts, scout.experts_per_token) == (48, 16, 1)
+    assert scout.shared_expert_params == 3 * 5120 * 8192  # one always-on expert per MoE layer
+    assert within(scout.total_params, 109e9, tolerance=0.02) and within(scout.active_params, 17e9, tolerance=0.02)
+    # Maverick alternates dense (intermediate_size_mlp 16384) and MoE layers: 24 of each.
+    assert (maverick.moe_layers, maverick.dense_ffn, maverick.ffn) == (24, 16384, 8192)
+    assert within(maverick.total_params, 400e9, tolerance=0.01) and within(maverick.active_params, 17e9, tolerance=0.02)
+
+
+def test_starcoder2_has_biases_layer_norms_and_an_ungated_mlp():
+    starcoder = facts("starcoder2-7b")
+    # 32 x (attention 4608² + 2·4608·512 + 4608² + biases 4608+2·512+4608, c_fc/c_proj 2·4608·18432 + 18432
+    # + 4608, two LayerNorms 4·4608) + tied embedding 49152·4608 + final LayerNorm 2·4608
+    assert starcoder.total_params == 7_173_923_840 and starcoder.tied_embeddings
+    assert (starcoder.attention, starcoder.sliding_window, starcoder.sliding_layers) == ("hybrid-sliding", 4096, 32)
+
+
+def test_cohere_has_one_norm_per_layer_and_ties_its_embedding():
+    aya = facts("aya-23-8b")  # Cohere's Command R layout: parallel attention and MLP from one LayerNorm
+    assert aya.tied_embeddings and aya.total_params == 8_028_033_024
+    untied = arch_from_config(load("aya-23-8b") | {"tie_word_embeddings": False})
+    assert untied.total_params - aya.total_params == 256000 * 4096
+
+
+def test_qwen1_5_moe_counts_its_shared_expert_and_gate():
+    # Qwen1.5-MoE-A2.7B model card: 14.3B parameters in total, 2.7B activated.
+    qwen = facts("qwen1-5-moe-a2-7b-chat")
+    assert qwen.shared_expert_params == 3 * 2048 * 5632 + 2048  # wide shared expert + its sigmoid gate
+    assert within(qwen.total_params, 14.3e9) and within(qwen.active_params, 2.7e9, tolerance=0.01)
+
+
+def test_glm_4_5_has_three_dense_layers_and_a_router_bias():
+    # Z.ai: GLM-4.5 has 355B total and 32B active parameters; a multi-token-prediction layer ships beside it.
+    glm = facts("glm-4-5")
+    assert (glm.layers, glm.moe_layers, glm.experts, glm.experts_per_token) == (92, 89, 160, 8)
+    assert within(glm.total_params, 355e9, tolerance=0.01) and within(glm.decode_read_params, 32e9, tolerance=0.05)
+    assert glm.mtp_params > 0
+
+
+def test_deepseek_v3_2_adds_the_sparse_attention_indexer_to_v3():
+    v3, v32 = facts("deepseek-v3"), facts("deepseek-v3-2")
+    # per layer: query up-projection 1536 x 64 heads x 128, key projection 7168 x 128, its LayerNorm
+    # (weight and bias, 2 x 128), per-head weights 7168 x 64; 61 layers
+    assert v32.total_params - v3.total_params == 61 * (1536 * 64 * 128 + 7168 * 128 + 256 + 7168 * 64)
+    assert v32.attention == "mla" and v32.kv_lora_rank == 512
+
+
+def test_glm_5_is_counted_on_the_deepseek_v3_2_layout():
+    # GLM-5: 744B total, about 40B active (Z.ai's release notes).
+    glm = facts("glm-5")
+    assert (glm.attention, glm.moe_layers, glm.experts) == ("mla", 75, 256)
+    assert within(glm.total_params, 744e9) and within(glm.decode_read_params, 40e9, tolerance=0.05)
+
+
+def test_gemma_3_4b_takes_its_head_layout_from_the_class_defaults():
+    gemma = facts("gemma-3-4b-it")  # its text_config names only the widths, layers and window
+    assert (gemma.heads, gemma.kv_heads, gemma.head_dim, gemma.layers) == (8, 4, 256, 34)
+    assert (gemma.sliding_window, gemma.sliding_layers) == (1024, 29)  # 34 - 34 // 6 global layers
+    assert gemma.total_params == 3_880_263_168
+
+
+def test_exaone_4_keeps_three_sliding_layers_per_global_one():
+    exaone = facts("exaone-4-0-32b")  # LG: 32.0B parameters
+    assert (exaone.sliding_window, exaone.sliding_layers, exaone.layers) == (4096, 48, 64)
+    assert within(exaone.total_params, 32.0e9)
+
+
+def test_phi_moe_counts_layer_norm_biases_and_the_head_bias():
+    # Microsoft: Phi-mini-MoE has 7.6B total and 2.4B activated parameters.
+    phi = facts("phi-mini-moe-instruct")
+    assert within(phi.total_params, 7.6e9, tolerance=0.01) and within(phi.active_params, 2.4e9, tolerance=0.02)
+    without_head_bias = arch_from_config(load("phi-mini-moe-instruct") | {"lm_head_bias": False})
+    assert phi.total_params - without_head_bias.total_params == 32064
+
+
 # --- attention kinds and the KV cache --------------------------------------------------------
 
 
@@ -283,9 +361,9 @@ MODELS = json.loads((DATA / "models.json").read_text())
 FORMATS = {row["name"]: row for row in csv.DictReader((DATA / "formats.csv").open())}
 
 
-def test_catalog_has_at_least_62_models_with_unique_slugs():
+def test_catalog_has_at_least_98_models_with_unique_slugs():
     slugs = [model["slug"] for model in MODELS]
-    assert len(slugs) >= 62
+    assert len(slugs) >= 98
     assert len(slugs) == len(set(slugs))
 
 
@@ -365,6 +443,15 @@ def test_formats_csv_rows_are_complete():
         "phi-4",
         "gpt-oss-20b",
         "deepseek-v3",
+        "deepseek-v3-2",
+        "llama-4-maverick-17b-128e-instruct",
+        "starcoder2-7b",
+        "aya-23-8b",
+        "qwen1-5-moe-a2-7b-chat",
+        "glm-4-5",
+        "exaone-4-0-32b",
+        "phi-mini-moe-instruct",
+        "gemma-3-4b-it",
     ],
 )
 def test_counts_equal_the_parameters_transformers_builds(slug: str):
@@ -380,7 +467,7 @@ def test_counts_equal_the_parameters_transformers_builds(slug: str):
         model = AutoModelForCausalLM.from_config(hf_config)
     built = sum(parameter.numel() for parameter in model.parameters())
     result = facts(slug)
-    if slug == "deepseek-v3":
+    if slug in ("deepseek-v3", "deepseek-v3-2", "glm-4-5"):
         # transformers keeps the router's score-correction bias as a buffer; the checkpoint stores
         # it (model.layers.N.mlp.gate.e_score_correction_bias), so we count it as a weight.
         built += result.moe_layers * result.experts
