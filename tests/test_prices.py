@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from hardware import prices
-from hardware.catalog import load_gpus
+from hardware.catalog import load_gpus, read_curated
 from hardware.models import GPU, Source
 from hardware.prices import FIELDS, PriceFileError, apply_prices, parse_prices, read_prices
 
@@ -152,3 +152,17 @@ def test_it_never_replaces_a_curated_price(tmp_path):
     assert gpu.source == Source.CURATED and gpu.launch_price_usd is not None
     apply_prices(path)
     assert GPU.objects.get(pk=gpu.pk).launch_price_usd == gpu.launch_price_usd
+
+
+def test_no_loaded_price_differs_from_one_a_curated_file_gives():
+    # The file fills only what the curated files leave empty: every price and date a curated row states is the
+    # one stored, whichever rows of the file name the same GPU (e.g. the DGX Spark's launch price beside the
+    # file's street price).
+    checked = 0
+    for _, row in read_curated():
+        gpu = GPU.objects.get(name=row.values["name"])
+        for field in PRICE_FIELDS:
+            if row.values.get(field) not in (None, ""):
+                assert getattr(gpu, field) == row.values[field], (gpu.name, field)
+                checked += 1
+    assert checked > 100
