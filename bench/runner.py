@@ -77,7 +77,13 @@ def _dtype(precision: str):
 
 def _env(device) -> dict:
 
-    info = {"torch_version": torch.__version__, "cuda_version": torch.version.cuda, "driver_version": None}
+    info = {
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "driver_version": None,
+        "engine_version": torch.__version__,
+        "engine_flags": {"threads": torch.get_num_threads()} if device.type == "cpu" else {},
+    }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
         # pynvml missing or NVML unavailable: the driver version stays unknown.
@@ -260,14 +266,15 @@ def _prepare_kernels(spec: BenchSpec, model, report: Progress) -> str:
 
 
 def _warm_up(spec: BenchSpec, model, inputs: _Inputs, eager_step: Step, device) -> float:
-    """Returns the seconds of the untimed warm-up: one prefill and two decode steps, eager.
+    """Returns the seconds of the untimed warm-up: one prefill and two decode steps (one when new_tokens is 1), eager.
 
-    It loads and autotunes the kernels, so that the first timed repeat does not pay for them.
+    It loads and autotunes the kernels, so that the first timed repeat does not pay for them. The cache holds
+    prompt_tokens + new_tokens positions, so the warm-up never steps past the last one.
     """
     tw = time.perf_counter()
     with _eager(spec):
         first = model(inputs.tokens, inputs.prefill_pos)[:, -1].argmax(-1)  # [B]
-        for i in range(2):
+        for i in range(min(2, spec.new_tokens)):
             inputs.feed(first, spec.prompt_tokens + i)
             eager_step()
     _sync(device)

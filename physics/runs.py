@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from physics.arch import ModelArch
 from physics.estimator import Build, GPUSpec, Quant, Workload, estimate
+from physics.gguf import FORMAT_TYPES
 from physics.presets import ModelConfig
 from physics.vocab import Engine, KVCache, Precision, values
 
@@ -63,6 +64,13 @@ def ratio(measured: float | None, estimated: float | None) -> float | None:
     return measured / estimated
 
 
+# Engines a worker can run (the rest of physics.vocab.Engine are estimate-only).
+RUNNABLE_ENGINES: tuple[str, ...] = (Engine.GPUFIT_TORCH.value, Engine.LLAMA_CPP.value)
+# GGUF formats the llama.cpp adapter can write with random weights (physics.gguf follows the quantizer's
+# per-tensor choices for each mix). An operator's real file (gguf_path) may be in any format llama.cpp reads.
+GGUF_FORMATS: tuple[str, ...] = tuple(FORMAT_TYPES)
+
+
 @dataclass(frozen=True)
 class BenchSpec:
     preset: str = "mixtral-8x7b"  # a Preset: key of physics.presets.PRESETS
@@ -79,15 +87,48 @@ class BenchSpec:
     seed: int = 0
     group_size: int = 128  # int4 group width
     memory_limit_gb: float | None = None  # refuse (as "oom") a run whose weights + KV cache exceed this
+    # --- which engine runs it (gpufit-torch reads the fields above; llama.cpp reads these too) ---------------
+    engine: str = Engine.GPUFIT_TORCH.value  # one of RUNNABLE_ENGINES
+    model_config: dict | None = None  # llama.cpp: a catalog model's config.json; None = the preset's config
+    gguf_format: str = ""  # llama.cpp: one of GGUF_FORMATS for the generated random-weight file
+    gguf_path: str = ""  # llama.cpp: an operator's real local GGUF instead of a generated file
+    context_depth: int = 0  # llama.cpp: tokens already in the KV cache before pp and tg are timed (llama-bench -d)
+    flash_attn: bool = True  # llama.cpp: flash attention on (llama-bench -fa 1)
+    threads: int | None = None  # llama.cpp: CPU threads; None = the engine's default (physical cores)
 
     def validate(self) -> None:
         """Raises ValueError for a spec that cannot run."""
+        if self.engine not in RUNNABLE_ENGINES:
+            raise ValueError(f"engine must be one of {RUNNABLE_ENGINES}, got {self.engine!r}")
         if self.precision not in values(Precision):
             raise ValueError(f"precision must be one of {values(Precision)}, got {self.precision!r}")
         if min(self.batch, self.prompt_tokens, self.new_tokens, self.repeats) < 1:
             raise ValueError("batch, prompt_tokens, new_tokens and repeats must be at least 1")
         if self.cuda_graph and not self.device.startswith("cuda"):
             raise ValueError("cuda_graph needs a CUDA device")
+        if self.context_depth < 0:
+            raise ValueError(f"context_depth must be ≥ 0, got {self.context_depth}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.model_config is not None and not isinstance(self.model_config, dict):
+            raise ValueError("model_config must be a config.json dict")
+        if self.engine == Engine.LLAMA_CPP:
+            self._validate_llama_cpp()
+        elif self.model_config is not None or self.gguf_format or self.gguf_path:
+            raise ValueError("model_config, gguf_format and gguf_path are for the llama.cpp engine")
+
+    def _validate_llama_cpp(self) -> None:
+        """Raises ValueError for what the llama.cpp adapter cannot run (one sequence, no torch options)."""
+        if not (self.gguf_format or self.gguf_path):
+            raise ValueError(f"llama.cpp needs gguf_format (one of {GGUF_FORMATS}) or gguf_path")
+        if self.gguf_format and self.gguf_format not in GGUF_FORMATS:
+            raise ValueError(f"gguf_format must be one of {GGUF_FORMATS}, got {self.gguf_format!r}")
+        if self.batch != 1:
+            raise ValueError("llama.cpp runs one sequence (batch 1), like llama-bench")
+        if self.compile or self.cuda_graph:
+            raise ValueError("compile and cuda_graph are gpufit-torch options")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda:N', got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +171,9 @@ class BenchResult:
     cuda_version: str | None = None
     driver_version: str | None = None
     host: str = field(default_factory=platform.node)
+    engine: str = Engine.GPUFIT_TORCH.value  # what ran it
+    engine_version: str = ""  # gpufit-torch: torch's version; llama.cpp: llama-cpp-python's and ggml's build
+    engine_flags: dict = field(default_factory=dict)  # settings that change the figures (flash attention, threads…)
 
     def to_dict(self) -> dict:
         """Returns the result as a JSON-ready dict."""
@@ -151,12 +195,20 @@ def decode_path(spec: dict) -> str:
 def format_row(r: BenchResult) -> str:
     """Returns a one-line human summary of a result."""
     s = r.spec
-    head = f"{s['preset']} L{r.model_layers or s['layers']} {s['precision']} b{s['batch']} p{s['prompt_tokens']} n{s['new_tokens']}"
+    if s.get("engine", Engine.GPUFIT_TORCH) == Engine.LLAMA_CPP:
+        fmt = s.get("gguf_format") or "local GGUF"
+        head = (
+            f"llama.cpp L{r.model_layers} {fmt} d{s.get('context_depth', 0)} p{s['prompt_tokens']} n{s['new_tokens']}"
+        )
+    else:
+        head = f"{s['preset']} L{r.model_layers or s['layers']} {s['precision']} b{s['batch']} p{s['prompt_tokens']} n{s['new_tokens']}"
     if r.status != "ok":
         return f"{head}: {r.status.upper()} {r.message[:200]}"
+    experts = "" if r.experts_touched_per_layer is None else f", experts/layer {r.experts_touched_per_layer:.2f}"
     return (
         f"{head}: prefill {r.prefill_tok_s:.1f} tok/s, TTFT {r.ttft_s * 1e3:.1f} ms, decode {r.decode_tok_s:.2f} tok/s "
         f"[{r.decode_tok_s_min:.2f}-{r.decode_tok_s_max:.2f}], {r.per_token_latency_ms:.1f} ms/token, "
-        f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active, "
-        f"experts/layer {r.experts_touched_per_layer:.2f}" + (f"; {r.kernels}" if r.kernels else "")
+        f"peak {r.peak_memory_gb:.2f} GB, {r.achieved_gb_s:.1f} GB/s on {r.active_bytes_per_token / 1e9:.2f} GB active"
+        + experts
+        + (f"; {r.kernels}" if r.kernels else "")
     )
