@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from inference.models import BenchmarkJob, BenchmarkResult, Device, WorkerHost
+from inference.models import BenchmarkJob, BenchmarkResult, Device, WorkerEngine, WorkerHost
 
 
 class DeviceInline(admin.TabularInline):
@@ -11,10 +11,17 @@ class DeviceInline(admin.TabularInline):
     readonly_fields = ["index", "name", "memory_gb", "bandwidth_gb_s", "gpu", "details"]
 
 
+class WorkerEngineInline(admin.TabularInline):
+    model = WorkerEngine
+    extra = 0
+    can_delete = False
+    readonly_fields = ["name", "available", "version", "backends", "flags", "reason"]
+
+
 @admin.register(WorkerHost)
 class WorkerHostAdmin(admin.ModelAdmin):
     list_display = ["hostname", "queue", "started_at", "last_seen"]
-    inlines = [DeviceInline]
+    inlines = [DeviceInline, WorkerEngineInline]
     readonly_fields = ["hostname", "queue", "software", "started_at", "last_seen"]
 
 
@@ -22,7 +29,10 @@ class WorkerHostAdmin(admin.ModelAdmin):
 class BenchmarkJobAdmin(admin.ModelAdmin):
     list_display = [
         "id",
+        "engine",
         "preset",
+        "model",
+        "gguf_format",
         "layers",
         "precision",
         "batch",
@@ -33,7 +43,7 @@ class BenchmarkJobAdmin(admin.ModelAdmin):
         "progress",
         "created_at",
     ]
-    list_filter = ["status", "precision", "preset", "compile_decode"]
+    list_filter = ["status", "engine", "precision", "preset", "compile_decode"]
     search_fields = ["worker", "target_host", "message", "error"]
     readonly_fields = [
         "status",
@@ -53,6 +63,8 @@ class BenchmarkResultAdmin(admin.ModelAdmin):
     list_display = [
         "job",
         "status",
+        "engine",
+        "engine_version",
         "device_name",
         "precision",
         "decode_path",

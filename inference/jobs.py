@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,6 +27,15 @@ log = logging.getLogger(__name__)
 LOST_AFTER_S = 300
 # The worker task that runs a job (inference/tasks.py), sent by name.
 RUN_JOB_TASK = "inference.tasks.run_job"
+# How long a worker waits for a database that stopped answering before it gives the write up. A restarted
+# PostgreSQL is back within seconds; the benchmark measured meanwhile is still good.
+DATABASE_WAIT_S = 120
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# A key the workers keep in the broker's Redis. Its absence means Redis lost its data (a restart without
+# persistence, a flush) and with it every queued message, however young.
+BROKER_MARK = "gpufit:broker-mark"
+
+T = TypeVar("T")
 
 
 def requeue_after_s() -> int:
@@ -33,6 +45,28 @@ def requeue_after_s() -> int:
 
 class Cancelled(Exception):
     """Raised inside a running benchmark when its job was cancelled from the UI."""
+
+
+def with_database(step: Callable[[], T], what: str) -> T:
+    """Returns ``step()``, called again while the database does not answer, for up to DATABASE_WAIT_S seconds.
+
+    A database restart closes every connection under a running job. Failing the job would throw away a finished
+    measurement (or, for the claim, strand the row as queued until it is re-sent), so the worker drops the broken
+    connection and tries again; past the wait the error goes up. ``step`` must be safe to repeat: every write here
+    is a conditional UPDATE or runs in one transaction.
+    """
+    deadline = time.monotonic() + DATABASE_WAIT_S
+    delay_s = 0.5
+    while True:
+        try:
+            return step()
+        except DATABASE_DOWN as exc:
+            if time.monotonic() + delay_s > deadline:
+                raise
+            log.warning("database unavailable while %s (%s); trying again in %.1f s", what, exc, delay_s)
+            close_old_connections()  # a connection that saw the error and no longer answers is closed, not reused
+            time.sleep(delay_s)
+            delay_s = min(2 * delay_s, 5.0)
 
 
 def submit(job: BenchmarkJob) -> BenchmarkJob:
@@ -56,20 +90,42 @@ def _send(job: BenchmarkJob) -> None:
         )
 
 
+def broker_forgot() -> bool:
+    """Returns True when the broker's Redis lost its data since a worker last looked (False for other brokers).
+
+    Sets the mark when it is missing, so one look answers True once per loss. The first look at a new Redis also
+    answers True: sending the queued jobs again then costs nothing but skipped deliveries.
+    """
+    try:
+        with current_app.connection_for_write() as conn:
+            client = getattr(conn.default_channel, "client", None)
+            if not hasattr(client, "set"):  # not Redis (the embedded file-system broker keeps its files)
+                return False
+            return bool(client.set(BROKER_MARK, "1", nx=True))
+    except Exception:  # broker down: nothing to learn now; the next heartbeat looks again
+        log.warning("could not reach the broker to check its queues", exc_info=True)
+        return False
+
+
 def requeue_stale(now: dt.datetime | None = None) -> int:
     """Returns how many queued jobs were sent again because their message may be gone.
 
-    A Redis restarted without persistence forgets its queues; the job rows remember. Sending twice is
-    harmless: the task claims the row first, so a second delivery does nothing.
+    A Redis restarted without persistence forgets its queues; the job rows remember. When the broker is seen to
+    have lost its data every queued job is sent again at once; otherwise only those queued longer than
+    GPUFIT_REQUEUE_AFTER_S (a message lost some other way). Sending twice is harmless: the task claims the row
+    first, so a second delivery does nothing.
     """
     now = now or timezone.now()
-    cutoff = now - dt.timedelta(seconds=requeue_after_s())
+    forgot = broker_forgot()
+    cutoff = now if forgot else now - dt.timedelta(seconds=requeue_after_s())
     resent = 0
     for job in BenchmarkJob.objects.filter(status=JobStatus.QUEUED, sent_at__lt=cutoff):
         # Conditional update first, so two heartbeats never re-send the same job at once.
         if BenchmarkJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED, sent_at=job.sent_at).update(sent_at=now):
             _send(job)
             resent += 1
+    if forgot and resent:
+        log.warning("the broker lost its queues; sent %d queued job(s) again", resent)
     return resent
 
 
@@ -85,9 +141,16 @@ def claim(job_id: int, worker: str) -> bool:
 def report_progress(job_id: int, percent: float, message: str) -> None:
     """Writes progress to a running job; raises Cancelled when the job is no longer running."""
     percent = max(0.0, min(100.0, float(percent)))
-    updated = BenchmarkJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        progress=percent, message=message[:300], heartbeat_at=timezone.now()
-    )
+    try:
+        updated = BenchmarkJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            progress=percent, message=message[:300], heartbeat_at=timezone.now()
+        )
+    except DATABASE_DOWN as exc:
+        # Not worth stopping a run for (the runner would end it as an error): the next report or the final
+        # write reaches the database again. Waiting here instead could land inside a timed region.
+        log.warning("progress of job %s not recorded, the database did not answer: %s", job_id, exc)
+        close_old_connections()
+        return
     if not updated:
         raise Cancelled(f"job {job_id} is no longer running")
 

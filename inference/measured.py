@@ -17,7 +17,9 @@ from hardware.models import GPU
 from inference.calibration import fit_calibration, fit_is_current
 from inference.models import BenchmarkJob, BenchmarkResult, Device, JobStatus, WorkerHost
 from inference.results import compare_with_estimate
+from models.models import LanguageModel
 from physics.runs import BenchResult
+from physics.vocab import Engine
 
 DATA = Path(__file__).resolve().parent / "data"
 PATH = DATA / "measured.json"  # the first H200 check; later checks are measured-<card>-<date>.json beside it
@@ -29,7 +31,7 @@ def measured_files() -> list[Path]:
 
 
 def folds_into_calibration(result: dict) -> bool:
-    """Returns whether a run used the path a worker job takes on CUDA.
+    """Returns whether a run used the path a worker job takes on CUDA (a llama.cpp run always does: it has one).
 
     bf16/fp16: the decode step under a CUDA graph. int8/int4: a run with the fused kernels switched on (the
     worker's default; each kernel's self-test still decides, as it does in a worker) that records which kernels
@@ -38,6 +40,8 @@ def folds_into_calibration(result: dict) -> bool:
     too slow, so they are shown but not folded. Compiled runs are not the worker's default path either.
     """
     spec = result["spec"]
+    if result.get("engine", Engine.GPUFIT_TORCH) == Engine.LLAMA_CPP:
+        return True
     if spec.get("compile"):
         return False
     if spec["precision"] in ("bf16", "fp16"):
@@ -92,10 +96,17 @@ def _load_file(path: Path) -> tuple[int, int]:
                 )
                 continue
             spec = run["result"]["spec"]
+            engine = run["result"].get("engine", Engine.GPUFIT_TORCH)
+            llama = engine == Engine.LLAMA_CPP
+            # A llama.cpp run may name the catalog model it measured (its slug); else it ran a preset.
+            model = LanguageModel.objects.filter(slug=run.get("model", "")).first() if llama else None
             job = BenchmarkJob.objects.create(
-                preset=spec["preset"],
+                engine=engine,
+                preset="" if model else spec["preset"],
+                model=model,
+                gguf_format=spec.get("gguf_format", "") if llama else "",
                 layers=spec["layers"] or 32,
-                precision=spec["precision"],
+                precision="" if llama else spec["precision"],
                 batch=spec["batch"],
                 prompt_tokens=spec["prompt_tokens"],
                 new_tokens=spec["new_tokens"],
@@ -112,7 +123,7 @@ def _load_file(path: Path) -> tuple[int, int]:
                 finished_at=when,
             )
             result = BenchResult(**run["result"])
-            values = compare_with_estimate(result, host=data["host"])
+            values = compare_with_estimate(result, host=data["host"], model=model)
             values["folded_into_calibration"] = folds_into_calibration(run["result"])
             BenchmarkResult.objects.create(job=job, created_at=when, **values)
             added += 1

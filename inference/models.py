@@ -5,6 +5,8 @@ The database row, not the broker, is the truth about a job.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -13,6 +15,12 @@ from django.utils import timezone
 
 from core.constraints import Check
 from inference.queues import queue_for_host
+from physics.runs import RUNNABLE_ENGINES
+from physics.vocab import Engine
+
+ENGINE_CHOICES = [(name, name) for name in RUNNABLE_ENGINES]
+# Engine settings that change the figures, shown on a job page to everyone.
+PUBLIC_ENGINE_FLAGS = ("flash_attn", "threads", "n_gpu_layers", "context_depth", "n_ctx", "n_batch", "n_ubatch")
 
 
 class WorkerHost(models.Model):
@@ -61,6 +69,46 @@ class Device(models.Model):
         return f"{self.host}/{self.index} ({self.name})"
 
 
+class WorkerEngineQuerySet(models.QuerySet):
+    def runnable(self) -> WorkerEngineQuerySet:
+        """Returns the engines that can run on a host whose heartbeat is recent: what a job may ask for now."""
+        live_since = timezone.now() - dt.timedelta(seconds=settings.GPUFIT_HEARTBEAT_STALE_S)
+        return self.filter(available=True, host__last_seen__gte=live_since)
+
+
+class WorkerEngine(models.Model):
+    """A benchmark engine as one worker host has it, registered when the worker starts (bench.engines.EngineInfo)."""
+
+    host = models.ForeignKey(WorkerHost, on_delete=models.CASCADE, related_name="engines", verbose_name="host")
+    name = models.CharField("engine", max_length=32, choices=ENGINE_CHOICES)
+    available = models.BooleanField(
+        "can run", default=True, help_text="False when the engine is missing or broken on this host; see the reason."
+    )
+    version = models.CharField(
+        "version", max_length=120, blank=True, help_text="The package's version, and its native build where it has one."
+    )
+    backends = models.JSONField(
+        "backends", default=list, blank=True, help_text="What this build can use: cpu, cuda, metal, rocm, vulkan."
+    )
+    flags = models.JSONField(
+        "build flags",
+        default=dict,
+        blank=True,
+        help_text="Build facts that change figures (CPU features, GPU offload…).",
+    )
+    reason = models.CharField("why not", max_length=300, blank=True, help_text="Why it cannot run here, and the fix.")
+
+    objects = WorkerEngineQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "worker engine"
+        ordering = ["host", "name"]
+        constraints = [models.UniqueConstraint(fields=["host", "name"], name="engine_unique_per_host")]
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.name} {self.version}".rstrip()
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -74,11 +122,44 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class BenchmarkJob(models.Model):
-    preset = models.CharField("model preset", max_length=40, default="mixtral-8x7b")
+    engine = models.CharField(
+        "engine",
+        max_length=32,
+        choices=ENGINE_CHOICES,
+        default=Engine.GPUFIT_TORCH.value,
+        help_text="What runs the benchmark: gpufit-torch (our torch Mixtral) or llama.cpp (a GGUF of the model).",
+    )
+    preset = models.CharField(
+        "model preset",
+        max_length=40,
+        default="mixtral-8x7b",
+        blank=True,
+        help_text="The runner's model shapes; empty when a llama.cpp job runs a catalog model's shapes instead.",
+    )
+    model = models.ForeignKey(
+        "models.LanguageModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="benchmark_jobs",
+        verbose_name="catalog model",
+        help_text="llama.cpp: the catalog model whose config.json shapes the GGUF; empty: the preset.",
+    )
+    gguf_format = models.CharField(
+        "GGUF format",
+        max_length=16,
+        blank=True,
+        help_text="llama.cpp: the file's quantization (Q4_K_M, Q8_0…), written with random weights at the real shapes.",
+    )
     layers = models.PositiveIntegerField(
         "layers", help_text="Fewer than the model's layers is allowed; reported as such."
     )
-    precision = models.CharField("precision", max_length=8)
+    precision = models.CharField(
+        "precision",
+        max_length=8,
+        blank=True,
+        help_text="gpufit-torch: bf16, fp16, fp32, int8 or int4; empty for llama.cpp.",
+    )
     batch = models.PositiveIntegerField("batch")
     prompt_tokens = models.PositiveIntegerField("prompt tokens")
     new_tokens = models.PositiveIntegerField("new tokens")
@@ -120,10 +201,16 @@ class BenchmarkJob(models.Model):
         constraints = [
             Check(condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_in_range"),
             Check(condition=Q(batch__gte=1) & Q(layers__gte=1), name="job_batch_layers_positive"),
+            # llama.cpp runs one sequence from a GGUF file; gpufit-torch has no GGUF format.
+            Check(
+                condition=(Q(engine=Engine.GPUFIT_TORCH.value) & ~Q(precision="") & Q(gguf_format=""))
+                | (Q(engine=Engine.LLAMA_CPP.value) & Q(precision="") & ~Q(gguf_format="") & Q(batch=1)),
+                name="job_engine_fields",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"Job {self.pk}: {self.preset} {self.precision} b{self.batch} ({self.status})"
+        return f"Job {self.pk}: {self.model_name} {self.weights} b{self.batch} on {self.engine} ({self.status})"
 
     def get_absolute_url(self) -> str:
         return reverse("inference:job_detail", args=[self.pk])
@@ -146,6 +233,16 @@ class BenchmarkJob(models.Model):
     def queue(self) -> str:
         return queue_for_host(self.target_host)
 
+    @property
+    def model_name(self) -> str:
+        """Returns what the job runs: the catalog model's name, or the preset's."""
+        return self.model.name if self.model_id else self.preset
+
+    @property
+    def weights(self) -> str:
+        """Returns the weights' format: the GGUF format for llama.cpp, the torch precision otherwise."""
+        return self.gguf_format or self.precision
+
 
 class BenchmarkResult(models.Model):
     job = models.OneToOneField(BenchmarkJob, on_delete=models.CASCADE, related_name="result", verbose_name="job")
@@ -159,7 +256,22 @@ class BenchmarkResult(models.Model):
         verbose_name="catalog GPU",
         related_name="results",
     )
-    precision = models.CharField("precision", max_length=8)
+    precision = models.CharField(
+        "weights format", max_length=8, help_text="gpufit-torch: bf16, int8, int4…; llama.cpp: the GGUF format."
+    )
+    engine = models.CharField(
+        "engine",
+        max_length=32,
+        choices=ENGINE_CHOICES,
+        default=Engine.GPUFIT_TORCH.value,
+        help_text="What ran it. It is compared, calibrated and shown only against estimates for this engine.",
+    )
+    engine_version = models.CharField(
+        "engine version", max_length=120, blank=True, help_text="torch's version, or llama-cpp-python's and ggml's."
+    )
+    engine_flags = models.JSONField(
+        "engine settings", default=dict, blank=True, help_text="Settings that change the figures (flash attention…)."
+    )
     decode_path = models.CharField(
         "decode path",
         max_length=40,
@@ -200,3 +312,14 @@ class BenchmarkResult(models.Model):
 
     def __str__(self) -> str:
         return f"Result of job {self.job_id} ({self.status})"
+
+    @property
+    def engine_label(self) -> str:
+        """Returns the engine and its version, as the pages print it."""
+        return f"{self.engine} {self.engine_version}".strip()
+
+    @property
+    def engine_settings(self) -> list[tuple[str, object]]:
+        """Returns the engine settings a job page shows everyone (the rest of engine_flags, such as file paths on
+        the worker, stays in the runner output that the requester and staff see)."""
+        return [(key, self.engine_flags[key]) for key in PUBLIC_ENGINE_FLAGS if key in self.engine_flags]

@@ -10,9 +10,10 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from bench.devices import detect_devices, match_catalog
+from bench.engines import EngineInfo, available_engines
 from hardware.models import GPU, GPUAlias
 from inference import jobs
-from inference.models import Device, WorkerHost
+from inference.models import Device, WorkerEngine, WorkerHost
 from inference.queues import queue_for_host
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,12 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = settings.GPUFIT_HEARTBEAT_S
 
 
-def register_host(hostname: str, devices=None) -> WorkerHost:
-    """Returns the host row after recording its detected devices, each matched to a catalog GPU by alias."""
+def register_host(hostname: str, devices=None, engines: list[EngineInfo] | None = None) -> WorkerHost:
+    """Returns the host row after recording its detected devices, each matched to a catalog GPU by alias, and the
+    benchmark engines it has (the job form offers only engines that a live host can run)."""
 
     devices = detect_devices() if devices is None else devices
+    engines = available_engines() if engines is None else engines
     aliases = dict(GPUAlias.objects.values_list("name", "gpu__slug"))
     host, _ = WorkerHost.objects.update_or_create(
         hostname=hostname,
@@ -51,6 +54,7 @@ def register_host(hostname: str, devices=None) -> WorkerHost:
         d.torch_device: {"driver": d.driver_version, "cuda": d.cuda_version} for d in devices if d.kind == "cuda"
     }
     WorkerHost.objects.filter(pk=host.pk).update(software=software)
+    register_engines(host, engines)
     # Jobs this host was running before it (re)started cannot still be running.
     lost = jobs.mark_lost(worker=f"gpufit@{hostname}")
     if lost:
@@ -59,6 +63,28 @@ def register_host(hostname: str, devices=None) -> WorkerHost:
     if resent:
         log.warning("re-sent %d queued job(s) whose message may have been lost", resent)
     return host
+
+
+def register_engines(host: WorkerHost, engines: list[EngineInfo]) -> None:
+    """Records each engine as this host has it (available or not, with the reason); forgets engines it lost."""
+    for info in engines:
+        WorkerEngine.objects.update_or_create(
+            host=host,
+            name=info.name,
+            defaults={
+                "available": info.available,
+                "version": info.version[:120],
+                "backends": list(info.backends),
+                "flags": info.flags,
+                "reason": info.reason[:300],
+            },
+        )
+    host.engines.exclude(name__in=[info.name for info in engines]).delete()
+    for info in engines:
+        if info.available:
+            log.info("engine %s %s (%s)", info.name, info.version, ", ".join(info.backends))
+        else:
+            log.warning("engine %s cannot run here: %s", info.name, info.reason)
 
 
 def beat(hostname: str) -> None:

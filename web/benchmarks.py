@@ -14,18 +14,15 @@ from inference import jobs
 from inference.calibration import fit_calibration, validation_summary
 from inference.forms import BenchmarkJobForm
 from inference.models import BenchmarkJob, BenchmarkResult, WorkerHost
-from inference.results import device_row, shapes_for
-from physics.runs import device_spec, estimate_run
-from planner.calibration import calibration_factors
-from planner.inputs import gpu_spec
+from inference.results import device_row, device_spec_for, estimate_job
 
 RUN_PERMISSION = "inference.run_benchmarks"
 
 
 def benchmarks(request):
-    hosts = WorkerHost.objects.prefetch_related("devices__gpu")
-    job_list = BenchmarkJob.objects.select_related("result", "requested_by")[:50]
-    results = BenchmarkResult.objects.select_related("job", "gpu").filter(status__in=["ok", "oom"])[:50]
+    hosts = WorkerHost.objects.prefetch_related("devices__gpu", "engines")
+    job_list = BenchmarkJob.objects.select_related("result", "requested_by", "model")[:50]
+    results = BenchmarkResult.objects.select_related("job", "job__model", "gpu").filter(status__in=["ok", "oom"])[:50]
     context = {
         "hosts": hosts,
         "jobs": job_list,
@@ -55,30 +52,16 @@ def preview_estimate(request):
     form = BenchmarkJobForm(request.GET or None)
     if not form.is_valid():
         return render(request, "inference/_estimate.html", {"form": form}, status=400)
-    data = form.cleaned_data
-    host, device_index = data["target"]
-    device = device_row(host, device_index) if host else None
-    if device is not None and device.gpu is not None:
-        gpu = gpu_spec(device.gpu)
-    elif device is not None:
-        gpu = device_spec(device.name, device.memory_gb, device.bandwidth_gb_s or 1.0, is_cpu=device.index == "cpu")
-    else:
+    job = form.save(commit=False)
+    device = device_row(job.target_host, job.target_device) if job.target_host else None
+    if device is None:
         return render(request, "inference/_estimate.html", {"form": form, "unknown_device": True})
-    est = estimate_run(
-        shapes_for(data["preset"]),
-        data["layers"],
-        data["precision"],
-        data["batch"],
-        data["prompt_tokens"],
-        data["new_tokens"],
-        gpu,
-        calibration_factors(),
-    )
-    return render(request, "inference/_estimate.html", {"form": form, "estimate": est, "device": device})
+    est = estimate_job(job, device_spec_for(device))
+    return render(request, "inference/_estimate.html", {"form": form, "estimate": est, "device": device, "job": job})
 
 
 def job_detail(request, pk: int):
-    job = get_object_or_404(BenchmarkJob.objects.select_related("requested_by"), pk=pk)
+    job = get_object_or_404(BenchmarkJob.objects.select_related("requested_by", "model"), pk=pk)
     result = BenchmarkResult.objects.filter(job=job).select_related("gpu").first()
     context = {
         "job": job,
@@ -136,16 +119,24 @@ def validation(request):
 
 
 def _chart(result: BenchmarkResult) -> str | None:
-    """Returns a plotly figure (JSON) of measured vs estimated speeds, or None when nothing was measured."""
+    """Returns a plotly figure (JSON) of measured vs estimated speeds, or None when nothing was measured.
+
+    The estimate is the one stored with the result: made for the engine that ran it, on the same device.
+    """
     if result.status != "ok":
         return None
     labels = ["decode tok/s", "prefill tok/s"]
     figure = {
         "data": [
-            {"type": "bar", "name": "measured", "x": labels, "y": [result.decode_tok_s, result.prefill_tok_s]},
             {
                 "type": "bar",
-                "name": "estimated",
+                "name": f"measured ({result.engine_label})",
+                "x": labels,
+                "y": [result.decode_tok_s, result.prefill_tok_s],
+            },
+            {
+                "type": "bar",
+                "name": f"estimated ({result.engine})",
                 "x": labels,
                 "y": [result.estimated_decode_tok_s, result.estimated_prefill_tok_s],
             },
