@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from physics import speed
+from physics import gguf, speed
 from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_cache_bytes
+from physics.builds import build_problem, check_command, engine_for
 
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
 GIB = 2**30
@@ -130,6 +132,20 @@ class Workload:
     backend: str = "llama.cpp"
 
 
+COST_FIELDS = (
+    "step_s",
+    "layer_s",
+    "moe_layer_s",
+    "hop_s",
+    "allreduce_s",
+    "allreduce_pcie_s",
+    "prefill_s",
+    "prefill_layer_s",
+    "prefill_chunk_inv_efficiency",
+    "prefill_attention_inv_efficiency",
+)
+
+
 @dataclass(frozen=True)
 class CalibrationFactor:
     """Achieved share of peak for one (backend, hardware class, precision class); '*' matches anything."""
@@ -141,8 +157,26 @@ class CalibrationFactor:
     prefill_efficiency: float
     source: str
     runs: int = 0
-    spread: float = UNCALIBRATED_SPREAD  # relative std of measured/estimated; sets the low/high range
+    spread: float = UNCALIBRATED_SPREAD  # measured/estimated - 1 that the low/high range allows, one GPU
     batch_class: str = "*"  # "1" (one sequence), "many" (a batch) or "*"
+    # Fitted costs that do not shrink with bandwidth (physics/speed.py fixed_decode_s; 0 when not fitted), the
+    # prefill's per-prompt costs, and the range for builds of several GPUs.
+    step_s: float = 0.0
+    layer_s: float = 0.0
+    moe_layer_s: float = 0.0
+    hop_s: float = 0.0
+    allreduce_s: float = 0.0
+    allreduce_pcie_s: float = 0.0
+    prefill_s: float = 0.0
+    prefill_layer_s: float = 0.0
+    prefill_chunk_inv_efficiency: float = 0.0  # weights re-read per prompt micro-batch, x 1 / efficiency
+    prefill_attention_inv_efficiency: float = 0.0  # attention FLOPs on the KV width, x this factor
+    spread_several: float | None = None  # None: as `spread`
+
+    @property
+    def fitted_costs(self) -> bool:
+        """Returns True when the row carries fitted fixed costs (then they replace the modelled link latency)."""
+        return any(getattr(self, name) > 0 for name in COST_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -224,12 +258,27 @@ def table_vram_gb(total_params: int, bits_per_weight: float) -> float:
     return round(total_params * bits_per_weight / 8 / GB + OVERHEAD_BASE_GB, 1)
 
 
-def _max_context(model: ModelArch, free_bytes: np.ndarray, batch: int, kv_cache: str) -> np.ndarray:
+def kv_layout(model: ModelArch, workload: Workload) -> tuple[ModelArch, int]:
+    """Return the model as the engine caches it, and the cells a sliding-window cache holds past its window.
+
+    On llama.cpp (llama-kv-cache-iswa.cpp, with swa_full off as llama-server and llama-cli run it) a sliding
+    layer's cache is min(context, window + n_ubatch), so that a whole micro-batch fits beside the window; and a
+    model whose every layer is windowed (Mistral-7B-v0.1, Phi-3) is cached in full, because llama.cpp's llama and
+    phi3 architectures do not use the window. Other engines are taken to keep the window alone.
+    """
+    if workload.backend != "llama.cpp" or not (model.sliding_window and model.sliding_layers):
+        return model, 0
+    if model.sliding_layers >= model.layers:
+        return replace(model, sliding_window=0, sliding_layers=0), 0
+    return model, OVERHEAD_UBATCH
+
+
+def _max_context(model: ModelArch, free_bytes: np.ndarray, batch: int, kv_cache: str, slack: int = 0) -> np.ndarray:
     """Return the largest context whose KV cache fits in free_bytes (0 where nothing is free)."""
     per_layer = kv_bytes_per_token_layer(model, kv_cache) * batch
     free = np.maximum(free_bytes, 0.0)
     if model.sliding_window > 0 and model.sliding_layers > 0:
-        window = model.sliding_window
+        window = model.sliding_window + slack
         full_rate = model.layers * per_layer  # every layer grows until the window is full
         global_rate = (model.layers - model.sliding_layers) * per_layer
         at_window = window * full_rate
@@ -264,19 +313,79 @@ def _params_read(model: ModelArch, tokens: int | np.ndarray) -> np.ndarray:
 
 
 def _bytes_per_param(model: ModelArch, quant: Quant) -> float:
+    return weights_bytes(model, quant) / model.total_params
+
+
+@lru_cache(maxsize=16384)
+def gguf_mix_bytes(model: ModelArch, fmt: str) -> int | None:
+    """Return the tensor bytes of the model's GGUF in a llama.cpp format, per tensor as llama-quantize types it.
+
+    K-quant mixes keep some tensors at higher precision (Q4_K_M: the output head and part of attention V and FFN
+    down at Q6_K), so a real file averages 4.8-5.3 bits per weight, not the 4.5 of the Q4_K block; physics.gguf
+    lists the tensors and their types. An architecture rebuilt from a catalog row has no model_type: it is laid
+    out as a generic llama, and the few parameters that layout leaves out (extra norms, biases) are counted as
+    float32, as they are stored. None when the format or the architecture has no layout, or when the layout
+    misses more than 0.5 % of the parameter count.
+    """
+    if fmt not in gguf.FORMAT_TYPES or not gguf.supported(model):
+        return None
+    lay = gguf.layout(model, fmt)
+    missing = model.total_params - sum(t.numel for t in lay.tensors)
+    if missing < 0 or missing > 0.005 * model.total_params:
+        return None
+    return lay.weight_bytes + 4 * missing
+
+
+def _weight_source(model: ModelArch, quant: Quant) -> str:
+    """Return where weights_bytes took its figure from, in words (the estimate's basis shows it)."""
     if quant.weight_bytes:
-        return quant.weight_bytes / model.total_params
-    return quant.bits_per_weight / 8
+        return "file size"
+    if quant.kind == "gguf" and gguf_mix_bytes(model, quant.name):
+        return "llama.cpp per-tensor types (physics/gguf.py)"
+    return "params x bpw / 8"
 
 
 def weights_bytes(model: ModelArch, quant: Quant) -> float:
-    """Return the bytes of all weights in this format (the real file size when the quant row has one)."""
-    return float(quant.weight_bytes) if quant.weight_bytes else model.total_params * quant.bits_per_weight / 8
+    """Return the bytes of all weights in this format.
+
+    The real file size when the quant row has one; else, for a GGUF format of an architecture llama.cpp runs, the
+    bytes of the file llama-quantize would write (gguf_mix_bytes); else params x bits per weight / 8.
+    """
+    if quant.weight_bytes:
+        return float(quant.weight_bytes)
+    mix = gguf_mix_bytes(model, quant.name) if quant.kind == "gguf" else None
+    return float(mix) if mix else model.total_params * quant.bits_per_weight / 8
+
+
+def weight_read_split(model: ModelArch, quant: Quant) -> tuple[float, float]:
+    """Return (weight bytes every step reads, bytes of one routed expert across all MoE layers).
+
+    A step over T tokens reads the first plus distinct_experts(T) times the second. For a GGUF mix the two come
+    from the file's own tensors (the head and attention are often in higher precision than the experts);
+    otherwise from the parameter counts at the format's average bytes per parameter.
+    """
+    mix = _gguf_read_split(model, quant.name) if quant.kind == "gguf" and not quant.weight_bytes else None
+    if mix:
+        return mix
+    bpp = _bytes_per_param(model, quant)
+    routed = model.expert_params * model.moe_layers
+    return float(_params_read(model, 0)) * bpp, routed * bpp
+
+
+@lru_cache(maxsize=16384)
+def _gguf_read_split(model: ModelArch, fmt: str) -> tuple[float, float] | None:
+    if not gguf_mix_bytes(model, fmt):
+        return None
+    lay = gguf.layout(model, fmt)
+    per_expert = sum(size / t.experts for t, size in zip(lay.tensors, lay.sizes, strict=True) if t.experts)
+    missing = gguf_mix_bytes(model, fmt) - lay.weight_bytes  # float32 norms and biases a generic layout leaves out
+    return lay.step_bytes(experts_touched=0) + missing, per_expert
 
 
 def decode_weight_bytes(model: ModelArch, quant: Quant, batch: int = 1) -> float:
     """Return weight bytes one decode step reads: attention, router, norms, lm_head and distinct experts."""
-    return float(_params_read(model, batch)) * _bytes_per_param(model, quant)
+    fixed, expert = weight_read_split(model, quant)
+    return fixed + float(distinct_experts(model, batch)) * expert
 
 
 def overhead_gb(model: ModelArch, workload: Workload, count: int = 1) -> float:
@@ -375,25 +484,21 @@ def _precision_class_bpw(bpw: float) -> str:
     return "float" if bpw >= 12 else ("int8" if bpw >= 6 else "int4")
 
 
-# Fitted by `python -m planner.accuracy --fit` from planner/data/measurements.csv (batch-1 rows), which writes
-# physics/data/calibration.json: the median of measured / (peak-bandwidth roofline) per group, and its relative
-# spread. Groups with fewer than 2 rows fall back to the wider rows. tests/test_accuracy.py checks the file equals a
-# fresh fit.
-CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "calibration.json"
+# Written by `python -m physics.fit` from the public measurement set in physics/data/measurements/: per engine,
+# hardware class and precision class, the efficiencies, the fixed costs and the range, each group fitted only where
+# at least two sources back it. tests/test_fit.py checks the file equals a fresh fit.
+CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "fitted.json"
 
 
 def read_default_calibration(path: Path = CALIBRATION_FILE) -> tuple[CalibrationFactor, ...]:
     """Returns the shipped default calibration rows from the file the fit command writes."""
-    return tuple(CalibrationFactor(**row) for row in json.loads(path.read_text(encoding="utf-8"))["factors"])
-
-
-def write_default_calibration(factors: Sequence[CalibrationFactor], path: Path = CALIBRATION_FILE) -> None:
-    """Writes the default calibration rows (the fit command's output)."""
-    about = "Written by `python -m planner.accuracy --fit` from planner/data/measurements.csv; do not edit by hand."
-    path.write_text(json.dumps({"about": about, "factors": [asdict(f) for f in factors]}, indent=1) + "\n")
+    return tuple(CalibrationFactor(**row) for row in json.loads(path.read_text(encoding="utf-8")).get("factors", ()))
 
 
 DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = read_default_calibration()
+# The most GPUs of any measured build; estimates beyond it are extrapolated and get a wider range.
+MEASURED_MAX_GPUS: int = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")).get("max_gpu_count", 8)
+EXTRAPOLATED_WIDEN = 1.5
 
 
 def batch_class(batch: int) -> str:
@@ -416,6 +521,29 @@ def _match_score(f: CalibrationFactor, backend: str, hw: str, prec: str, batch: 
         elif value != "*":
             return -1
     return score
+
+
+def range_spread(cal: CalibrationFactor, count: int | np.ndarray) -> float | np.ndarray:
+    """Returns the relative half-width of the decode range for a build of `count` GPUs.
+
+    The fit sets one width for one GPU and one for several, each holding about 80 % of the measurements it was
+    not fitted to; a build of more GPUs than any measured one is wider still (EXTRAPOLATED_WIDEN).
+    """
+    several = cal.spread if cal.spread_several is None else cal.spread_several
+    n = np.asarray(count)
+    width = np.where(n > 1, several, cal.spread) * np.where(n > MEASURED_MAX_GPUS, EXTRAPOLATED_WIDEN, 1.0)
+    return float(width) if width.ndim == 0 else width
+
+
+def _range_rule(cal: CalibrationFactor, count: int) -> str:
+    rule = f"point x (1 +- {float(range_spread(cal, count)):.2f}): "
+    if cal.runs:
+        rule += f"holds ~80 % of the measurements left out of the fit ({cal.runs} rows in this group)"
+    else:
+        rule += "uncalibrated default"
+    if count > MEASURED_MAX_GPUS:
+        rule += f"; widened x{EXTRAPOLATED_WIDEN:g}: more GPUs than any measured build ({MEASURED_MAX_GPUS})"
+    return rule
 
 
 def find_calibration(
@@ -462,6 +590,16 @@ class _Rows:
     spread: np.ndarray
     ram_gb: np.ndarray
     ram_gb_s: np.ndarray
+    costs: dict[str, np.ndarray]  # COST_FIELDS -> per-row fitted seconds (0: not fitted)
+    read_fixed: np.ndarray | None = None  # weight bytes every pass reads (weight_read_split); None: from bpp
+    read_expert: np.ndarray | None = None  # bytes of one routed expert over all MoE layers
+
+
+def _weights_read(model: ModelArch, tokens: int, r: _Rows) -> np.ndarray:
+    """Return weight bytes one pass over `tokens` tokens reads: the fixed part + distinct experts x one expert."""
+    if r.read_fixed is None or r.read_expert is None:
+        return float(_params_read(model, tokens)) * r.bytes_per_param
+    return r.read_fixed + float(distinct_experts(model, tokens)) * r.read_expert
 
 
 def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
@@ -472,13 +610,14 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
 
     # Memory: capacity adds under both splits (each card holds its layers or its slice of every layer).
     weights_gb = r.weights_bytes / GB
-    kv_gb = kv_cache_bytes(model, wl.context, b, wl.kv_cache) / GB
+    kv_model, slack = kv_layout(model, wl)
+    kv_gb = kv_cache_bytes(kv_model, wl.context, b, wl.kv_cache, slack) / GB
     over_gb = np.asarray([overhead_gb(model, wl, 1)])[0] + OVERHEAD_BASE_GB * (n - 1)
     total_gb = weights_gb + kv_gb + over_gb
     usable_gb = r.usable_gb * n
     fits = total_gb <= usable_gb
     headroom = usable_gb - total_gb
-    max_ctx = _max_context(model, (usable_gb - weights_gb - over_gb) * GB, b, wl.kv_cache)
+    max_ctx = _max_context(kv_model, (usable_gb - weights_gb - over_gb) * GB, b, wl.kv_cache, slack)
     max_ctx = np.where(weights_gb + over_gb > usable_gb, 0, max_ctx)
 
     # CPU offload: what does not fit stays in system RAM; only weights move (the KV cache stays on the GPU).
@@ -490,13 +629,20 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
 
     # Decode: bytes one step reads (weights of the distinct experts + the KV cache at the stated context).
     # Named terms and how they combine: physics/speed.py (docs/estimator.md).
-    w_step = float(_params_read(model, b)) * r.bytes_per_param
+    w_step = _weights_read(model, b, r)
     kv_step = kv_cache_bytes(model, wl.context, b, wl.kv_cache)
     bytes_step = w_step + kv_step
     sharing = np.where(tensor, n, 1.0)
+    # Fitted fixed costs include the link's latency; without them the modelled latency stands in.
+    fitted = np.zeros(len(n), dtype=bool)
+    for name in COST_FIELDS:
+        fitted |= r.costs[name] > 0
+    latency = np.where(fitted, 0.0, r.ic_latency_s)
+    pcie = r.ic_latency_s > LATENCY_S["nvlink"]
     t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
     t_ram = speed.offload_s(w_step * frac_ram, r.ram_gb_s, RAM_EFFICIENCY)
-    t_comm = speed.comm_s(model.hidden, b, model.layers, r.count, tensor, r.ic_gb_s, r.ic_latency_s)
+    t_comm = speed.comm_s(model.hidden, b, model.layers, r.count, tensor, r.ic_gb_s, latency)
+    t_comm = t_comm + speed.fixed_decode_s(model.layers, model.is_moe, n, tensor, pcie, r.costs)
     t_compute = speed.compute_s(2 * model.active_params * b, r.tflops, r.eff_prefill, sharing)
     t_step, bound = speed.decode_step_s(t_mem, t_ram, t_comm, t_compute)
     decode_bound = np.where(offloaded_gb > 0, "offload", bound)
@@ -510,12 +656,28 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     p = max(int(wl.prompt_tokens), 1)
     flops_pre = 2.0 * model.active_params * p + 2.0 * model.layers * model.heads * model.head_dim * p * p
     t_pre_compute = speed.compute_s(flops_pre, r.tflops, r.eff_prefill, sharing)
-    w_pre = float(_params_read(model, p)) * r.bytes_per_param
+    w_pre = _weights_read(model, p, r)
     t_pre_mem = speed.memory_s(w_pre * (1 - frac_ram), r.bandwidth, r.eff_decode, sharing) + speed.offload_s(
         w_pre * frac_ram, r.ram_gb_s, RAM_EFFICIENCY
     )
-    t_pre_comm = speed.comm_s(model.hidden, p, model.layers, r.count, tensor, r.ic_gb_s, r.ic_latency_s)
+    t_pre_comm = speed.comm_s(model.hidden, p, model.layers, r.count, tensor, r.ic_gb_s, latency)
     t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
+    # Fitted prompt costs: the weights re-read once per micro-batch, and per-prompt and per-layer fixed time.
+    w_chunk = _weights_read(model, min(p, speed.PROMPT_CHUNK), r)
+    chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
+    t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
+    # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
+    # the fitted efficiency, the attention counted on the KV width at its own fitted factor, and the reads.
+    t_linear = speed.compute_s(2.0 * model.active_params * p, r.tflops, r.eff_prefill, sharing)
+    kv_dim = model.kv_heads * model.head_dim
+    t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
+        speed.attention_flops(model.layers, kv_dim, p, 0), r.tflops, 1.0, sharing
+    )
+    chunked = t_chunks > 0
+    t_fitted_compute = t_linear + t_attention
+    t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
+    prefill_bound = np.where(chunked, np.where(t_fitted_compute >= t_chunks, "compute", "bandwidth"), prefill_bound)
+    t_pre = t_pre + r.costs["prefill_s"] + model.layers * r.costs["prefill_layer_s"]
 
     # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
     # tokens per joule at TDP (the board's rated power, an upper bound on what decode draws).
@@ -592,8 +754,12 @@ def estimate(
     build: Build,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None = None,
+    hf_repo: str = "",
 ) -> Estimate:
-    """Return the estimate for one model, format, build and workload, with notes and the full basis."""
+    """Return the estimate for one model, format, build and workload, with notes and the full basis.
+
+    `hf_repo` only goes into the basis's check command (a serving engine loads the model by its repo id).
+    """
     gpu = build.gpu
     usable = usable_memory_gb(gpu, build.gpu_memory_share)
     hw = hardware_class(gpu)
@@ -617,12 +783,15 @@ def estimate(
         ic_gb_s=ic_bw,
         ic_latency_s=ic_lat,
         bytes_per_param=np.array([_bytes_per_param(model, quant)]),
+        read_fixed=np.array([weight_read_split(model, quant)[0]]),
+        read_expert=np.array([weight_read_split(model, quant)[1]]),
         weights_bytes=np.array([weights_bytes(model, quant)]),
         eff_decode=np.array([cal.decode_efficiency]),
         eff_prefill=np.array([cal.prefill_efficiency]),
-        spread=np.array([cal.spread]),
+        spread=np.array([range_spread(cal, max(build.count, 1))]),
         ram_gb=np.array([build.offload_ram_gb]),
         ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
+        costs={name: np.array([getattr(cal, name)]) for name in COST_FIELDS},
     )
     c = {k: v[0] for k, v in _core(model, workload, rows).items()}
 
@@ -634,7 +803,7 @@ def estimate(
         "model": model.name,
         "quant": quant.name,
         "bits_per_weight": quant.bits_per_weight,
-        "weight_bytes_source": "file size" if quant.weight_bytes else "params x bpw / 8",
+        "weight_bytes_source": _weight_source(model, quant),
         "gpu": gpu.name,
         "gpu_count": build.count,
         "split": build.split,
@@ -649,8 +818,21 @@ def estimate(
         "prefill_efficiency": cal.prefill_efficiency,
         "efficiency_source": cal.source,
         "efficiency_key": f"{cal.backend}/{cal.hardware_class}/{cal.precision_class}/batch {cal.batch_class}",
-        "range_rule": f"point x (1 +- {cal.spread:.2f}): relative spread of measured/estimated in the calibration"
-        + (f" ({cal.runs} runs)" if cal.runs else " (uncalibrated default)"),
+        "range_rule": _range_rule(cal, max(build.count, 1)),
+        "engine": workload.backend,
+        "check_command": check_command(
+            workload.backend,
+            model_name=model.name,
+            hf_repo=hf_repo,
+            quant_name=quant.name,
+            quant_kind=quant.kind,
+            count=build.count,
+            split=build.split,
+            prompt_tokens=workload.prompt_tokens,
+            context=workload.context,
+            batch=workload.batch,
+        ),
+        "fixed_costs_s": {name: getattr(cal, name) for name in COST_FIELDS},
         "usable_memory_rule": _usable_rule(gpu, build.gpu_memory_share),
         "overhead_rule": f"{OVERHEAD_BASE_GB} GB per GPU + one fp32 micro-batch of min(prompt, {OVERHEAD_UBATCH}) x "
         "(vocab + 4 x hidden) per sequence",
@@ -894,15 +1076,23 @@ def _rank_arrays(
 
     bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
     bpp = np.array([_bytes_per_param(model, qq) for qq in quants])[qi]
+    split_q = np.array([weight_read_split(model, qq) for qq in quants], dtype=float).reshape(-1, 2)
     wbytes = np.array([weights_bytes(model, qq) for qq in quants])[qi]
     prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
     # Efficiency: one lookup per (hardware class, precision class) pair present.
-    eff_tab = np.empty((3, len(prep.hw_levels), q))
+    fields = ("decode_efficiency", "prefill_efficiency", "spread", "spread_several", *COST_FIELDS)
+    eff_tab = np.empty((len(fields), len(prep.hw_levels), q))
     for a, h in enumerate(prep.hw_levels):
         for b_, p in enumerate(prec_q):
             f = find_calibration(workload.backend, str(h), str(p), calibration, workload.batch)
-            eff_tab[:, a, b_] = (f.decode_efficiency, f.prefill_efficiency, f.spread)
-    eff_d, eff_p, spread = (eff_tab[i][prep.hw_codes[gi], qi] for i in range(3))
+            values = [getattr(f, name) for name in fields]
+            values[3] = f.spread if f.spread_several is None else f.spread_several
+            eff_tab[:, a, b_] = values
+    per_row = {name: eff_tab[i][prep.hw_codes[gi], qi] for i, name in enumerate(fields)}
+    eff_d, eff_p = per_row["decode_efficiency"], per_row["prefill_efficiency"]
+    count = prep.count[gi]
+    spread = np.where(count > 1, per_row["spread_several"], per_row["spread"])
+    spread = spread * np.where(count > MEASURED_MAX_GPUS, EXTRAPOLATED_WIDEN, 1.0)
     split = prep.split[gi]
     rows = _Rows(
         memory_gb=prep.memory[gi],
@@ -917,11 +1107,14 @@ def _rank_arrays(
         ic_latency_s=prep.ic_lat[gi],
         bytes_per_param=bpp,
         weights_bytes=wbytes,
+        read_fixed=split_q[qi, 0],
+        read_expert=split_q[qi, 1],
         eff_decode=eff_d,
         eff_prefill=eff_p,
         spread=spread,
         ram_gb=prep.ram_gb[gi],
         ram_gb_s=prep.ram_gb_s[gi],
+        costs={name: per_row[name] for name in COST_FIELDS},
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _core(model, workload, rows)
@@ -1031,17 +1224,25 @@ def rank_builds(
     """Return the builds that fit (GPU x count 1..max_gpus x split), cheapest first, with price, TDP and speed."""
     g = len(gpus)
     counts = np.arange(1, max_gpus + 1)
-    # Every (gpu, count, split) combination; count 1 only once (the split does not matter for one card).
+    # Every (gpu, count, split) combination an engine can run; count 1 only once (the split does not matter
+    # for one card). Each combination is estimated for the engine that runs it (physics/builds.py).
     combos = [(c, s) for c in counts for s in splits if c > 1 or s == splits[0]]
-    cc = np.array([c for c, _ in combos])
-    ss = np.array([s for _, s in combos], dtype=object)
-    gi = np.tile(np.arange(g), len(combos))
-    expanded = gpus.iloc[gi].reset_index(drop=True)
-    expanded["count"] = np.repeat(cc, g)
-    expanded["split"] = np.repeat(ss, g)
-    expanded["offload_ram_gb"] = offload_ram_gb if include_offload else 0.0
-    expanded["ram_bandwidth_gb_s"] = ram_bandwidth_gb_s if include_offload else 0.0
-    df = _rank_frame(model, [quant], expanded, workload, calibration)
+    combos = [(c, s) for c, s in combos if build_problem(model, quant.kind, quant.name, int(c), s) is None]
+    frames = []
+    for engine in sorted({engine_for(quant.kind, s, int(c), workload.backend) for c, s in combos}):
+        mine = [(c, s) for c, s in combos if engine_for(quant.kind, s, int(c), workload.backend) == engine]
+        cc = np.array([c for c, _ in mine])
+        ss = np.array([s for _, s in mine], dtype=object)
+        gi = np.tile(np.arange(g), len(mine))
+        expanded = gpus.iloc[gi].reset_index(drop=True)
+        expanded["count"] = np.repeat(cc, g)
+        expanded["split"] = np.repeat(ss, g)
+        expanded["offload_ram_gb"] = offload_ram_gb if include_offload else 0.0
+        expanded["ram_bandwidth_gb_s"] = ram_bandwidth_gb_s if include_offload else 0.0
+        part = _rank_frame(model, [quant], expanded, replace(workload, backend=engine), calibration)
+        part["engine"] = engine
+        frames.append(part)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     ok = df["fits_with_offload"] if include_offload else df["fits"]
     df = df[ok.to_numpy()].copy()
     df["total_price_usd"] = pd.to_numeric(df.get("price_usd"), errors="coerce") * df["count"]

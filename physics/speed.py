@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 GB = 1e9
+# Engines take a long prompt in micro-batches of this many tokens (llama.cpp's default ubatch), reading the weights
+# once per micro-batch.
+PROMPT_CHUNK = 512
 
 
 def memory_s(bytes_read, bandwidth_gb_s, efficiency, cards_sharing=1):
@@ -68,3 +71,41 @@ def prefill_s(compute, memory, comm):
     """
     step = np.maximum(compute, memory) + comm
     return step, np.where(np.asarray(compute) >= memory, "compute", "bandwidth")
+
+
+def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
+    """Returns the fitted time of a decode step that does not shrink with bandwidth (0 with no fitted costs).
+
+    ``costs`` maps the fitted names to seconds: ``step_s`` once per step (launches, sampling, the host),
+    ``layer_s`` per layer, ``moe_layer_s`` per layer of a mixture-of-experts model (routing and expert
+    dispatch), ``hop_s`` per card boundary of a layer split, and ``allreduce_s`` / ``allreduce_pcie_s`` per
+    all-reduce of tensor parallel (two per layer) over NVLink or over PCIe.
+    """
+    n = np.asarray(count, dtype=float)
+    several = n > 1
+    tensor = np.asarray(tensor, dtype=bool) & several
+    allreduces = np.where(tensor, 2.0 * layers, 0.0)
+    hops = np.where(several & ~tensor, n - 1, 0.0)
+    per_allreduce = np.where(pcie, costs["allreduce_pcie_s"], costs["allreduce_s"])
+    return (
+        costs["step_s"]
+        + layers * costs["layer_s"]
+        + np.where(moe, layers * costs["moe_layer_s"], 0.0)
+        + hops * costs["hop_s"]
+        + allreduces * per_allreduce
+    )
+
+
+def chunked_weights_s(prompt_tokens, weights_read_s):
+    """Returns the time of reading the weights once per prompt micro-batch: ceil(P / PROMPT_CHUNK) x one read."""
+    return np.ceil(np.asarray(prompt_tokens, dtype=float) / PROMPT_CHUNK) * weights_read_s
+
+
+def attention_flops(layers, kv_dim, prompt_tokens, depth):
+    """Returns the attention FLOPs of a prompt of P tokens after D cached ones, counted on the KV width.
+
+    Each prompt token scores and mixes D + (its position) keys: 4 x layers x kv_dim x P x (D + P / 2), where
+    kv_dim = KV heads x head dim; query heads per KV head are left to the fitted factor that multiplies it.
+    """
+    p = np.asarray(prompt_tokens, dtype=float)
+    return 4.0 * layers * np.asarray(kv_dim, dtype=float) * p * (np.asarray(depth, dtype=float) + p / 2)

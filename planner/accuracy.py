@@ -1,8 +1,11 @@
-"""Measure the estimator against published benchmark figures, and fit its default efficiencies.
+"""Measure the whole estimator, end to end, against a small set of published benchmark figures.
 
     python -m planner.accuracy          per-row estimate vs measured, then MAPE / median ratio / share within
-                                        +-25 % per backend and overall, and a leave-one-out figure
-    python -m planner.accuracy --fit    write physics/data/calibration.json, fitted from the measurements
+                                        +-25 % per backend and overall
+
+The shipped calibration comes from `python -m physics.fit` over the public measurement set
+(physics/data/measurements/); this script calls `estimate()` itself on full model shapes, so it checks that the
+estimator applies the fitted parameters the way the fit assumed.
 
 Inputs live in planner/data/: measurements.csv (every row a published figure with its URL) and gpus.csv (the
 hardware facts of those GPUs, with sources). Runs without Django.
@@ -19,23 +22,17 @@ import pandas as pd
 
 from physics.arch import ModelArch, arch_from_config
 from physics.estimator import (
-    CALIBRATION_FILE,
+    DEFAULT_CALIBRATION,
     Build,
     CalibrationFactor,
     GPUSpec,
     Quant,
     Workload,
     estimate,
-    hardware_class,
-    precision_class,
-    write_default_calibration,
 )
 from physics.presets import MIXTRAL_8X7B_ARCH, read_config
 
 DATA = Path(__file__).resolve().parent / "data"
-MIN_GROUP_RUNS = 2  # a (backend, hardware, precision) group needs this many rows before it gets its own factor
-MIN_SPREAD = 0.05
-DEFAULT_PREFILL_EFFICIENCY = 0.4  # used only when no prefill row exists for the backend at all
 
 # Exact parameter counts from the models' published config.json files (meta-llama/Llama-2-*-chat-hf).
 LLAMA_2_7B = arch_from_config(read_config("llama-2-7b-chat-hf.json"), name="Llama-2-7B")
@@ -105,96 +102,6 @@ def cases(df: pd.DataFrame, gpus: dict[str, GPUSpec]) -> list[Case]:
     return out
 
 
-def _ideal(case: Case) -> float:
-    """Return the figure at 100 % efficiency (peak bandwidth and peak TFLOPS)."""
-    unit = (CalibrationFactor("*", "*", "*", 1.0, 1.0, "ideal"),)
-    est = estimate(case.model, case.quant, case.build, case.workload, unit)
-    return est.decode_tok_s if case.metric == "decode_tok_s" else est.prefill_tok_s
-
-
-def efficiency_table(df: pd.DataFrame, gpus: dict[str, GPUSpec]) -> pd.DataFrame:
-    """Return the measurements with their group keys and achieved share of the ideal (single-GPU rows)."""
-    cs = cases(df, gpus)
-    out = df.copy()
-    out["hardware_class"] = [hardware_class(c.build.gpu) for c in cs]
-    out["precision_class"] = [precision_class(c.quant) for c in cs]
-    out["ideal"] = [_ideal(c) for c in cs]
-    out["achieved"] = out["value"] / out["ideal"]
-    return out
-
-
-def fit(table: pd.DataFrame) -> tuple[CalibrationFactor, ...]:
-    """Return calibration factors: medians of achieved share per group, most specific first.
-
-    Only single-GPU batch-1 rows are fitted; multi-GPU rows stay out of sample and test the
-    communication model instead.
-    """
-    t = table[(table["gpu_count"] == 1) & (table["batch"] == 1)]
-    dec = t[t["metric"] == "decode_tok_s"]
-    pre = t[t["metric"] == "prefill_tok_s"]
-
-    def stats(s: pd.Series) -> tuple[float, float, int]:
-        med = float(s.median())
-        spread = max(float((s / med).std(ddof=0)) if len(s) > 1 else 0.0, MIN_SPREAD)
-        return med, spread, len(s)
-
-    def prefill_for(backend: str, hw: str) -> tuple[float, str]:
-        for sel, label in (
-            ((pre["backend"] == backend) & (pre["hardware_class"] == hw), f"{backend}/{hw}"),
-            (pre["backend"] == backend, f"{backend}/*"),
-            (pre["backend"].notna(), "*/*"),
-        ):
-            s = pre[sel]["achieved"]
-            if len(s):
-                return float(s.median()), f"{len(s)} prefill runs ({label})"
-        return DEFAULT_PREFILL_EFFICIENCY, "no prefill runs: default 0.4"
-
-    factors: list[CalibrationFactor] = []
-    groupings = (
-        ["backend", "hardware_class", "precision_class"],
-        ["backend", "hardware_class"],
-        ["backend"],
-        ["hardware_class"],
-    )
-    for keys in groupings:
-        for key, g in dec.groupby(keys):
-            key = key if isinstance(key, tuple) else (key,)
-            if len(g) < MIN_GROUP_RUNS:
-                continue
-            k = dict(zip(keys, key, strict=True))
-            backend = k.get("backend", "*")
-            hw = k.get("hardware_class", "*")
-            prec = k.get("precision_class", "*")
-            med, spread, n = stats(g["achieved"])
-            pe, pe_src = prefill_for(backend, hw) if backend != "*" else (float(pre["achieved"].median()), "all")
-            factors.append(
-                CalibrationFactor(
-                    backend=backend,
-                    hardware_class=hw,
-                    precision_class=prec,
-                    decode_efficiency=round(med, 4),
-                    prefill_efficiency=round(pe, 4),
-                    source=f"fit: {n} decode runs, {pe_src}, planner/data/measurements.csv",
-                    runs=n,
-                    spread=round(spread, 4),
-                )
-            )
-    med, spread, n = stats(dec["achieved"])
-    factors.append(
-        CalibrationFactor(
-            "*",
-            "*",
-            "*",
-            round(med, 4),
-            round(float(pre["achieved"].median()), 4),
-            f"fit: all {n} decode runs, planner/data/measurements.csv",
-            n,
-            round(spread, 4),
-        )
-    )
-    return tuple(factors)
-
-
 @dataclass(frozen=True)
 class Summary:
     """Accuracy figures for a set of rows."""
@@ -223,38 +130,23 @@ def evaluate(df: pd.DataFrame, gpus: dict[str, GPUSpec], calibration: Sequence[C
     return out
 
 
-def leave_one_out(table: pd.DataFrame, gpus: dict[str, GPUSpec]) -> pd.Series:
-    """Return estimate/measured for each single-GPU batch-1 decode row, predicted by a fit without that row."""
-    sel = table[(table["gpu_count"] == 1) & (table["batch"] == 1) & (table["metric"] == "decode_tok_s")]
-    ratios = {}
-    for idx in sel.index:
-        factors = fit(table.drop(index=idx))
-        ev = evaluate(table.loc[[idx]], gpus, factors)
-        ratios[idx] = float(ev["ratio"].iloc[0])
-    return pd.Series(ratios)
-
-
 def run(df: pd.DataFrame | None = None, gpus: dict[str, GPUSpec] | None = None) -> dict[str, object]:
-    """Return the fitted factors, per-row results and summaries (overall, per backend, single/multi GPU, LOO)."""
+    """Return per-row results and summaries (overall, per backend, single/multi GPU) under the shipped calibration."""
     df = load_measurements() if df is None else df
     gpus = load_gpus() if gpus is None else gpus
-    table = efficiency_table(df, gpus)
-    factors = fit(table)
-    ev = evaluate(table, gpus, factors)
+    ev = evaluate(df, gpus, DEFAULT_CALIBRATION)
     dec = ev[ev["metric"] == "decode_tok_s"]
     single = dec[(dec["gpu_count"] == 1) & (dec["batch"] == 1)]
     multi = dec[dec["gpu_count"] > 1]
     pre = ev[ev["metric"] == "prefill_tok_s"]
     summaries: dict[str, Summary] = {
         "decode, batch 1, single GPU": summarise(single["ratio"]),
-        "decode, tensor parallel (not fitted)": summarise(multi["ratio"]) if len(multi) else Summary(0, 0, 0, 0),
+        "decode, several GPUs": summarise(multi["ratio"]) if len(multi) else Summary(0, 0, 0, 0),
         "prefill": summarise(pre["ratio"]) if len(pre) else Summary(0, 0, 0, 0),
     }
     for backend, g in single.groupby("backend"):
         summaries[f"decode, batch 1, single GPU, {backend}"] = summarise(g["ratio"])
-    loo = leave_one_out(table, gpus)
-    summaries["decode, batch 1, single GPU, leave-one-out"] = summarise(loo)
-    return {"factors": factors, "rows": ev, "summaries": summaries, "loo": loo}
+    return {"rows": ev, "summaries": summaries}
 
 
 def _print_report(result: dict[str, object]) -> None:
@@ -269,16 +161,12 @@ def _print_report(result: dict[str, object]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Prints the accuracy report (or, with --fit, writes the fitted calibration file); returns the exit status."""
+    """Prints the accuracy report; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit", action="store_true", help="write the fitted default calibration file")
-    args = parser.parse_args(argv)
-    if args.fit:
-        gpus = load_gpus()
-        write_default_calibration(fit(efficiency_table(load_measurements(), gpus)))
-        print(f"Wrote {CALIBRATION_FILE}.")
-        return 0
+    parser.parse_args(argv)
     _print_report(run())
+    print()
+    print("The leave-one-source-out report over the whole measurement set: python -m physics.fit --report")
     return 0
 
 

@@ -27,13 +27,35 @@ class Calibration(models.Model):
         "decode efficiency", help_text="Achieved share of memory bandwidth at decode (0–1)."
     )
     prefill_efficiency = models.FloatField(
-        "prefill efficiency", help_text="Achieved share of tensor TFLOPS at prefill (0–1)."
+        "prefill efficiency",
+        help_text="Achieved share of the fp16 tensor TFLOPS at prefill (0–2: quantized prompts may run int8 kernels, "
+        "twice the fp16 rate).",
     )
     spread = models.FloatField(
         "spread",
         null=True,
         blank=True,
         help_text="Relative spread of the fit (e.g. 0.15 = ±15 %) used for the estimate's range.",
+    )
+    spread_several = models.FloatField(
+        "spread, several GPUs",
+        null=True,
+        blank=True,
+        help_text="The range's half-width for builds of several GPUs; empty: as for one GPU.",
+    )
+    costs = models.JSONField(
+        "fixed costs",
+        default=dict,
+        blank=True,
+        help_text="Fitted seconds that do not shrink with bandwidth: step_s, layer_s, moe_layer_s, hop_s, "
+        "allreduce_s, allreduce_pcie_s, prefill_s, prefill_layer_s, and the prompt's "
+        "prefill_chunk_inv_efficiency and prefill_attention_inv_efficiency factors (docs/estimator.md).",
+    )
+    from_defaults = models.BooleanField(
+        "shipped default",
+        default=False,
+        help_text="Loaded from the shipped fit (physics/data/fitted.json); load_catalog replaces such rows when "
+        "the fit changes. Saving the row in the admin clears this, so an editor's change is kept.",
     )
     runs = models.PositiveIntegerField(
         "runs", default=0, help_text="How many measured runs the factor was fitted from."
@@ -55,7 +77,7 @@ class Calibration(models.Model):
                 condition=Q(decode_efficiency__gt=0) & Q(decode_efficiency__lte=1), name="calibration_decode_in_range"
             ),
             Check(
-                condition=Q(prefill_efficiency__gt=0) & Q(prefill_efficiency__lte=1),
+                condition=Q(prefill_efficiency__gt=0) & Q(prefill_efficiency__lte=2),
                 name="calibration_prefill_in_range",
             ),
         ]

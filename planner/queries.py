@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 
 from models.resolver import resolve_model
+from physics.builds import build_problem, engine_for
 from physics.capacity import serving_capacity
 from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
 from physics.vocab import Engine, KVCache, Split
@@ -48,17 +49,31 @@ class EstimateInputs:
     quant: Quant
     build: Build
     workload: Workload
+    requested_engine: str = ""  # what the caller asked for; workload.backend is the engine that runs the build
+    hf_repo: str = ""
 
     def run(self) -> dict[str, Any]:
         """Returns the estimate as JSON-ready data, the same shape as `manage.py estimate --json`."""
-        result = estimate(self.model, self.quant, self.build, self.workload, calibration_factors())
+        result = estimate(self.model, self.quant, self.build, self.workload, calibration_factors(), self.hf_repo)
         return {
             "model": self.model.name,
             "quant": self.quant.name,
             "gpu": self.build.gpu.name,
             "gpus": self.build.count,
+            "engine": self.workload.backend,
+            "engine_note": self.engine_note(),
+            "check_command": result.basis["check_command"],
             **result.to_dict(),
         }
+
+    def engine_note(self) -> str:
+        """Returns why the estimate is for another engine than the one asked for ('' when it is the same)."""
+        engine = self.workload.backend
+        if not self.requested_engine or self.requested_engine == engine:
+            return ""
+        return f"Estimated for {engine}: {self.requested_engine} does not run {self.quant.name}" + (
+            f" as tensor parallel over {self.build.count} GPUs." if self.build.split == "tensor" else "."
+        )
 
     def capacity(self, min_tok_s: float) -> dict[str, Any]:
         """Returns the serving capacity at this workload's context per user, JSON-ready (API and CLI alike)."""
@@ -68,6 +83,7 @@ class EstimateInputs:
             "quant": self.quant.name,
             "gpu": self.build.gpu.name,
             "gpus": self.build.count,
+            "engine": self.workload.backend,
             **result.to_dict(),
         }
 
@@ -217,6 +233,9 @@ class EstimateQuery(forms.Form):
             raise forms.ValidationError(
                 f"{self.opt('offload_ram_gb')} and {self.opt('ram_bandwidth_gb_s')} go together.", code="offload"
             )
+        problem = build_problem(model, quant.kind, quant.name, data["gpus"], data["split"])
+        if problem:
+            raise forms.ValidationError(problem, code="build")
         build = Build(
             gpu=gpu,
             count=data["gpus"],
@@ -229,9 +248,12 @@ class EstimateQuery(forms.Form):
             prompt_tokens=data["prompt_tokens"],
             batch=data["batch"],
             kv_cache=data["kv_cache"],
-            backend=data["backend"],
+            backend=engine_for(quant.kind, data["split"], data["gpus"], data["backend"]),
         )
-        self._inputs = EstimateInputs(model=model, quant=quant, build=build, workload=workload)
+        hf_repo = data["model"].hf_repo if data["model"] is not None else ""
+        self._inputs = EstimateInputs(
+            model=model, quant=quant, build=build, workload=workload, requested_engine=data["backend"], hf_repo=hf_repo
+        )
         return data
 
     def inputs(self) -> EstimateInputs:

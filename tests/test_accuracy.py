@@ -1,16 +1,10 @@
-"""The estimator against published measurements (planner/data/measurements.csv)."""
+"""The estimator, end to end, against published measurements (planner/data/measurements.csv)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from physics.estimator import DEFAULT_CALIBRATION
 from planner import accuracy
-
-
-def test_it_ships_the_calibration_fitted_from_the_measurements():
-    table = accuracy.efficiency_table(accuracy.load_measurements(), accuracy.load_gpus())
-    assert accuracy.fit(table) == DEFAULT_CALIBRATION
 
 
 def test_it_keeps_every_measurement_sourced_and_batch_1_decode_well_covered():
@@ -22,14 +16,15 @@ def test_it_keeps_every_measurement_sourced_and_batch_1_decode_well_covered():
     assert (single["model"] == "Mixtral-8x7B").sum() >= 5
 
 
-def test_it_estimates_batch_1_decode_within_the_measured_error(capsys):
+def test_the_estimator_applies_the_shipped_fit_as_the_fit_assumed(capsys):
+    # estimate() on full model shapes, under the calibration physics.fit ships: if the estimator read the fitted
+    # efficiencies or fixed costs differently from the fit's own formula, these rows would drift far off.
     result = accuracy.run()
     summaries = result["summaries"]
-    # Computed by the script from the shipped CSV: 11.8 % in sample, 19.7 % leave-one-out when this was written.
-    assert summaries["decode, batch 1, single GPU"].mape < 15.0
-    assert summaries["decode, batch 1, single GPU, leave-one-out"].mape < 25.0
-    assert summaries["decode, tensor parallel (not fitted)"].mape < 25.0
+    assert summaries["decode, batch 1, single GPU"].mape < 20.0
+    assert summaries["decode, several GPUs"].mape < 25.0
+    assert summaries["prefill"].mape < 30.0
     rows: pd.DataFrame = result["rows"]
     assert rows["estimate"].gt(0).all()
     accuracy.main([])
-    assert "leave-one-out" in capsys.readouterr().out
+    assert "physics.fit --report" in capsys.readouterr().out

@@ -9,6 +9,8 @@ import pytest
 from physics.arch import ModelArch
 from physics.estimator import (
     DEFAULT_CALIBRATION,
+    EXTRAPOLATED_WIDEN,
+    MEASURED_MAX_GPUS,
     Build,
     CalibrationFactor,
     GPUSpec,
@@ -93,6 +95,8 @@ def test_it_counts_distinct_experts_at_batch_8():
 
 def test_it_does_not_fit_mixtral_q4_k_m_on_a_32_gb_mac_and_says_what_raising_the_limit_allows():
     assert usable_memory_gb(MAC32) == pytest.approx(32 * 2 / 3)
+    # The published Q4_K_M file (TheBloke, 26.44 GB); today's quantizer writes a larger one that no share fits.
+    Q4_K_M = Quant("Q4_K_M", 4.5, weight_bytes=26_441_533_376)
     est = estimate(MIXTRAL_8X7B, Q4_K_M, Build(MAC32), Workload(context=4096))
     assert not est.fits
     note = " ".join(est.notes)
@@ -120,8 +124,40 @@ def test_it_adds_bandwidth_less_all_reduce_with_tensor_parallel():
     one = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="layer"), wl)
     tp = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), wl)
     assert one.decode_tok_s < tp.decode_tok_s < 2 * one.decode_tok_s
-    # 2 all-reduces x 32 layers x (20 us + 4096 x 2 bytes / 900 GB/s) = 1.28 ms of the step.
+    # Without fitted costs the link is modelled: 2 all-reduces x 32 layers x (20 us + 4096 x 2 bytes / 900 GB/s).
+    plain = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "efficiencies only"),)
+    tp = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), wl, plain)
     assert tp.basis["comm_s_per_step"] == pytest.approx(64 * (20e-6 + 2 * 0.5 * 8192 / 900e9), rel=1e-6)
+
+
+def test_fitted_fixed_costs_replace_the_modelled_link_latency():
+    wl = Workload(context=4096)
+    costs = {"step_s": 1e-3, "layer_s": 2e-5, "moe_layer_s": 1e-5, "allreduce_s": 5e-6, "hop_s": 3e-4}
+    fitted = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "fitted", **costs),)
+    tp = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), wl, fitted)
+    # Link bandwidth still counts; its latency is inside the fitted all-reduce cost. Mixtral is MoE: 32 MoE layers.
+    link = 64 * (2 * 0.5 * 8192 / 900e9)
+    fixed = 1e-3 + 32 * 2e-5 + 32 * 1e-5 + 64 * 5e-6
+    assert tp.basis["comm_s_per_step"] == pytest.approx(link + fixed, rel=1e-6)
+    split = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=3, split="layer"), wl, fitted)
+    hops = 2 * (4096 * 2 / 900e9)
+    assert split.basis["comm_s_per_step"] == pytest.approx(hops + 1e-3 + 32 * 3e-5 + 2 * 3e-4, rel=1e-6)
+    # Each fixed cost makes the step slower than the same efficiencies alone.
+    plain = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "efficiencies only"),)
+    assert tp.decode_tok_s < estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), wl, plain).decode_tok_s
+
+
+def test_a_build_of_more_gpus_than_any_measured_one_gets_a_wider_range():
+    wl = Workload(context=4096)
+    cal = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "fitted", runs=10, spread=0.2, spread_several=0.3),)
+    one = estimate(MIXTRAL_8X7B, FP16, Build(H100), wl, cal)
+    assert one.decode_tok_s_high / one.decode_tok_s == pytest.approx(1.2)
+    two = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), wl, cal)
+    assert two.decode_tok_s_high / two.decode_tok_s == pytest.approx(1.3)
+    many = MEASURED_MAX_GPUS * 2
+    wide = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=many, split="tensor"), wl, cal)
+    assert wide.decode_tok_s_high / wide.decode_tok_s == pytest.approx(1 + 0.3 * EXTRAPOLATED_WIDEN)
+    assert "more GPUs than any measured build" in wide.basis["range_rule"]
 
 
 def test_it_slows_decode_as_the_context_grows():

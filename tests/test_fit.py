@@ -44,6 +44,9 @@ def _rows(source: str, bandwidth: float, seconds_per_gb: float, n: int) -> pd.Da
             "gpu_bandwidth_gb_s": bandwidth,
             "gpu_count": 1,
             "tensor": False,
+            "interconnect": "none",
+            "params_b": 7.0,
+            "active_params_b": 7.0,
             "layers": 32,
             "time_s": sizes / 1e9 * seconds_per_gb + 1e-3,
         }

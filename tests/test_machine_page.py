@@ -120,10 +120,10 @@ def test_the_home_page_asks_both_questions(client, catalog):
     assert 'href="/method/"' in page  # how the numbers are made and how accurate they are
 
 
-def test_the_method_page_shows_the_leave_one_source_out_report_and_says_it_is_not_yet_used(client, catalog):
+def test_the_method_page_shows_the_leave_one_source_out_report_of_the_fit_in_use(client, catalog):
     page = client.get("/method/").content.decode()
     assert 'id="accuracy-table"' in page and "decode, batch 1, all" in page
-    assert "Not yet what the pages use" in page
+    assert "These are the figures of the fit the site uses" in page and "llama-bench" in page
 
 
 def test_typing_suggests_models_and_gpus(client, catalog):

@@ -27,7 +27,7 @@ from core.responses import database_unavailable_response
 from hardware.models import GPU, Segment, Vendor
 from inference import jobs
 from inference.forms import BenchmarkJobForm
-from inference.models import BenchmarkJob, BenchmarkResult
+from inference.models import BenchmarkJob, BenchmarkResult, WorkerEngine
 from models.models import LanguageModel
 from physics.estimator import Workload, rank_builds
 from physics.vocab import Engine, KVCache, Precision, Preset, Split, values
@@ -254,6 +254,9 @@ class EstimateOut(Schema):
     quant: str
     gpu: str
     gpus: int
+    engine: str = Field(description="the engine the estimate is for: the one asked for, or the one that runs the build")
+    engine_note: str = Field(description="why the engine differs from the one asked for; empty when it does not")
+    check_command: str = Field(description="the command that measures this estimate on your machine")
     fits: bool
     fits_with_offload: bool
     memory: MemoryOut
@@ -295,6 +298,7 @@ class RecommendRow(Schema):
     quant: str
     count: int
     split: str
+    engine: str = Field("llama.cpp", description="the engine this build assumes")
     fits: bool
     total_gb: float | None
     usable_gb: float | None
@@ -321,6 +325,8 @@ class ResultOut(Schema):
     id: int
     job: int
     status: str
+    engine: str
+    engine_version: str
     device_name: str
     gpu: str | None
     precision: str
@@ -354,8 +360,15 @@ class JobIn(Schema):
     # read a list, a string or null as "no fields" and queue a job with every default.
     model_config = ConfigDict(extra="forbid")
 
+    engine: Literal["gpufit-torch", "llama.cpp"] = Field(
+        "gpufit-torch", description="an engine some live worker registered (GET /benchmarks/engines lists them)"
+    )
     preset: Preset = Preset.MIXTRAL_8X7B
-    precision: PrecisionIn = Precision.BF16
+    model: str = Field(
+        "", max_length=200, description="llama.cpp: a catalog model (slug, name or alias) whose shapes the GGUF takes"
+    )
+    gguf_format: str = Field("", max_length=16, description="llama.cpp: Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, BF16 …")
+    precision: PrecisionIn | None = Field(None, description="gpufit-torch only; default bf16")
     layers: int = Field(1, ge=1, le=32, description="at most the model's layers (Mixtral-8x7B: 32, tiny: 2)")
     batch: int = Field(1, ge=1, le=64)
     prompt_tokens: int = Field(128, ge=1, le=32768)
@@ -369,7 +382,10 @@ class JobIn(Schema):
 class JobOut(Schema):
     id: int
     status: str
+    engine: str
     preset: str
+    model: str | None = Field(description="the catalog model's slug (llama.cpp), else none: the preset")
+    gguf_format: str
     precision: str
     layers: int
     batch: int
@@ -608,6 +624,7 @@ class CapacityOut(Schema):
     quant: str
     gpu: str
     gpus: int
+    engine: str = Field(description="the engine the figures are for")
     users: int = Field(description="most concurrent users that fit and each get at least min_tok_s")
     memory_users: int
     speed_users: int
@@ -706,6 +723,7 @@ def recommend(request: HttpRequest, params: Query[RecommendParams]):
                 "quant": row["quant"],
                 "count": count,
                 "split": str(row.get("split") or "layer"),
+                "engine": str(row.get("engine") or params.backend),
                 "fits": bool(row["fits"]),
                 "total_gb": _num(row.get("total_gb")),
                 "usable_gb": _num(row.get("usable_gb")),
@@ -748,13 +766,32 @@ def _job(job: BenchmarkJob, private: bool = True) -> dict[str, Any]:
     The same split as the job page (docs/security.md): the run and its published figures are public, who asked
     and what the worker said (an error's text included) are for the requester and staff.
     """
-    data = {f: getattr(job, f) for f in JobOut.model_fields if f not in {"requested_by", "url", "queue"}}
+    data = {f: getattr(job, f) for f in JobOut.model_fields if f not in {"requested_by", "url", "queue", "model"}}
+    data["model"] = job.model.slug if job.model_id else None
     data["queue"] = job.queue
     data["requested_by"] = job.requested_by.get_username() if job.requested_by else None
     data["url"] = job.get_absolute_url()
     if not private:
         data["requested_by"] = data["message"] = None
     return data
+
+
+class EngineOut(Schema):
+    host: str
+    engine: str
+    version: str
+    backends: list[str]
+    flags: dict[str, Any]
+
+
+@benchmarks.get("/benchmarks/engines", response={200: list[EngineOut]}, summary="Engines live workers can run")
+def list_engines(request: HttpRequest):  # noqa: ARG001 - ninja passes the request
+    """Returns the benchmark engines that live workers registered, with versions and build backends."""
+    rows = WorkerEngine.objects.runnable().select_related("host").order_by("name", "host__hostname")
+    return [
+        {"host": e.host.hostname, "engine": e.name, "version": e.version, "backends": e.backends, "flags": e.flags}
+        for e in rows
+    ]
 
 
 @benchmarks.get(
@@ -765,11 +802,14 @@ def list_results(
     status: Literal["ok", "oom", "error"] | None = None,
     gpu: str | None = Query(None, max_length=140, description="catalog GPU slug"),
     precision: PrecisionIn | None = None,
+    engine: Literal["gpufit-torch", "llama.cpp"] | None = None,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000),
 ):
-    """Returns measured benchmark results beside the estimator's figures, newest first."""
+    """Returns measured benchmark results beside the same engine's estimates, newest first."""
     qs = BenchmarkResult.objects.select_related("gpu").order_by("-created_at", "-id")
+    if engine:
+        qs = qs.filter(engine=engine)
     if status:
         qs = qs.filter(status=status)
     if gpu:
@@ -811,6 +851,14 @@ def create_job(request: HttpRequest, payload: JobIn):
     _throttle(request, "jobs", f"user:{request.user.pk}", "GPUFIT_RATE_JOBS")
     data = payload.dict()
     data["target"] = f"{payload.target_host or 'any'}|{payload.target_device}"
+    if payload.precision is None and payload.engine == "gpufit-torch":
+        data["precision"] = Precision.BF16
+    data["model"] = None
+    if payload.model:
+        try:
+            data["model"] = find_model(payload.model).pk
+        except NotFound as exc:
+            return Status(400, {"detail": str(exc), "errors": {"model": [str(exc)]}})
     form = BenchmarkJobForm(data)
     if not form.is_valid():
         errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
