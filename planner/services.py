@@ -6,23 +6,30 @@ figure they return is an estimator or catalog figure. The views in ``web/`` and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from hardware.models import GPU
 from models.models import LanguageModel, QuantVRAM
-from physics.capacity import serving_capacity
+from physics.capacity import Capacity, serving_capacity
 from physics.estimator import (
     GB,
     Build,
+    CalibrationFactor,
     GPUPrep,
     ModelArch,
+    Quant,
     Workload,
+    find_calibration,
+    hardware_class,
     hardware_classes,
     kv_cache_bytes,
     overhead_gb,
+    precision_class,
     prepare_gpus,
     rank_gpus,
     rank_models,
@@ -37,7 +44,7 @@ from planner.forms import (
     DEFAULT_RAM_GB,
 )
 from planner.inputs import catalog_frame, gpu_spec, model_arch, quant_of, quants_of
-from planner.lookup import remembered
+from planner.lookup import recent, remembered
 
 # Cards shown on the model page and rows in the recommender/planner tables; the rest are counted, not rendered,
 # so the page stays fast whatever the catalog size.
@@ -81,8 +88,13 @@ class Ranking:
     two_cards: list[dict]  # curated cards that fit only as a pair (layer split)
     offload: list[dict]  # curated cards that fit only with CPU offload
     measured: list  # benchmark results on catalog GPUs for this model (their gpu_id marks the cards)
-    frame: pd.DataFrame  # every fitting single-card row (for charts and CSV)
+    table: Callable[[], pd.DataFrame] = field(repr=False)  # builds ``frame`` when it is read
     chart: dict = field(default_factory=dict)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Returns every fitting single-card row in order (the recommender's table, the CSV, the API)."""
+        return self.table()
 
 
 def workload_of(data: dict) -> Workload:
@@ -93,6 +105,25 @@ def workload_of(data: dict) -> Workload:
         kv_cache=data["kv_cache"],
         backend=data.get("backend", "llama.cpp"),
     )
+
+
+def calibration_for(backend: str, batch: int, hardware: Iterable[str], precisions: Iterable[str]) -> tuple:
+    """Returns the stored calibration rows that can answer for ``backend`` at ``batch`` on these hardware and
+    precision classes: the rows find_calibration picks for one of the pairs, in table order; kept per catalog version.
+
+    The estimator looks a factor up once per (hardware class, format) of every model it ranks, and each lookup scans
+    the whole table. find_calibration keeps the first of the most specific matches, so a table cut to the rows it
+    picks, in their order, gives every lookup the same answer (tests/test_machine_more.py compares the rankings).
+    """
+    hw = sorted({str(h) for h in hardware})
+    prec = sorted({str(p) for p in precisions})
+
+    def narrow() -> tuple[CalibrationFactor, ...]:
+        table = calibration_factors()
+        picked = {id(find_calibration(backend, h, p, table, batch)) for h in hw for p in prec}
+        return tuple(f for f in table if id(f) in picked)
+
+    return remembered("calibration-for", f"{backend}|{batch}|{','.join(hw)}|{','.join(prec)}", narrow)
 
 
 # The catalog frame, rebuilt only when the GPU table changes: building it from 2,500 rows costs more than the
@@ -140,17 +171,6 @@ def _best_per_gpu(ranked: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([fitting, rest.drop_duplicates("id")], ignore_index=True)
 
 
-def _sort(frame: pd.DataFrame, how: str) -> pd.DataFrame:
-    if how == "speed":
-        return frame.sort_values("decode_tok_s", ascending=False, kind="stable")
-    if how == "price":
-        return frame.sort_values(["price_usd", "decode_tok_s"], ascending=[True, False], na_position="last")
-    if how == "value":
-        return frame.sort_values("usd_per_tok_s", ascending=True, na_position="last", kind="stable")
-    # The reference page's order: smallest card that holds the model first, faster first among equals.
-    return frame.sort_values(["memory_gb", "decode_tok_s"], ascending=[True, False], kind="stable")
-
-
 # Columns the cards and tables read; converting only these keeps row->dict conversion cheap.
 RECORD_COLUMNS = [
     "id",
@@ -165,6 +185,7 @@ RECORD_COLUMNS = [
     "bits_per_weight",
     "count",
     "split",
+    "engine",
     "fits",
     "fits_with_offload",
     "total_gb",
@@ -189,6 +210,20 @@ RECORD_COLUMNS = [
 RANKING_COLUMNS = list(
     dict.fromkeys([*RECORD_COLUMNS, *CSV_COLUMNS, "group", "weights_gb", "kv_cache_gb", "overhead_gb", "max_context"])
 )
+
+# What the speed-against-price chart reads of a ranking (planner.charts.speed_vs_price).
+CHART_COLUMNS = [
+    "name",
+    "vendor",
+    "price_usd",
+    "decode_tok_s",
+    "decode_tok_s_low",
+    "decode_tok_s_high",
+    "quant",
+    "memory_gb",
+    "bandwidth_gb_s",
+    "decode_bound",
+]
 
 # How many decimals each figure is shown with ("-" = none when whole); see _show.
 SHOWN = {
@@ -241,8 +276,28 @@ def _records(frame: pd.DataFrame, limit: int) -> list[dict]:
     return rows
 
 
+# The GPU columns a ranking's rows carry to the pages, the CSV and the API; the others only feed the estimator.
+SHOWN_GPU_COLUMNS = [
+    "id",
+    "slug",
+    "name",
+    "vendor",
+    "segment",
+    "source",
+    "memory_gb",
+    "bandwidth_gb_s",
+    "price_usd",
+    "group",
+]
+
+
 def _ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
-    """Returns the GPU rows a model page ranks (single cards; with one format also pairs and offload builds)."""
+    """Returns the GPU rows a model page ranks (single cards; with one format also pairs and offload builds), and
+    the estimator's per-GPU arrays for them.
+
+    The estimator copies every column of its input frame into its answer; the arrays it computes from are in the
+    GPUPrep, so the prep carries only the columns the pages read and the answer is built from those.
+    """
     frame = gpu_frame_for(data).assign(group="single", count=1, offload_ram_gb=0.0, ram_bandwidth_gb_s=0.0)
     if data["quant"] != BEST:
         # Pairs and CPU offload only for curated cards: they carry prices, and they are what people buy.
@@ -258,7 +313,8 @@ def _ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
             ],
             ignore_index=True,
         )
-    return frame, prepare_gpus(frame)
+    prep = prepare_gpus(frame)
+    return frame, replace(prep, gpus=frame[[c for c in SHOWN_GPU_COLUMNS if c in frame.columns]])
 
 
 def ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
@@ -276,60 +332,107 @@ def ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
     return remembered("ranking-frame", key, lambda: _ranking_frame(data))
 
 
+def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _order(numbers: dict[str, np.ndarray], index: np.ndarray, how: str) -> np.ndarray:
+    """Returns the row positions ``index`` in the order the pages sort GPUs by ``how`` (ties keep their order in
+    ``index``; a missing figure last)."""
+    if how == "speed":
+        keys = [-numbers["decode_tok_s"]]
+    elif how == "price":
+        keys = [numbers["price_usd"], -numbers["decode_tok_s"]]
+    elif how == "value":
+        keys = [numbers["usd_per_tok_s"]]
+    else:
+        # The reference page's order: smallest card that holds the model first, faster first among equals.
+        keys = [numbers["memory_gb"], -numbers["decode_tok_s"]]
+    # np.lexsort sorts by its last key first and puts NaN last, as pandas does with na_position="last".
+    return index[np.lexsort([index, *(k[index] for k in reversed(keys))])]
+
+
+def _plain(values: np.ndarray) -> list:
+    """Returns an array's values as plain Python values, NaN as None."""
+    out = values.tolist()
+    if values.dtype.kind in "fO":
+        out = [None if isinstance(v, float) and v != v else v for v in out]
+    return out
+
+
+def _rows_at(columns: dict[str, np.ndarray], index: np.ndarray, measured: np.ndarray) -> list[dict]:
+    """Returns the rows at ``index`` as _records does: dicts of plain values with ``show``, the display texts."""
+    names = [*columns, "measured"]
+    cells = [_plain(values[index]) for values in columns.values()] + [measured[index].tolist()]
+    shown = [(k, d) for k, d in SHOWN.items() if k in columns]
+    rows = []
+    for values in zip(*cells, strict=True):
+        row = dict(zip(names, values, strict=True))
+        row["show"] = {k: _show(row[k], d) for k, d in shown}
+        rows.append(row)
+    return rows
+
+
+def _best_positions(ids: np.ndarray, bits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Returns, per GPU among ``candidates``, the position of its highest-precision row (the first of equals), in
+    _best_per_gpu's order: highest precision first, then the ranking's order."""
+    ordered = candidates[np.lexsort((candidates, -bits[candidates]))]
+    _, first = np.unique(ids[ordered], return_index=True)
+    chosen = ordered[first]
+    return chosen[np.lexsort((chosen, -bits[chosen]))]
+
+
 def gpu_ranking(
     model: LanguageModel, data: dict, measured: list, sort: str = "memory", limit: int = CARD_LIMIT
 ) -> Ranking:
     """Returns the GPUs that can run ``model`` for a cleaned workload form: single cards, pairs, offload, measured.
 
     ``measured`` holds the benchmark results to mark (anything with a ``gpu_id``); the caller picks them.
+    Filtering and ordering work on numpy arrays of the whole ranking; only the rows a page shows become dicts,
+    and only the fitting single cards a frame (for the chart, the CSV and the API).
     """
     arch = model_arch(model)
     workload = workload_of(data)
-    calibration = calibration_factors()
     quants = _quants_for(model, data)
     frame, prep = ranking_frame(data)
+    calibration = calibration_for(
+        workload.backend, workload.batch, prep.hw_levels, [precision_class(q) for q in quants]
+    )
     ranked = rank_gpus(arch, quants, frame, workload, calibration, prep=prep)
-    measured_ids = {r.gpu_id for r in measured}
-    # Masks over the whole ranking in numpy; only the rows a page shows are copied out of the frame.
     ids = ranked["id"].to_numpy()
     group = ranked["group"].to_numpy()
     fits = ranked["fits"].to_numpy(dtype=bool)
-    is_measured = np.isin(ids, list(measured_ids))
+    with_offload = ranked["fits_with_offload"].to_numpy(dtype=bool)
+    numbers = {c: _numbers(ranked, c) for c in ("price_usd", "decode_tok_s", "memory_gb", "usd_per_tok_s")}
+    is_measured = np.isin(ids, [r.gpu_id for r in measured])
     keep = np.ones(len(ranked), dtype=bool)
     if data.get("budget") is not None:
-        price = pd.to_numeric(ranked["price_usd"], errors="coerce").to_numpy(dtype=float)
+        price = numbers["price_usd"]
         keep &= ~np.isnan(price) & (price * ranked["count"].to_numpy(dtype=float) <= data["budget"])
     if data.get("measured_only"):
         keep &= is_measured
-    columns = [c for c in RANKING_COLUMNS if c in ranked.columns and c != "measured"]
 
-    def rows(mask: np.ndarray) -> pd.DataFrame:
-        index = np.flatnonzero(mask)
-        return ranked[columns].take(index).assign(measured=is_measured[index])
-
-    single_mask = keep & (group == "single")
+    single = np.flatnonzero(keep & (group == "single") & fits)
     if data["quant"] == BEST:
-        single = _best_per_gpu(rows(single_mask))
-        fitting = _sort(single[single["fits"]], sort)
-        alone = np.isin(ids, single.loc[single["fits"], "id"].to_numpy())
-    else:
-        fitting = _sort(rows(single_mask & fits), sort)
-        alone = np.isin(ids, ids[single_mask & fits])
+        single = _best_positions(ids, ranked["bits_per_weight"].to_numpy(dtype=float), single)
     # A pair or an offload build is shown only for a card that cannot hold the model alone.
-    pairs = rows(keep & (group == "pair") & fits & ~alone)
-    with_offload = ranked["fits_with_offload"].to_numpy(dtype=bool)
-    offload = rows(keep & (group == "offload") & with_offload & ~fits & ~alone)
-    two_cards = _records(_sort(pairs, sort), SIDE_LIMIT)
-    offloaded = _records(_sort(offload, "speed"), SIDE_LIMIT)
+    alone = np.isin(ids, ids[single])
+    fitting = _order(numbers, single, sort)
+    pairs = _order(numbers, np.flatnonzero(keep & (group == "pair") & fits & ~alone), sort)
+    offload = _order(numbers, np.flatnonzero(keep & (group == "offload") & with_offload & ~fits & ~alone), "speed")
 
+    shown = {c: ranked[c].to_numpy() for c in RECORD_COLUMNS if c in ranked.columns and c != "measured"}
+    columns = [c for c in RANKING_COLUMNS if c in ranked.columns and c != "measured"]
+    # The chart reads ten columns of the fitting rows; the whole table is built only for a caller that reads it.
+    plotted = pd.DataFrame({c: ranked[c].to_numpy()[fitting] for c in CHART_COLUMNS}, copy=False)
     return Ranking(
-        fits=_records(fitting, limit),
+        fits=_rows_at(shown, fitting[:limit], is_measured),
         fit_count=len(fitting),
-        two_cards=two_cards,
-        offload=offloaded,
+        two_cards=_rows_at(shown, pairs[:SIDE_LIMIT], is_measured),
+        offload=_rows_at(shown, offload[:SIDE_LIMIT], is_measured),
         measured=measured,
-        frame=fitting,
-        chart=charts.speed_vs_price(fitting),
+        table=lambda: ranked[columns].take(fitting).assign(measured=is_measured[fitting]),
+        chart=charts.speed_vs_price(plotted),
     )
 
 
@@ -344,6 +447,18 @@ class MemoryRow:
     kv_cache_gb: float
     overhead_gb: float
     total_gb: float  # weights + KV cache + runtime overhead: what the GPU list checks against
+
+    @cached_property
+    def show(self) -> dict[str, str]:
+        """Returns the figures as the VRAM table shows them (floatformat's output, without its cost per cell)."""
+        bpw = f"{self.row.effective_bpw:.4f}".rstrip("0").rstrip(".")
+        return {
+            "bits_per_weight": bpw,
+            "vram_gb": f"{self.vram_gb:.1f}",
+            "quality_pct": "—" if self.row.quality_pct is None else f"{self.row.quality_pct:.0f}%",
+            "kv_cache_gb": f"{self.kv_cache_gb:.2f}",
+            "total_gb": f"{self.total_gb:.1f}",
+        }
 
 
 def memory_table(model: LanguageModel, arch: ModelArch, workload: Workload) -> list[MemoryRow]:
@@ -377,14 +492,58 @@ def memory_table(model: LanguageModel, arch: ModelArch, workload: Workload) -> l
 # What a machine can run
 
 
-def model_tables() -> tuple[list[LanguageModel], list[ModelArch], list[list]]:
-    """Returns every model with its architecture and formats, read once per catalog version."""
+@dataclass(frozen=True)
+class ModelTables:
+    """Every catalog model with what the machine and GPU pages read of it, worked out once per catalog version."""
 
-    def read():
+    models: list[LanguageModel]
+    archs: list[ModelArch]
+    quants: list[list[Quant]]
+    by_name: dict[str, LanguageModel]
+    urls: dict[str, str]  # model name -> its page
+    quality: dict[tuple[str, str], float]  # (model name, format) -> quality %, where the table has one
+    precisions: tuple[str, ...]  # the precision classes of every format (the calibration lookups they need)
+
+
+def model_tables() -> ModelTables:
+    """Returns every model with its architecture, formats, page and quality figures, read once per catalog version."""
+
+    def read() -> ModelTables:
         models = list(LanguageModel.objects.with_table())
-        return models, [model_arch(m) for m in models], [quants_of(m) for m in models]
+        quants = [quants_of(m) for m in models]
+        return ModelTables(
+            models=models,
+            archs=[model_arch(m) for m in models],
+            quants=quants,
+            by_name={m.name: m for m in models},
+            urls={m.name: m.get_absolute_url() for m in models},
+            quality={
+                (m.name, row.quant.name): row.quality_pct
+                for m in models
+                for row in m.vram_rows.all()
+                if row.quality_pct is not None
+            },
+            precisions=tuple(sorted({precision_class(q) for qs in quants for q in qs})),
+        )
 
     return remembered("model-tables", "all", read)
+
+
+def _rank_models_on(gpu: GPU, workload: Workload, **build) -> tuple[ModelTables, pd.DataFrame]:
+    """Returns the model tables and rank_models over every catalog model on one GPU build.
+
+    Kept for the latest builds and workloads (planner.lookup.recent): one machine's views (sorted, filtered, a
+    model's serving capacity opened) rank once. Callers must not change the frame.
+    """
+    tables = model_tables()
+    spec = gpu_spec(gpu)
+
+    def rank() -> pd.DataFrame:
+        calibration = calibration_for(workload.backend, workload.batch, [hardware_class(spec)], tables.precisions)
+        return rank_models(tables.archs, tables.quants, spec, workload, calibration, **build)
+
+    key = repr((gpu.pk, spec, workload, sorted(build.items())))
+    return tables, recent("rank-models", key, rank)
 
 
 @dataclass
@@ -402,73 +561,157 @@ class MachineModel:
     ttft_s: float
     decode_bound: str
     quality_pct: float | None
+    url: str = ""
 
     @property
     def offload(self) -> bool:
         return self.offloaded_gb > 0
 
+    @cached_property
+    def show(self) -> dict[str, str]:
+        """Returns each figure as the machine page shows it (formatted here: floatformat costs ~70 us a cell)."""
+        return {
+            "bits_per_weight": f"{self.bits_per_weight:.2f}",
+            "total_gb": f"{self.total_gb:,.1f}",
+            "offloaded_gb": f"{self.offloaded_gb:,.1f}",
+            "decode_tok_s": f"{self.decode_tok_s:,.1f}",
+            "decode_tok_s_low": f"{self.decode_tok_s_low:,.1f}",
+            "decode_tok_s_high": f"{self.decode_tok_s_high:,.1f}",
+            "ttft_s": f"{self.ttft_s:,.2f}",
+            "quality_pct": "—" if self.quality_pct is None else f"{self.quality_pct:.0f} %",
+        }
+
 
 def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: float, workload: Workload) -> list:
     """Returns a MachineModel for every catalog model that runs on ``count`` x ``gpu`` (layer split) with ``ram_gb``
-    of system RAM for offload: the highest-precision format that fits on the GPUs, else the best one that fits
-    with offload. Models that do not run at all are left out.
+    of system RAM for offload: the highest-precision format that fits on the GPUs, else the one that fits with the
+    least offloaded. Models that do not run at all are left out; the rest come in the ranking's order.
     """
-    models, archs, quants = model_tables()
-    ranked = rank_models(
-        archs,
-        quants,
-        gpu_spec(gpu),
+    tables, ranked = _rank_models_on(
+        gpu,
         workload,
-        calibration_factors(),
         count=count,
         offload_ram_gb=ram_gb,
         ram_bandwidth_gb_s=ram_bandwidth_gb_s if ram_gb else 0.0,
     )
-    by_name = {m.name: m for m in models}
-    quality = {
-        (row.model_id, row.quant.name): row.quality_pct
-        for m in models
-        for row in m.vram_rows.all()
-        if row.quality_pct is not None
+    if ranked.empty:
+        return []
+    # One pass over every (model, format) row: per model, the rows that run (on the GPUs when any fits, else with
+    # offload), the best of them first (most bits per weight on the GPUs; least offloaded), ties in ranking order.
+    codes, names = pd.factorize(ranked["model"], sort=False)
+    fits = ranked["fits"].to_numpy(dtype=bool)
+    runs = ranked["fits_with_offload"].to_numpy(dtype=bool)
+    offloaded = ranked["offloaded_gb"].to_numpy(dtype=float)
+    bits = ranked["bits_per_weight"].to_numpy(dtype=float)
+    any_fit = np.zeros(len(names), dtype=bool)
+    np.logical_or.at(any_fit, codes, fits)
+    on_gpu = any_fit[codes]
+    usable = np.where(on_gpu, fits, runs)
+    position = np.arange(len(ranked))
+    order = np.lexsort((position, np.where(on_gpu, -bits, offloaded), ~usable, codes))
+    first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+    first = first[usable[first]]
+    columns = {
+        c: ranked[c].to_numpy()[first].tolist()
+        for c in ("model", "quant", "bits_per_weight", "total_gb", "offloaded_gb", "decode_tok_s")
+        + ("decode_tok_s_low", "decode_tok_s_high", "ttft_s", "decode_bound")
     }
-    ranked = ranked.assign(bpw=[q.bits_per_weight for q in _quant_objects(ranked, quants, archs)])
     out = []
-    for name, rows in ranked.groupby("model", sort=False):
-        on_gpu = rows[rows["fits"].astype(bool)]
-        chosen = on_gpu if len(on_gpu) else rows[rows["fits_with_offload"].astype(bool)]
-        if chosen.empty:
-            continue
-        # On the GPUs: the most precise format that fits; with offload: the one that offloads least.
-        best = chosen.sort_values("bpw", ascending=False) if len(on_gpu) else chosen.sort_values("offloaded_gb")
-        r = best.iloc[0]
-        model = by_name[name]
+    for i in range(len(first)):
+        name, quant = columns["model"][i], columns["quant"][i]
         out.append(
             MachineModel(
-                model=model,
-                quant=r["quant"],
-                bits_per_weight=float(r["bpw"]),
-                total_gb=float(r["total_gb"]),
-                offloaded_gb=float(r["offloaded_gb"]),
-                decode_tok_s=float(r["decode_tok_s"]),
-                decode_tok_s_low=float(r["decode_tok_s_low"]),
-                decode_tok_s_high=float(r["decode_tok_s_high"]),
-                ttft_s=float(r["ttft_s"]),
-                decode_bound=str(r["decode_bound"]),
-                quality_pct=quality.get((model.pk, r["quant"])),
+                model=tables.by_name[name],
+                quant=quant,
+                bits_per_weight=float(columns["bits_per_weight"][i]),
+                total_gb=float(columns["total_gb"][i]),
+                offloaded_gb=float(columns["offloaded_gb"][i]),
+                decode_tok_s=float(columns["decode_tok_s"][i]),
+                decode_tok_s_low=float(columns["decode_tok_s_low"][i]),
+                decode_tok_s_high=float(columns["decode_tok_s_high"][i]),
+                ttft_s=float(columns["ttft_s"][i]),
+                decode_bound=str(columns["decode_bound"][i]),
+                quality_pct=tables.quality.get((name, quant)),
+                url=tables.urls[name],
             )
         )
     return out
 
 
-def _quant_objects(ranked: pd.DataFrame, quants: list[list], archs: list[ModelArch]) -> list:
-    """Returns the Quant of every ranked row, by model name and format name."""
-    lookup = {(a.name, q.name): q for a, qs in zip(archs, quants, strict=True) for q in qs}
-    return [lookup[(m, q)] for m, q in zip(ranked["model"], ranked["quant"], strict=True)]
+# The GPU page's table columns and how many decimals each is shown with.
+MODEL_ROW_FIGURES = {
+    "total_gb": 1,
+    "headroom_gb": 1,
+    "decode_tok_s": 1,
+    "decode_tok_s_low": 1,
+    "decode_tok_s_high": 1,
+    "prefill_tok_s": 0,
+    "ttft_s": 2,
+    "usd_per_million_tokens": 2,
+}
+MODEL_ROW_COLUMNS = ["model", "quant", *MODEL_ROW_FIGURES, "decode_bound", "fits"]
 
 
-def model_capacity(model: LanguageModel, quant_name: str, gpu: GPU, count: int, context: int, min_tok_s: float):
-    """Returns the serving capacity (physics.capacity.Capacity) of count x gpu for a catalog model and format."""
+def _fixed_column(values: list, digits: int) -> list[str]:
+    """Returns each figure with a fixed number of decimals ("—" when missing); floatformat, without its cost."""
+    text = f"{{:,.{digits}f}}".format
+    if not any(v is None or v != v for v in values):
+        return list(map(text, values))
+    return ["—" if v is None or v != v else text(v) for v in values]
+
+
+@dataclass
+class GPUModels:
+    """Every catalog model and format on one GPU (the GPU page's table), and how many of them fit."""
+
+    rows: list[dict]  # MODEL_ROW_COLUMNS, "url" (the model's page) and "show" (each figure as display text)
+    fit_count: int
+    row_count: int
+    chart: dict
+
+
+def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True) -> GPUModels:
+    """Returns every (model, format) on one ``gpu`` at ``workload``, fitting rows first, fastest first."""
+    tables, ranked = _rank_models_on(gpu, workload)
+    fits = ranked["fits"].to_numpy(dtype=bool)
+    index = np.flatnonzero(fits) if fits_only else np.arange(len(ranked))
+    cells = {c: ranked[c].to_numpy()[index].tolist() for c in MODEL_ROW_COLUMNS}
+    # A column at a time, and dicts made by zip: a thousand rows of eight figures is most of this function otherwise.
+    figures = list(MODEL_ROW_FIGURES)
+    texts = [_fixed_column(cells[k], MODEL_ROW_FIGURES[k]) for k in figures]
+    shows = [dict(zip(figures, row, strict=True)) for row in zip(*texts, strict=True)]
+    urls = [tables.urls.get(name, "") for name in cells["model"]]
+    names = [*MODEL_ROW_COLUMNS, "url", "show"]
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*cells.values(), urls, shows, strict=True)]
+    # The chart reads four columns; handing it only those spares it copying the other fifty.
+    plotted = ranked[["model", "quant", "decode_tok_s", "fits"]]
+    return GPUModels(rows=rows, fit_count=int(fits.sum()), row_count=len(ranked), chart=charts.speed_by_model(plotted))
+
+
+def model_capacity(
+    model: LanguageModel,
+    quant_name: str,
+    gpu: GPU,
+    count: int,
+    context: int,
+    min_tok_s: float,
+    split: str | None = None,
+    offload_ram_gb: float = 0.0,
+    ram_bandwidth_gb_s: float = 0.0,
+    kv_cache: str = "fp16",
+) -> Capacity:
+    """Returns the serving capacity (physics.capacity.Capacity) of count x gpu for a catalog model and format.
+
+    ``split`` defaults to a layer split on one GPU and tensor parallel on several (a server's build); the machine
+    page passes "layer" and its system RAM, as its other figures assume.
+    """
     row = next((r for r in model.vram_rows.all() if r.quant.name == quant_name), None) or model.vram_rows.first()
-    build = Build(gpu=gpu_spec(gpu), count=count, split="layer" if count == 1 else "tensor")
-    workload = Workload(context=min(context, model.context_length), prompt_tokens=512)
+    build = Build(
+        gpu=gpu_spec(gpu),
+        count=count,
+        split=split or ("layer" if count == 1 else "tensor"),
+        offload_ram_gb=offload_ram_gb,
+        ram_bandwidth_gb_s=ram_bandwidth_gb_s if offload_ram_gb else 0.0,
+    )
+    workload = Workload(context=min(context, model.context_length), prompt_tokens=512, kv_cache=kv_cache)
     return serving_capacity(model_arch(model), quant_of(row), build, workload, min_tok_s, calibration_factors())

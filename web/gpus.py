@@ -7,31 +7,11 @@ from django.shortcuts import get_object_or_404, render
 
 from hardware.models import GPU, Segment, Vendor
 from inference.models import BenchmarkResult
-from physics.estimator import Workload, rank_models
-from planner import charts
-from planner.calibration import calibration_factors
-from planner.inputs import gpu_spec
+from physics.estimator import Workload
+from planner import published
 from planner.pagecache import catalog_page
-from planner.services import model_tables
-
-# The GPU page's table columns and how many decimals each is shown with.
-MODEL_ROW_FIGURES = {
-    "total_gb": 1,
-    "headroom_gb": 1,
-    "decode_tok_s": 1,
-    "decode_tok_s_low": 1,
-    "decode_tok_s_high": 1,
-    "prefill_tok_s": 0,
-    "ttft_s": 2,
-    "usd_per_million_tokens": 2,
-}
-
-
-def _fixed(value: object, digits: int) -> str:
-    """Returns a figure with a fixed number of decimals ("—" when missing); floatformat, without its cost per cell."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "—"
-    return f"{float(value):,.{digits}f}"
+from planner.services import gpu_models
+from web.fragments import model_rows
 
 
 class GPUFilterForm(forms.Form):
@@ -98,46 +78,17 @@ def gpu_detail(request, slug: str):
     context: dict = {"gpu": gpu, "form": form}
     if form.is_valid():
         data = form.cleaned_data
-        models, archs, quants = model_tables()
-        workload = Workload(context=data["context"], batch=data["users"])
-        ranked = rank_models(
-            archs,
-            quants,
-            gpu_spec(gpu),
-            workload,
-            calibration_factors(),
-        )
-        by_name = {m.name: m for m in models}
-        rows = ranked[ranked["fits"].astype(bool)] if data["fits_only"] else ranked
-        records = [
-            {
-                **r,
-                "model_obj": by_name.get(r["model"]),
-                "show": {k: _fixed(r[k], d) for k, d in MODEL_ROW_FIGURES.items()},
-            }
-            for r in rows[
-                [
-                    "model",
-                    "quant",
-                    "total_gb",
-                    "headroom_gb",
-                    "decode_tok_s",
-                    "decode_tok_s_low",
-                    "decode_tok_s_high",
-                    "prefill_tok_s",
-                    "ttft_s",
-                    "decode_bound",
-                    "usd_per_million_tokens",
-                    "fits",
-                ]
-            ].to_dict("records")
-        ]
+        table = gpu_models(gpu, Workload(context=data["context"], batch=data["users"]), fits_only=data["fits_only"])
         context.update(
-            rows=records,
-            fit_count=int(ranked["fits"].sum()),
-            row_count=len(ranked),
-            chart=charts.speed_by_model(ranked),
-            measured=BenchmarkResult.objects.filter(gpu=gpu, status="ok").select_related("job").order_by("-created_at"),
+            rows=table.rows,
+            rows_html=model_rows(table.rows),
+            fit_count=table.fit_count,
+            row_count=table.row_count,
+            chart=table.chart,
+            measured=BenchmarkResult.objects.filter(gpu=gpu, status="ok")
+            .select_related("job", "job__model")
+            .order_by("-created_at"),
             data=data,
         )
+    context["published"] = published.for_gpu(gpu)
     return render(request, "hardware/gpu_detail.html", context)

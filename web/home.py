@@ -10,6 +10,7 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 
+from hardware.apple import configurations, parse_apple
 from hardware.models import GPU
 from models.models import LanguageModel
 from models.resolver import resolve_model
@@ -74,9 +75,21 @@ def suggest_models(request):
 
 
 def suggest_gpus(request):
-    """Returns <option>s for the GPU box: ranked catalog GPUs whose name or alias contains what was typed."""
+    """Returns <option>s for the GPU box: ranked catalog GPUs whose name or alias contains what was typed; for a
+    Mac's name ("M2 Max 64"), the configurations of its chip that fit what was typed."""
     q = request.GET.get("gpu", "").strip()[:80]
     gpus = GPU.objects.none()
+    # "M2 Max 64" is a size being typed: read it as 64 GB.
+    apple = parse_apple(q) or (parse_apple(f"{q} GB") if q[-1:].isdigit() else None)
+    if apple is not None:
+        rows = [
+            g
+            for g in configurations(apple.chip)
+            if (apple.memory_gb is None or g.memory_gb == apple.memory_gb)
+            and (apple.gpu_cores is None or f"({apple.gpu_cores}-core GPU)" in g.name)
+        ]
+        if rows:
+            return _options([g.name for g in rows[:SUGGESTIONS]])
     if len(q) >= 2:
         gpus = (
             GPU.objects.ranked()

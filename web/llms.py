@@ -13,12 +13,13 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from inference.results import measured_results
 from models.models import LanguageModel
-from models.resolver import resolve_model
-from planner import charts
+from planner import charts, published
 from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, CapacityForm, ModelGPUForm
 from planner.inputs import model_arch
+from planner.lookup import NotFound, find_model
 from planner.pagecache import catalog_page
 from planner.services import gpu_ranking, memory_table, model_capacity, workload_of
+from web.fragments import gpu_cards
 
 # The request the reference page tokenizes; we run it through mistral-common and show the real ids.
 EXAMPLE_PROMPT = "Explain Machine Learning to me in a nutshell."
@@ -91,13 +92,14 @@ def _tokenization(model: LanguageModel) -> dict | None:
 
 @catalog_page
 def model_detail(request, slug: str):
-    model = LanguageModel.objects.with_table().filter(slug=slug).first()
-    if model is None:
+    try:
+        # Kept per catalog version, VRAM table and benchmarks prefetched (planner.lookup.find_model).
+        model = find_model(slug)
+    except NotFound:
+        raise Http404(f"No model is called {slug!r}.") from None
+    if model.slug != slug:
         # Another name for a model (an alias, an Ollama tag, a different case) moves to its canonical page.
-        found = resolve_model(slug)
-        if found.model is None:
-            raise Http404(f"No model is called {slug!r}.")
-        return redirect(found.model.get_absolute_url(), permanent=True)
+        return redirect(model.get_absolute_url(), permanent=True)
     form = ModelGPUForm.from_query(request.GET, model=model)
     context: dict = {
         "model": model,
@@ -109,12 +111,17 @@ def model_detail(request, slug: str):
         data = form.cleaned_data
         workload = workload_of(data)
         memory = memory_table(model, model_arch(model), workload)
-        ranking = gpu_ranking(model, data, list(measured_results(model)), sort=data["sort"])
+        ranking = gpu_ranking(model, data, list(measured_results(model, workload.backend)), sort=data["sort"])
         context.update(
             data=data,
             memory=memory,
             memory_chart=charts.memory_breakdown(memory),
             ranking=ranking,
+            cards={
+                "fits": gpu_cards(ranking.fits),
+                "two_cards": gpu_cards(ranking.two_cards),
+                "offload": gpu_cards(ranking.offload),
+            },
             notes=[m for m in memory if m.row.note],
         )
     capacity_form = CapacityForm(
@@ -134,6 +141,7 @@ def model_detail(request, slug: str):
         benchmarks=list(model.benchmarks.all()),
         commands=run_commands(model, *_command_settings(form)),
         tokenization=_tokenization(model),
+        published=published.for_model(model),
     )
     return render(request, "models/model_detail.html", context)
 

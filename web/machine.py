@@ -6,11 +6,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from hardware.machine import match_machine, parse_machine
+from hardware.machine import MIXED_GPUS, match_machine, parse_machine
 from physics.estimator import Workload
+from planner import charts, published
 from planner.forms import MACHINE_SORTS, MachineForm, PasteForm
 from planner.pagecache import catalog_page
-from planner.services import machine_models
+from planner.services import machine_models, model_capacity
+from web.fragments import machine_rows
 
 SORT_KEYS = {
     "speed": (lambda m: m.decode_tok_s, True),
@@ -33,12 +35,42 @@ def machine(request):
             rows = [m for m in rows if m.model.family == data["family"]]
         if data["moe"]:
             rows = [m for m in rows if m.model.is_moe == (data["moe"] == "moe")]
-        key, reverse = SORT_KEYS[data["sort"]]
-        rows.sort(key=key, reverse=reverse)
-        context.update(data=data, rows=rows, families=families, offloaded=sum(m.offload for m in rows))
+        key, reverse_ = SORT_KEYS[data["sort"]]
+        rows.sort(key=key, reverse=reverse_)
+        # The links that open one model's serving capacity keep every other setting of this view.
+        query = request.GET.copy()
+        query.pop("serve", None)
+        context.update(
+            data=data,
+            rows=rows,
+            families=families,
+            offloaded=sum(m.offload for m in rows),
+            query=query.urlencode(),
+            rows_html=machine_rows(rows, data["count"], query.urlencode()),
+            published=[p for p in published.for_gpu(data["gpu"]) if p.count == data["count"]],
+        )
+        serving = next((m for m in rows if m.model.slug == data["serve"]), None) if data["serve"] else None
+        if serving is not None:
+            context.update(_serving(serving, data))
     elif form.is_bound:
         status = 400
     return render(request, "machine/machine.html", context, status=status)
+
+
+def _serving(row, data: dict) -> dict:
+    """Returns the serving capacity of the machine for one listed model, in the format the table shows for it."""
+    capacity = model_capacity(
+        row.model,
+        row.quant,
+        data["gpu"],
+        data["count"],
+        data["context"],
+        data["min_tok_s"],
+        split="layer",
+        offload_ram_gb=data["ram"],
+        ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"],
+    )
+    return {"serving": row, "capacity": capacity, "capacity_chart": charts.capacity_curve(capacity)}
 
 
 @require_POST
@@ -52,8 +84,10 @@ def paste(request):
     context = {"paste": form, "parsed": parsed, "machine": machine}
     if not machine.gpus:
         context["problem"] = "No GPU in the text matched the catalog."
+        if any(u.candidates for u in machine.unmatched):
+            context["problem"] = "The text names a Mac whose chip comes in several configurations; pick yours below."
     elif machine.mixed:
-        context["problem"] = "These are different GPU models; the machine page estimates one model at a time."
+        context["problem"] = MIXED_GPUS
     elif machine.unmatched:
         context["problem"] = "Some GPUs did not match the catalog; check them below."
     else:

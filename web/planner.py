@@ -11,6 +11,7 @@ from django.shortcuts import render
 from core.csvsafe import write_csv
 from hardware.models import GPU
 from inference.results import measured_results
+from physics.builds import build_problem, engine_for
 from physics.estimator import Build, estimate, rank_builds, rank_gpus
 from planner import charts
 from planner.calibration import calibration_factors
@@ -24,6 +25,7 @@ from planner.services import (
     _records,
     gpu_frame_for,
     gpu_ranking,
+    model_capacity,
     workload_of,
 )
 
@@ -47,7 +49,9 @@ def recommend(request):
     context: dict = {"form": form, "columns": RecommendForm.base_fields["sort"].choices}
     if form.is_valid():
         data = form.cleaned_data
-        ranking = gpu_ranking(data["model"], data, list(measured_results(data["model"])), sort="speed")
+        ranking = gpu_ranking(
+            data["model"], data, list(measured_results(data["model"], workload_of(data).backend)), sort="speed"
+        )
         frame = ranking.frame.sort_values(
             data["sort"], ascending=data["order"] == "asc", na_position="last", kind="stable"
         )
@@ -124,12 +128,17 @@ def plan(request):
 
 @catalog_page
 def plan_basis(request):
-    """The estimator's full answer (basis, notes, memory) for one build of the planner's table."""
+    """The estimator's full answer (basis, notes, memory, serving capacity) for one build of the planner's table;
+    with ``part=capacity``, the serving capacity alone (the planner loads the first build's after the page)."""
     form = BasisForm.from_query(request.GET)
     if not form.is_valid():
         return render(request, "planner/_basis.html", {"form": form}, status=400)
     data = form.cleaned_data
     gpu = data["gpu"]
+    if request.GET.get("part") == "capacity":
+        context = {"form": form, "gpu": gpu, "data": data}
+        context["capacity"] = _capacity(data, gpu, data["count"], data["split_one"])
+        return render(request, "planner/_capacity.html", context)
     spec = gpu_spec(gpu)
     if data["price_basis"] == "launch" and gpu.launch_price_usd is not None:
         spec = replace(spec, price_usd=gpu.launch_price_usd)
@@ -140,13 +149,38 @@ def plan_basis(request):
         offload_ram_gb=data["ram_gb"] if data["offload"] else 0.0,
         ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"] if data["offload"] else 0.0,
     )
-    result = estimate(
-        model_arch(data["model"]), quant_of(data["quant_row"]), build, workload_of(data), calibration_factors()
-    )
-    return render(
-        request,
-        "planner/_basis.html",
-        {"form": form, "gpu": gpu, "build": build, "estimate": result, "basis": sorted(result.basis.items())},
+    arch, quant = model_arch(data["model"]), quant_of(data["quant_row"])
+    problem = build_problem(arch, quant.kind, quant.name, build.count, build.split)
+    if problem:
+        form.add_error(None, problem)
+        return render(request, "planner/_basis.html", {"form": form}, status=400)
+    workload = workload_of(data)
+    workload = replace(workload, backend=engine_for(quant.kind, build.split, build.count, workload.backend))
+    result = estimate(arch, quant, build, workload, calibration_factors(), data["model"].hf_repo)
+    context = {
+        "form": form,
+        "gpu": gpu,
+        "build": build,
+        "estimate": result,
+        "basis": sorted(result.basis.items()),
+        "capacity": _capacity(data, gpu, data["count"], data["split_one"]),
+    }
+    return render(request, "planner/_basis.html", context)
+
+
+def _capacity(data: dict, gpu: GPU, count: int, split: str):
+    """Returns the serving capacity of count x gpu for the planner's model, format, context and offload."""
+    return model_capacity(
+        data["model"],
+        data["quant_row"].quant.name,
+        gpu,
+        count,
+        data["context"],
+        data["min_tok_s"],
+        split=split,
+        offload_ram_gb=data["ram_gb"] if data["offload"] else 0.0,
+        ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"],
+        kv_cache=data["kv_cache"],
     )
 
 
