@@ -52,6 +52,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 VAR_DIR = Path(env_str("GPUFIT_VAR_DIR", str(BASE_DIR / "var")))
+# A worker's folder of real GGUF downloads: a llama.cpp job for model M in format F runs `<M's slug>-<F>.gguf` from
+# here (any case) instead of a generated random-weight file. Empty: always generate.
+GPUFIT_REAL_GGUF_DIR = env_str("GPUFIT_REAL_GGUF_DIR", "")
 
 # Under pytest the development defaults apply unless DEBUG says otherwise (pytest-django
 # imports settings before any conftest can set the environment); production never runs pytest.
@@ -132,10 +135,16 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "gpufit.wsgi.application"
 
-# Database: DATABASE_URL, else an SQLite file under var/ (the embedded default).
+# Database: DATABASE_URL, else an SQLite file under var/ (the embedded default). A persistent connection is checked
+# before a request reuses it: one that a database restart closed while its process sat idle would otherwise fail
+# that process's first request after the database came back (docs/performance.md, "Load with faults").
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -8,8 +8,10 @@ a gpufit-torch run the gpufit-torch rows, and never the other's.
 
 from __future__ import annotations
 
+import csv
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -160,4 +162,24 @@ def validation_summary() -> dict:
         fitted = [c for c in calibration if c.backend == engine]
         if mine or fitted:
             engines.append({"engine": engine, "rows": mine, "fitted": fitted, **_errors(mine)})
-    return {"rows": rows, "engines": engines, **_errors(rows)}
+    return {"rows": rows, "engines": engines, **_errors(rows), **llamacpp_memory()}
+
+
+# Written by `manage.py llamacpp_memory` (bench/engines/llamacpp_memory.py): the estimator's memory terms against
+# what llama.cpp's allocator reports, per catalog model and context. Read here as a plain file, so the web process
+# never imports the benchmark package.
+LLAMACPP_MEMORY_CSV = Path(__file__).resolve().parent / "data" / "llamacpp-memory.csv"
+
+
+def llamacpp_memory() -> dict:
+    """Returns the memory check's rows and, over the rows llama.cpp sized, the largest and median absolute errors."""
+    if not LLAMACPP_MEMORY_CSV.exists():
+        return {"memory_rows": [], "memory_summary": None}
+    with LLAMACPP_MEMORY_CSV.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    sized = [r for r in rows if r.get("status") == "ok"]
+    summary = {"rows": len(sized), "models": len({r["model"] for r in sized})}
+    for term in ("weights", "kv", "compute", "total"):
+        errors = sorted(abs(float(r[f"err_{term}_pct"])) for r in sized if r.get(f"err_{term}_pct"))
+        summary[term] = {"max": errors[-1], "median": statistics.median(errors)} if errors else None
+    return {"memory_rows": rows, "memory_summary": summary}

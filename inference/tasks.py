@@ -99,6 +99,7 @@ def _llama_cpp_spec(job: BenchmarkJob, device: str) -> BenchSpec:
         preset=job.preset or "mixtral-8x7b",
         model_config=model_config,
         gguf_format=job.gguf_format,
+        gguf_path=str(real_gguf(job) or ""),
         layers=job.layers,
         batch=job.batch,
         prompt_tokens=job.prompt_tokens,
@@ -107,6 +108,15 @@ def _llama_cpp_spec(job: BenchmarkJob, device: str) -> BenchSpec:
         device=device,
         memory_limit_gb=_cpu_memory_limit_gb() if device == "cpu" else None,
     )
+
+
+def real_gguf(job: BenchmarkJob) -> Path | None:
+    """Returns the operator's real GGUF for the job's model and format (GPUFIT_REAL_GGUF_DIR), or None."""
+    folder = settings.GPUFIT_REAL_GGUF_DIR
+    if not folder or not job.model_id or not job.gguf_format:
+        return None
+    wanted = f"{job.model.slug}-{job.gguf_format}.gguf".lower()
+    return next((p for p in sorted(Path(folder).glob("*.gguf")) if p.name.lower() == wanted), None)
 
 
 def gguf_cache_dir() -> Path:

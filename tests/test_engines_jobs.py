@@ -487,3 +487,23 @@ def test_the_api_queues_a_llama_cpp_job_for_a_catalog_model_and_lists_the_engine
         "/api/v1/benchmarks", {**body, "model": "no-such-model"}, content_type="application/json", **headers
     )
     assert unknown.status_code == 400 and "model" in unknown.json()["errors"]
+
+
+def test_the_validation_page_shows_the_memory_check_against_llama_cpp(client):
+    page = client.get(reverse("inference:validation")).content.decode()
+    assert 'id="llamacpp-memory"' in page and "Memory against llama.cpp" in page
+    summary = validation_summary()["memory_summary"]
+    assert summary["models"] >= 25 and summary["rows"] >= 50
+    assert summary["total"]["max"] <= 10.0 and summary["kv"]["max"] <= 3.0
+
+
+def test_an_operators_real_gguf_replaces_the_generated_file(tmp_path, settings):
+    model = LanguageModel.objects.get(slug=MIXTRAL)
+    job = BenchmarkJob(engine="llama.cpp", model=model, gguf_format="Q4_K_M", layers=2, batch=1, precision="")
+    assert spec_for(job).gguf_path == ""  # no folder set: the worker writes a random-weight file
+    settings.GPUFIT_REAL_GGUF_DIR = str(tmp_path)
+    (tmp_path / "other-model-Q4_K_M.gguf").write_bytes(b"")
+    assert spec_for(job).gguf_path == ""
+    real = tmp_path / f"{MIXTRAL.upper()}-q4_k_m.gguf"
+    real.write_bytes(b"")
+    assert spec_for(job).gguf_path == str(real)

@@ -253,7 +253,7 @@ def test_the_planner_loads_the_first_builds_serving_capacity(client, catalog):
 
 def test_every_builds_basis_carries_its_serving_capacity(client, catalog):
     basis = client.get(
-        "/plan/basis/", {"model": MIXTRAL, "gpu": "nvidia-geforce-rtx-3090", "count": 2, "split_one": "tensor"}
+        "/plan/basis/", {"model": MIXTRAL, "gpu": "nvidia-geforce-rtx-3090", "count": 2, "split_one": "layer"}
     )
     assert basis.status_code == 200 and "basis-capacity" in basis.content.decode()
     assert basis.context["capacity"].users >= 1

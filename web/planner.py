@@ -135,6 +135,11 @@ def plan_basis(request):
         return render(request, "planner/_basis.html", {"form": form}, status=400)
     data = form.cleaned_data
     gpu = data["gpu"]
+    arch, quant = model_arch(data["model"]), quant_of(data["quant_row"])
+    problem = build_problem(arch, quant.kind, quant.name, data["count"], data["split_one"])
+    if problem:
+        form.add_error(None, problem)
+        return render(request, "planner/_basis.html", {"form": form}, status=400)
     if request.GET.get("part") == "capacity":
         context = {"form": form, "gpu": gpu, "data": data}
         context["capacity"] = _capacity(data, gpu, data["count"], data["split_one"])
@@ -149,11 +154,6 @@ def plan_basis(request):
         offload_ram_gb=data["ram_gb"] if data["offload"] else 0.0,
         ram_bandwidth_gb_s=data["ram_bandwidth_gb_s"] if data["offload"] else 0.0,
     )
-    arch, quant = model_arch(data["model"]), quant_of(data["quant_row"])
-    problem = build_problem(arch, quant.kind, quant.name, build.count, build.split)
-    if problem:
-        form.add_error(None, problem)
-        return render(request, "planner/_basis.html", {"form": form}, status=400)
     workload = workload_of(data)
     workload = replace(workload, backend=engine_for(quant.kind, build.split, build.count, workload.backend))
     result = estimate(arch, quant, build, workload, calibration_factors(), data["model"].hf_repo)
