@@ -11,7 +11,13 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 
 from core.ratelimit import LOGIN_FAILURES, client_ip, login_failure_rate, peek
-from core.responses import DATABASE_DOWN_MESSAGE, database_unavailable_response, wants_json
+from core.responses import (
+    CACHE_DOWN,
+    DATABASE_DOWN_MESSAGE,
+    cache_unavailable_response,
+    database_unavailable_response,
+    wants_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +97,11 @@ class LoginRateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST" or request.path not in self._login_paths():
             return self.get_response(request)
-        verdict = peek(LOGIN_FAILURES, client_ip(request), login_failure_rate())
+        try:
+            verdict = peek(LOGIN_FAILURES, client_ip(request), login_failure_rate())
+        except CACHE_DOWN as exc:
+            # The failure counts live in the cache: without them a login cannot be judged, so it waits.
+            return cache_unavailable_response(request, exc)
         if not verdict.allowed:
             response = HttpResponse(
                 f"Too many failed logins from your address. Try again in {verdict.retry_after_s} seconds.",
@@ -109,10 +119,10 @@ class LoginRateLimitMiddleware:
 
 
 class DatabaseUnavailableMiddleware:
-    """Turns a lost database connection into a 503 with a message instead of a 500.
+    """Turns a lost database (or cache) connection into a 503 with a message instead of a 500.
 
-    The broken connection is closed so that the next request opens a fresh one: the site recovers by
-    itself when the database is back.
+    The broken database connection is closed so that the next request opens a fresh one, and redis-py
+    reconnects on its next command: the site recovers by itself when the service is back.
     """
 
     MESSAGE = DATABASE_DOWN_MESSAGE
@@ -124,6 +134,8 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, OperationalError | InterfaceError):
-            return None
-        return database_unavailable_response(request, exception)
+        if isinstance(exception, OperationalError | InterfaceError):
+            return database_unavailable_response(request, exception)
+        if isinstance(exception, CACHE_DOWN):
+            return cache_unavailable_response(request, exception)
+        return None

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery import current_app
 from django.conf import settings
@@ -91,20 +91,27 @@ def _send(job: BenchmarkJob) -> None:
 
 
 def broker_forgot() -> bool:
-    """Returns True when the broker's Redis lost its data since a worker last looked (False for other brokers).
+    """Returns True when the broker's Redis holds no mark: it lost its data (or was never marked) since
+    remember_broker() last ran. False for a broker that is not Redis, or one that does not answer now."""
+    return _on_broker_redis(lambda redis: not redis.exists(BROKER_MARK), default=False)
 
-    Sets the mark when it is missing, so one look answers True once per loss. The first look at a new Redis also
-    answers True: sending the queued jobs again then costs nothing but skipped deliveries.
-    """
+
+def remember_broker() -> None:
+    """Sets the mark that broker_forgot() looks for."""
+    _on_broker_redis(lambda redis: redis.set(BROKER_MARK, "1"), default=None)
+
+
+def _on_broker_redis(command: Callable[[Any], T], default: T) -> T:
+    """Returns ``command`` applied to the broker's Redis client, or ``default`` when there is none to reach."""
     try:
         with current_app.connection_for_write() as conn:
             client = getattr(conn.default_channel, "client", None)
-            if not hasattr(client, "set"):  # not Redis (the embedded file-system broker keeps its files)
-                return False
-            return bool(client.set(BROKER_MARK, "1", nx=True))
+            if not hasattr(client, "exists"):  # not Redis (the embedded file-system broker keeps its files)
+                return default
+            return command(client)
     except Exception:  # broker down: nothing to learn now; the next heartbeat looks again
         log.warning("could not reach the broker to check its queues", exc_info=True)
-        return False
+        return default
 
 
 def requeue_stale(now: dt.datetime | None = None) -> int:
@@ -124,8 +131,11 @@ def requeue_stale(now: dt.datetime | None = None) -> int:
         if BenchmarkJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED, sent_at=job.sent_at).update(sent_at=now):
             _send(job)
             resent += 1
-    if forgot and resent:
-        log.warning("the broker lost its queues; sent %d queued job(s) again", resent)
+    if forgot:
+        # Only now: a re-send cut short (the database down, say) leaves the mark unset for the next heartbeat.
+        remember_broker()
+        if resent:
+            log.warning("the broker lost its queues; sent %d queued job(s) again", resent)
     return resent
 
 

@@ -20,6 +20,7 @@ Facts re-expressed here, with where they come from (llama.cpp as vendored by lla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from physics.arch import ModelArch
 
@@ -133,6 +134,15 @@ def gguf_arch(arch: ModelArch) -> str:
 def tensor_plan(arch: ModelArch) -> list[GGUFTensor]:
     """Returns every tensor of the model's GGUF in the loader's order (by layer, then by name).
 
+    A new list each call (the caller may change it); the work is done once per architecture (_plan).
+    """
+    return list(_plan(arch))
+
+
+@lru_cache(maxsize=4096)
+def _plan(arch: ModelArch) -> tuple[GGUFTensor, ...]:
+    """Returns tensor_plan's tensors as a tuple, kept per architecture: every format of a model shares them.
+
     The elements add up to ``arch.total_params`` (tests check it for the catalog), so the file holds the model's
     exact parameter count. Optional tensors a converted file may carry (Phi-3's long-rope factors) are left out.
     """
@@ -143,7 +153,7 @@ def tensor_plan(arch: ModelArch) -> list[GGUFTensor]:
         out.append(GGUFTensor("output.weight", (h, v)))
     for i in range(arch.layers):
         out += sorted(_layer(arch, kind, i), key=lambda t: t.name)
-    return out
+    return tuple(out)
 
 
 def _layer(arch: ModelArch, kind: str, i: int) -> list[GGUFTensor]:
@@ -388,8 +398,12 @@ class GGUFLayout:
         return out
 
 
+@lru_cache(maxsize=16384)
 def layout(arch: ModelArch, fmt: str) -> GGUFLayout:
-    """Returns the model's GGUF layout in ``fmt``; raises UnsupportedModel or ValueError (unknown format)."""
+    """Returns the model's GGUF layout in ``fmt``; raises UnsupportedModel or ValueError (unknown format).
+
+    Kept per (architecture, format): pages lay out every catalog model in every GGUF format.
+    """
     plan = tensor_plan(arch)
     types = tensor_types(arch, fmt, plan)
     sizes = tuple(tensor_bytes(t.shape, ty) for t, ty in zip(plan, types, strict=True))

@@ -8,13 +8,17 @@ key. Logged-in visitors (their pages show the admin link and messages) always ge
 from __future__ import annotations
 
 import hashlib
+import logging
 from functools import wraps
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpResponse
 
+from core.responses import CACHE_DOWN
 from planner.lookup import catalog_fingerprint
+
+log = logging.getLogger(__name__)
 
 
 def _key(request) -> str:
@@ -38,14 +42,22 @@ def catalog_page(view):
         if not ttl or request.method != "GET" or request.user.is_authenticated or "messages" in request.COOKIES:
             return view(request, *args, **kwargs)
         key = _key(request)
-        hit = cache.get(key)
+        try:
+            hit = cache.get(key)
+        except CACHE_DOWN as exc:
+            # Redis down or restarting: the page is rendered as if it were not cached, never refused.
+            log.warning("page cache unavailable, rendering %s uncached: %s", request.path, exc)
+            return view(request, *args, **kwargs)
         if hit is not None:
             response = HttpResponse(hit[0], content_type=hit[1])
             response["X-Page-Cache"] = "hit"
             return response
         response = view(request, *args, **kwargs)
         if response.status_code == 200 and not response.streaming and not response.has_header("Content-Disposition"):
-            cache.set(key, (response.content, response["Content-Type"]), ttl)
+            try:
+                cache.set(key, (response.content, response["Content-Type"]), ttl)
+            except CACHE_DOWN as exc:
+                log.warning("page cache unavailable, %s not stored: %s", request.path, exc)
         return response
 
     return wrapper

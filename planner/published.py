@@ -12,14 +12,14 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hardware.models import GPU
-from models.models import LanguageModel
+from hardware.models import GPU, GPUAlias, Listing
+from models.models import LanguageModel, LanguageModelAlias, normalise_alias
 from physics.builds import build_problem
 from physics.estimator import Build, Quant, Workload, estimate
 from physics.fit import ENGINE_FAMILY, MEASUREMENTS, load_measurements
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec, model_arch, quant_of
-from planner.lookup import NotFound, find_gpu, find_model, remembered
+from planner.lookup import remembered
 
 METRICS = {"decode_tok_s": "decode tok/s", "prefill_tok_s": "prompt tok/s", "ttft_s": "first token, s"}
 # Engines the estimator has calibration rows for (others are shown without an estimate).
@@ -79,39 +79,45 @@ def measurement_rows() -> list[dict]:
     return _rows(stamp)
 
 
-def _model_for(repo: str, name: str) -> LanguageModel | None:
-    for key in (repo, name):
-        if not key:
-            continue
-        try:
-            return find_model(key)
-        except NotFound:
-            continue
-    return None
+def _model_index() -> dict[str, LanguageModel]:
+    """Returns catalog models by lower-cased repo id, name, slug and alias: the names the set's rows use."""
+    models = {m.pk: m for m in LanguageModel.objects.with_table()}
+    index: dict[str, LanguageModel] = {}
+    for alias in LanguageModelAlias.objects.values_list("normalised", "model_id"):
+        index[alias[0]] = models[alias[1]]
+    for m in models.values():
+        for key in (m.hf_repo, m.name, m.slug):
+            if key:
+                index[normalise_alias(key)] = m
+    return index
 
 
-def _gpu_for(name: str) -> GPU | None:
-    try:
-        return find_gpu(name)
-    except (NotFound, ValueError):
-        return None
+def _gpu_index() -> dict[str, GPU]:
+    """Returns catalog GPUs by lower-cased name, slug and alias (a duplicate row's names lead to the row kept)."""
+    gpus = {g.pk: g for g in GPU.objects.all()}
+    index: dict[str, GPU] = {}
+    for g in gpus.values():
+        if g.listing != Listing.DUPLICATE:
+            index[normalise_alias(g.name)] = g
+            index[g.slug] = g
+    for key, gpu_id in GPUAlias.objects.values_list("normalised", "gpu_id"):
+        index.setdefault(key, gpus[gpu_id])
+    return index
 
 
 def _resolved() -> list[tuple[dict, LanguageModel, GPU]]:
-    """Returns (row, catalog model, catalog GPU) for every row whose model and GPU are both in the catalog."""
+    """Returns (row, catalog model, catalog GPU) for every row whose model and GPU are both in the catalog.
+
+    Exact names only (repo id, name, slug or alias, any case): a measurement is shown where it surely belongs.
+    """
 
     def build() -> list[tuple[dict, LanguageModel, GPU]]:
-        models: dict[tuple[str, str], LanguageModel | None] = {}
-        gpus: dict[str, GPU | None] = {}
+        models, gpus = _model_index(), _gpu_index()
         out = []
         for row in measurement_rows():
-            key = (str(row.get("model_hf_repo") or ""), str(row.get("model") or ""))
-            if key not in models:
-                models[key] = _model_for(*key)
-            gpu_name = str(row.get("gpu") or "")
-            if gpu_name not in gpus:
-                gpus[gpu_name] = _gpu_for(gpu_name)
-            model, gpu = models[key], gpus[gpu_name]
+            keys = (str(row.get("model_hf_repo") or ""), str(row.get("model") or ""))
+            model = next((models[k] for k in map(normalise_alias, keys) if k in models), None)
+            gpu = gpus.get(normalise_alias(str(row.get("gpu") or "")))
             if model is not None and gpu is not None:
                 out.append((row, model, gpu))
         return out

@@ -9,6 +9,7 @@ closest names, 401/403 for missing rights, 429 past a rate, 503 while the databa
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ from pydantic import BeforeValidator, ConfigDict
 
 from core.models import ApiToken
 from core.ratelimit import Rate, client_ip, hit
-from core.responses import database_unavailable_response
+from core.responses import CACHE_DOWN, database_unavailable_response
 from hardware.models import GPU, Segment, Vendor
 from inference import jobs
 from inference.forms import BenchmarkJobForm
@@ -81,6 +82,8 @@ class BrowserSession(SessionAuth):
 
 # Token first (scripts), then the browser session; the session path checks CSRF.
 WRITE_AUTH = [BearerToken(), BrowserSession()]
+
+log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="gpufit API",
@@ -435,7 +438,13 @@ def _not_found(exc: NotFound) -> Status:
 
 
 def _throttle(request: HttpRequest, scope: str, ident: str, rate_setting: str) -> None:
-    verdict = hit(scope, ident, Rate.parse(getattr(settings, rate_setting)))
+    try:
+        verdict = hit(scope, ident, Rate.parse(getattr(settings, rate_setting)))
+    except CACHE_DOWN as exc:
+        # The counters live in Redis: while it restarts a request is let through rather than refused (the login
+        # limiter, which guards passwords, answers 503 instead: gpufit/middleware.py).
+        log.warning("rate limit %s unavailable, request let through: %s", scope, exc)
+        return
     if not verdict.allowed:
         request._retry_after = verdict.retry_after_s  # type: ignore[attr-defined]
         raise HttpError(
