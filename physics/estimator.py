@@ -1067,8 +1067,13 @@ def _rank_arrays(
     prep: GPUPrep,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None,
+    found: dict | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Return (GPU row index per result row, every figure per result row) for one model over its formats."""
+    """Return (GPU row index per result row, every figure per result row) for one model over its formats.
+
+    ``found`` keeps the calibration rows already looked up, for a caller ranking many models with one workload.
+    """
+    found = {} if found is None else found
     g = len(prep.gpus)
     q = len(quants)
     gi = np.tile(np.arange(g), q)  # quant-major: rows [q0: all gpus, q1: all gpus, ...]
@@ -1084,7 +1089,10 @@ def _rank_arrays(
     eff_tab = np.empty((len(fields), len(prep.hw_levels), q))
     for a, h in enumerate(prep.hw_levels):
         for b_, p in enumerate(prec_q):
-            f = find_calibration(workload.backend, str(h), str(p), calibration, workload.batch)
+            key = (str(h), str(p))
+            if key not in found:
+                found[key] = find_calibration(workload.backend, key[0], key[1], calibration, workload.batch)
+            f = found[key]
             values = [getattr(f, name) for name in fields]
             values[3] = f.spread if f.spread_several is None else f.spread_several
             eff_tab[:, a, b_] = values
@@ -1195,10 +1203,11 @@ def rank_models(
     )
     prep = prepare_gpus(pd.DataFrame([row]))
     parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    found: dict = {}  # one calibration lookup per (hardware, precision) class for all the models
     for m, qs in zip(models, quants_per_model, strict=True):
         if not qs:
             continue
-        gi, extra = _rank_arrays(m, qs, prep, workload, calibration)
+        gi, extra = _rank_arrays(m, qs, prep, workload, calibration, found)
         extra["model"] = np.full(len(gi), m.name, dtype=object)
         parts.append((gi, extra))
     if not parts:
