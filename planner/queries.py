@@ -21,7 +21,7 @@ from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estima
 from physics.vocab import Engine, KVCache, Split
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec, model_arch, quant_of
-from planner.lookup import NotFound, find_format, find_gpu, find_model
+from planner.lookup import NotFound, SeveralGPUs, find_format, find_gpu, find_model
 
 # Upper bounds keep arithmetic finite and the work per request small. Each sits well above anything
 # real: the largest catalog model has ~0.7 T parameters and the longest context is ~10 M tokens.
@@ -192,6 +192,9 @@ class EstimateQuery(forms.Form):
             return None
         try:
             return finder(text)
+        except SeveralGPUs as exc:
+            # Known GPUs that do not make one build (an estimate is for one GPU model and a count): a 400, not a 404.
+            raise forms.ValidationError(str(exc), code="several") from exc
         except NotFound as exc:
             self.not_found.append(exc)
             raise forms.ValidationError(str(exc), code="not_found") from exc

@@ -167,3 +167,20 @@ def test_serving_capacity_draws_its_chart(browser, site):
     assert "concurrent user" in page.inner_text("#capacity-result")
     page.wait_for_selector("#capacity-chart .main-svg")
     assert page.locator("#capacity-chart .scatterlayer .trace").count() == 2
+
+
+def test_the_machine_page_opens_a_models_serving_capacity_and_names_a_macs_configurations(browser, site):
+    page, outside = _page(browser)
+    page.goto(site + "/machine/?gpu=rtx-3090&count=2&ram=64")
+    page.wait_for_selector("#machine-table a.serve-link")
+    page.click("#machine-table a.serve-link >> nth=0")
+    page.wait_for_selector("#serving #capacity-chart .main-svg")
+    assert "concurrent user" in page.inner_text("#serving") or "No user" in page.inner_text("#serving")
+    # A Mac by its chip alone: the page lists the memory sizes it comes in, each a link to its machine page.
+    page.goto(site + "/machine/?gpu=M2+Max")
+    candidates = page.inner_text("#machine-candidates")
+    assert "32 GB" in candidates and "64 GB" in candidates and "96 GB" in candidates
+    page.click("#machine-candidates a:has-text('64 GB')")
+    page.wait_for_selector("#machine-table tbody tr td a")
+    assert "M2 Max" in page.inner_text("#machine-summary")
+    assert outside == []
