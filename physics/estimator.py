@@ -357,6 +357,13 @@ def weights_bytes(model: ModelArch, quant: Quant) -> float:
     return float(mix) if mix else model.total_params * quant.bits_per_weight / 8
 
 
+@lru_cache(maxsize=65536)
+def _quant_figures(model: ModelArch, quant: Quant) -> tuple[float, float, float, float]:
+    """Returns (bytes per parameter, weight_read_split's two parts, weights_bytes) of one format of one model,
+    kept: a ranking asks for them for every (model, format) on every request."""
+    return (_bytes_per_param(model, quant), *weight_read_split(model, quant), weights_bytes(model, quant))
+
+
 def weight_read_split(model: ModelArch, quant: Quant) -> tuple[float, float]:
     """Return (weight bytes every step reads, bytes of one routed expert across all MoE layers).
 
@@ -1080,9 +1087,10 @@ def _rank_arrays(
     qi = np.repeat(np.arange(q), g)
 
     bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
-    bpp = np.array([_bytes_per_param(model, qq) for qq in quants])[qi]
-    split_q = np.array([weight_read_split(model, qq) for qq in quants], dtype=float).reshape(-1, 2)
-    wbytes = np.array([weights_bytes(model, qq) for qq in quants])[qi]
+    figures = np.array([_quant_figures(model, qq) for qq in quants], dtype=float).reshape(-1, 4)
+    bpp = figures[:, 0][qi]
+    split_q = figures[:, 1:3]
+    wbytes = figures[:, 3][qi]
     prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
     # Efficiency: one lookup per (hardware class, precision class) pair present.
     fields = ("decode_efficiency", "prefill_efficiency", "spread", "spread_several", *COST_FIELDS)
@@ -1091,11 +1099,11 @@ def _rank_arrays(
         for b_, p in enumerate(prec_q):
             key = (str(h), str(p))
             if key not in found:
-                found[key] = find_calibration(workload.backend, key[0], key[1], calibration, workload.batch)
-            f = found[key]
-            values = [getattr(f, name) for name in fields]
-            values[3] = f.spread if f.spread_several is None else f.spread_several
-            eff_tab[:, a, b_] = values
+                f = find_calibration(workload.backend, key[0], key[1], calibration, workload.batch)
+                values = [getattr(f, name) for name in fields]
+                values[3] = f.spread if f.spread_several is None else f.spread_several
+                found[key] = values
+            eff_tab[:, a, b_] = found[key]
     per_row = {name: eff_tab[i][prep.hw_codes[gi], qi] for i, name in enumerate(fields)}
     eff_d, eff_p = per_row["decode_efficiency"], per_row["prefill_efficiency"]
     count = prep.count[gi]
