@@ -48,6 +48,18 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture
+def postgres():
+    """Requires the PostgreSQL test database: fails in CI, skips elsewhere (a worker process cannot share SQLite's
+    in-memory test database, and SQLite's connection cannot be taken away from the server's side)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        if IN_CI:
+            pytest.fail("this test needs PostgreSQL, which CI provides")
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.fixture
 def redis_url() -> str:
     """Returns the Redis URL; outside CI, skips when no Redis answers (make test prints why)."""
     url = os.environ.get("REDIS_URL", "")

@@ -259,9 +259,7 @@ def test_a_re_send_cut_short_by_the_database_is_tried_again_at_the_next_heartbea
 # A persistent connection closed by a database restart while its process was idle
 
 
-def test_a_connection_that_died_while_idle_is_replaced_before_the_next_request(client):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: the connection is ended from the server's side")
+def test_a_connection_that_died_while_idle_is_replaced_before_the_next_request(client, postgres):
     assert connection.settings_dict["CONN_MAX_AGE"] > 0 or connection.settings_dict["CONN_MAX_AGE"] is None
     assert client.get("/api/v1/gpus").status_code == 200
     connection.ensure_connection()

@@ -8,11 +8,9 @@ from django.db import connection
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_lost_database_is_a_503_and_the_site_recovers(client):
-    if connection.vendor != "postgresql":
-        # SQLite's in-memory test database ignores close(), so it cannot be made to go away; CI runs PostgreSQL
-        # (tests/conftest.py refuses to start CI on anything else).
-        pytest.skip("needs PostgreSQL: the SQLite test database cannot be taken away")
+def test_a_lost_database_is_a_503_and_the_site_recovers(client, postgres):
+    # SQLite's in-memory test database ignores close(), so it cannot be made to go away: the fixture requires
+    # PostgreSQL (CI runs it; tests/conftest.py refuses to start CI on anything else).
     saved = dict(connection.settings_dict)
     connection.close()
     # A port nothing listens on: every new connection is refused.

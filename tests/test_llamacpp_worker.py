@@ -7,12 +7,10 @@ stores the measurement beside the llama.cpp estimate for the same run; the job p
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.db import connection
 from django.urls import reverse
 
 from inference.forms import BenchmarkJobForm
@@ -24,14 +22,6 @@ from tests.test_worker import Worker, wait_for
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 MIXTRAL = "mixtral-8x7b-instruct-v0-1"
-
-
-@pytest.fixture
-def postgres():
-    if connection.vendor != "postgresql":
-        if os.environ.get("CI") == "true":
-            pytest.fail("the worker tests need PostgreSQL in CI")
-        pytest.skip("a worker process cannot share the in-memory SQLite test database; run with PostgreSQL")
 
 
 @pytest.fixture

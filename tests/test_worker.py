@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -82,14 +81,6 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
-
-
-@pytest.fixture
-def postgres():
-    if connection.vendor != "postgresql":
-        if os.environ.get("CI") == "true":
-            pytest.fail("the worker tests need PostgreSQL in CI")
-        pytest.skip("a worker process cannot share the in-memory SQLite test database; run with PostgreSQL")
 
 
 @pytest.fixture
