@@ -173,11 +173,6 @@ class CalibrationFactor:
     prefill_attention_inv_efficiency: float = 0.0  # attention FLOPs on the KV width, x this factor
     spread_several: float | None = None  # None: as `spread`
 
-    @property
-    def fitted_costs(self) -> bool:
-        """Returns True when the row carries fitted fixed costs (then they replace the modelled link latency)."""
-        return any(getattr(self, name) > 0 for name in COST_FIELDS)
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -537,9 +532,13 @@ def range_spread(cal: CalibrationFactor, count: int | np.ndarray) -> float | np.
     not fitted to; a build of more GPUs than any measured one is wider still (EXTRAPOLATED_WIDEN).
     """
     several = cal.spread if cal.spread_several is None else cal.spread_several
-    n = np.asarray(count)
-    width = np.where(n > 1, several, cal.spread) * np.where(n > MEASURED_MAX_GPUS, EXTRAPOLATED_WIDEN, 1.0)
+    width = _range_width(cal.spread, several, np.asarray(count))
     return float(width) if width.ndim == 0 else width
+
+
+def _range_width(one, several, count: np.ndarray) -> np.ndarray:
+    """Returns the range half-width per build: one GPU's or several GPUs' width, widened past the measured counts."""
+    return np.where(count > 1, several, one) * np.where(count > MEASURED_MAX_GPUS, EXTRAPOLATED_WIDEN, 1.0)
 
 
 def _range_rule(cal: CalibrationFactor, count: int) -> str:
@@ -1107,8 +1106,7 @@ def _rank_arrays(
     per_row = {name: eff_tab[i][prep.hw_codes[gi], qi] for i, name in enumerate(fields)}
     eff_d, eff_p = per_row["decode_efficiency"], per_row["prefill_efficiency"]
     count = prep.count[gi]
-    spread = np.where(count > 1, per_row["spread_several"], per_row["spread"])
-    spread = spread * np.where(count > MEASURED_MAX_GPUS, EXTRAPOLATED_WIDEN, 1.0)
+    spread = _range_width(per_row["spread"], per_row["spread_several"], count)
     split = prep.split[gi]
     rows = _Rows(
         memory_gb=prep.memory[gi],
