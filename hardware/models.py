@@ -275,7 +275,8 @@ class GPU(models.Model):
         default=False,
         help_text="Set when a catalog editor saves the row; load_catalog never overwrites such a row.",
     )
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    # Indexed: the catalog fingerprint (planner.lookup) reads MAX(updated_at) on every page request.
+    updated_at = models.DateTimeField("updated", auto_now=True, db_index=True)
 
     objects = GPUQuerySet.as_manager()
 

@@ -111,7 +111,8 @@ class LanguageModel(models.Model):
     description = models.TextField("description", blank=True)
     source_url = models.URLField("source URL", max_length=400, blank=True)
     edited_by_editor = models.BooleanField("changed by an editor", default=False)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    # Indexed: the catalog fingerprint (planner.lookup) reads MAX(updated_at) on every page request.
+    updated_at = models.DateTimeField("updated", auto_now=True, db_index=True)
 
     objects = LanguageModelQuerySet.as_manager()
 
@@ -205,7 +206,8 @@ class QuantFormat(models.Model):
     description = models.TextField("description", blank=True)
     source_url = models.URLField("source URL", max_length=400, blank=True)
     sort_order = models.PositiveSmallIntegerField("order", default=100)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    # Indexed: the catalog fingerprint (planner.lookup) reads MAX(updated_at) on every page request.
+    updated_at = models.DateTimeField("updated", auto_now=True, db_index=True)
 
     class Meta:
         verbose_name = "quantization format"
@@ -250,7 +252,8 @@ class QuantVRAM(models.Model):
         "note", blank=True, help_text="Shown under the table, e.g. why a published figure was corrected."
     )
     edited_by_editor = models.BooleanField("changed by an editor", default=False)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    # Indexed: the catalog fingerprint (planner.lookup) reads MAX(updated_at) on every page request.
+    updated_at = models.DateTimeField("updated", auto_now=True, db_index=True)
 
     class Meta:
         verbose_name = "quantization VRAM row"

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -268,20 +268,16 @@ def kv_layout(model: ModelArch, workload: Workload) -> tuple[ModelArch, int]:
     return model, OVERHEAD_UBATCH
 
 
-def _max_context(model: ModelArch, free_bytes: np.ndarray, batch: int, kv_cache: str, slack: int = 0) -> np.ndarray:
-    """Return the largest context whose KV cache fits in free_bytes (0 where nothing is free)."""
-    per_layer = kv_bytes_per_token_layer(model, kv_cache) * batch
+def _max_context(t: _ModelTerms, free_bytes: np.ndarray) -> np.ndarray:
+    """Return the largest context whose KV cache fits in free_bytes (0 where nothing is free).
+
+    Every layer's cache grows with the context until a sliding window is full; past it only the global layers grow.
+    """
     free = np.maximum(free_bytes, 0.0)
-    if model.sliding_window > 0 and model.sliding_layers > 0:
-        window = model.sliding_window + slack
-        full_rate = model.layers * per_layer  # every layer grows until the window is full
-        global_rate = (model.layers - model.sliding_layers) * per_layer
-        at_window = window * full_rate
-        beyond = window + (free - at_window) / max(global_rate, 1e-30)
-        ctx = np.where(free <= at_window, free / full_rate, beyond)
-    else:
-        ctx = free / (model.layers * per_layer)
-    return np.minimum(np.floor(ctx), model.context_length).astype(np.int64)
+    at_window = t.window * t.full_rate
+    beyond = t.window + (free - at_window) / np.maximum(t.global_rate, 1e-30)
+    ctx = np.where((t.window > 0) & (free > at_window), beyond, free / t.full_rate)
+    return np.minimum(np.floor(ctx), t.context_length).astype(np.int64)
 
 
 def _embedding_params(model: ModelArch) -> int:
@@ -601,29 +597,103 @@ class _Rows:
     read_expert: np.ndarray | None = None  # bytes of one routed expert over all MoE layers
 
 
-def _weights_read(model: ModelArch, tokens: int, r: _Rows) -> np.ndarray:
-    """Return weight bytes one pass over `tokens` tokens reads: the fixed part + distinct experts x one expert."""
+@dataclass(frozen=True)
+class _ModelTerms:
+    """What the core reads of a model under one workload: one model's numbers, or arrays with one value per row.
+
+    A ranking over many models stacks each model's terms by row (``_stacked_terms``), so one pass of the core
+    covers every (model, format) row with the same formulas a single estimate uses.
+    """
+
+    layers: float | np.ndarray
+    hidden: float | np.ndarray
+    moe: bool | np.ndarray
+    active_params: float | np.ndarray
+    attention_width: float | np.ndarray  # heads x head dim (the causal-attention FLOPs of the unfitted prefill)
+    kv_dim: float | np.ndarray  # KV heads x head dim (the fitted attention term)
+    kv_gb: float | np.ndarray  # the cache as the engine holds it, at the workload's context and batch
+    kv_step_bytes: float | np.ndarray  # KV bytes one decode step reads
+    overhead_gb: float | np.ndarray  # one GPU's runtime overhead
+    full_rate: float | np.ndarray  # cache bytes per token of context while every layer grows (x batch)
+    global_rate: float | np.ndarray  # ... once the sliding layers hold their window
+    window: float | np.ndarray  # sliding window + slack; 0 without one
+    context_length: float | np.ndarray
+    experts_step: float | np.ndarray  # distinct experts one decode step visits per MoE layer
+    experts_prompt: float | np.ndarray  # ... one whole prompt
+    experts_chunk: float | np.ndarray  # ... one prompt micro-batch
+    params_step: float | np.ndarray  # weights read per step, by parameter count (rows without a read split)
+    params_prompt: float | np.ndarray
+    params_chunk: float | np.ndarray
+
+
+@lru_cache(maxsize=4096)
+def _model_terms(model: ModelArch, wl: Workload) -> _ModelTerms:
+    """Return one model's terms under one workload (kept: rankings ask for every catalog model per request)."""
+    b = max(int(wl.batch), 1)
+    p = max(int(wl.prompt_tokens), 1)
+    chunk = min(p, speed.PROMPT_CHUNK)
+    kv_model, slack = kv_layout(model, wl)
+    per_layer = kv_bytes_per_token_layer(kv_model, wl.kv_cache) * b
+    windowed = kv_model.sliding_window > 0 and kv_model.sliding_layers > 0
+    return _ModelTerms(
+        layers=float(model.layers),
+        hidden=float(model.hidden),
+        moe=bool(model.is_moe),
+        active_params=float(model.active_params),
+        attention_width=float(model.heads * model.head_dim),
+        kv_dim=float(model.kv_heads * model.head_dim),
+        kv_gb=kv_cache_bytes(kv_model, wl.context, b, wl.kv_cache, slack) / GB,
+        kv_step_bytes=float(kv_cache_bytes(model, wl.context, b, wl.kv_cache)),
+        overhead_gb=overhead_gb(model, wl, 1),
+        full_rate=kv_model.layers * per_layer,
+        global_rate=(kv_model.layers - kv_model.sliding_layers) * per_layer
+        if windowed
+        else kv_model.layers * per_layer,
+        window=float(kv_model.sliding_window + slack) if windowed else 0.0,
+        context_length=float(model.context_length),
+        experts_step=float(distinct_experts(model, b)),
+        experts_prompt=float(distinct_experts(model, p)),
+        experts_chunk=float(distinct_experts(model, chunk)),
+        params_step=float(_params_read(model, b)),
+        params_prompt=float(_params_read(model, p)),
+        params_chunk=float(_params_read(model, chunk)),
+    )
+
+
+def _stacked_terms(terms: Sequence[_ModelTerms], index: np.ndarray) -> _ModelTerms:
+    """Return the terms of many models as arrays, row r taking the terms of model index[r]."""
+    columns = {}
+    for name in _ModelTerms.__dataclass_fields__:
+        values = np.array([getattr(t, name) for t in terms])
+        columns[name] = values[index]
+    return _ModelTerms(**columns)
+
+
+def _weights_read(experts: float | np.ndarray, params: float | np.ndarray, r: _Rows) -> np.ndarray:
+    """Return weight bytes one pass reads: the fixed part + distinct experts x one expert (or params x bytes each)."""
     if r.read_fixed is None or r.read_expert is None:
-        return float(_params_read(model, tokens)) * r.bytes_per_param
-    return r.read_fixed + float(distinct_experts(model, tokens)) * r.read_expert
+        return params * r.bytes_per_param
+    return r.read_fixed + experts * r.read_expert
 
 
-def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
-    """Return every figure for every row; estimate() and the rank_* functions both read from here."""
+def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
+    """Return every figure for every row; estimate() and the rank_* functions both read from here.
+
+    ``t`` holds the model's terms (``_model_terms``), or many models' terms stacked by row.
+    """
     b = max(int(wl.batch), 1)
     n = r.count.astype(float)
     tensor = r.tensor & (r.count > 1)
 
     # Memory: capacity adds under both splits (each card holds its layers or its slice of every layer).
     weights_gb = r.weights_bytes / GB
-    kv_model, slack = kv_layout(model, wl)
-    kv_gb = kv_cache_bytes(kv_model, wl.context, b, wl.kv_cache, slack) / GB
-    over_gb = np.asarray([overhead_gb(model, wl, 1)])[0] + OVERHEAD_BASE_GB * (n - 1)
+    kv_gb = t.kv_gb + np.zeros_like(weights_gb)
+    over_gb = t.overhead_gb + OVERHEAD_BASE_GB * (n - 1)
     total_gb = weights_gb + kv_gb + over_gb
     usable_gb = r.usable_gb * n
     fits = total_gb <= usable_gb
     headroom = usable_gb - total_gb
-    max_ctx = _max_context(kv_model, (usable_gb - weights_gb - over_gb) * GB, b, wl.kv_cache, slack)
+    max_ctx = _max_context(t, (usable_gb - weights_gb - over_gb) * GB)
     max_ctx = np.where(weights_gb + over_gb > usable_gb, 0, max_ctx)
 
     # CPU offload: what does not fit stays in system RAM; only weights move (the KV cache stays on the GPU).
@@ -635,8 +705,8 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
 
     # Decode: bytes one step reads (weights of the distinct experts + the KV cache at the stated context).
     # Named terms and how they combine: physics/speed.py (docs/estimator.md).
-    w_step = _weights_read(model, b, r)
-    kv_step = kv_cache_bytes(model, wl.context, b, wl.kv_cache)
+    w_step = _weights_read(t.experts_step, t.params_step, r)
+    kv_step = t.kv_step_bytes
     bytes_step = w_step + kv_step
     sharing = np.where(tensor, n, 1.0)
     # Fitted fixed costs include the link's latency; without them the modelled latency stands in.
@@ -647,9 +717,9 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     pcie = r.ic_latency_s > LATENCY_S["nvlink"]
     t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
     t_ram = speed.offload_s(w_step * frac_ram, r.ram_gb_s, RAM_EFFICIENCY)
-    t_comm = speed.comm_s(model.hidden, b, model.layers, r.count, tensor, r.ic_gb_s, latency)
-    t_comm = t_comm + speed.fixed_decode_s(model.layers, model.is_moe, n, tensor, pcie, r.costs)
-    t_compute = speed.compute_s(2 * model.active_params * b, r.tflops, r.eff_prefill, sharing)
+    t_comm = speed.comm_s(t.hidden, b, t.layers, r.count, tensor, r.ic_gb_s, latency)
+    t_comm = t_comm + speed.fixed_decode_s(t.layers, t.moe, n, tensor, pcie, r.costs)
+    t_compute = speed.compute_s(2 * t.active_params * b, r.tflops, r.eff_prefill, sharing)
     t_step, bound = speed.decode_step_s(t_mem, t_ram, t_comm, t_compute)
     decode_bound = np.where(offloaded_gb > 0, "offload", bound)
     decode = 1.0 / t_step
@@ -660,30 +730,29 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # Prefill for one prompt: compute (2 x active x P + causal attention 2 x L x H x d x P^2) against reading
     # the weights the prompt touches (a MoE prompt of P tokens touches E(1-(1-k/E)^P) experts per layer).
     p = max(int(wl.prompt_tokens), 1)
-    flops_pre = 2.0 * model.active_params * p + 2.0 * model.layers * model.heads * model.head_dim * p * p
+    flops_pre = 2.0 * t.active_params * p + 2.0 * t.layers * t.attention_width * p * p
     t_pre_compute = speed.compute_s(flops_pre, r.tflops, r.eff_prefill, sharing)
-    w_pre = _weights_read(model, p, r)
+    w_pre = _weights_read(t.experts_prompt, t.params_prompt, r)
     t_pre_mem = speed.memory_s(w_pre * (1 - frac_ram), r.bandwidth, r.eff_decode, sharing) + speed.offload_s(
         w_pre * frac_ram, r.ram_gb_s, RAM_EFFICIENCY
     )
-    t_pre_comm = speed.comm_s(model.hidden, p, model.layers, r.count, tensor, r.ic_gb_s, latency)
+    t_pre_comm = speed.comm_s(t.hidden, p, t.layers, r.count, tensor, r.ic_gb_s, latency)
     t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
     # Fitted prompt costs: the weights re-read once per micro-batch, and per-prompt and per-layer fixed time.
-    w_chunk = _weights_read(model, min(p, speed.PROMPT_CHUNK), r)
+    w_chunk = _weights_read(t.experts_chunk, t.params_chunk, r)
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
     # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
     # the fitted efficiency, the attention counted on the KV width at its own fitted factor, and the reads.
-    t_linear = speed.compute_s(2.0 * model.active_params * p, r.tflops, r.eff_prefill, sharing)
-    kv_dim = model.kv_heads * model.head_dim
+    t_linear = speed.compute_s(2.0 * t.active_params * p, r.tflops, r.eff_prefill, sharing)
     t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
-        speed.attention_flops(model.layers, kv_dim, p, 0), r.tflops, 1.0, sharing
+        speed.attention_flops(t.layers, t.kv_dim, p, 0), r.tflops, 1.0, sharing
     )
     chunked = t_chunks > 0
     t_fitted_compute = t_linear + t_attention
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
     prefill_bound = np.where(chunked, np.where(t_fitted_compute >= t_chunks, "compute", "bandwidth"), prefill_bound)
-    t_pre = t_pre + r.costs["prefill_s"] + model.layers * r.costs["prefill_layer_s"]
+    t_pre = t_pre + r.costs["prefill_s"] + t.layers * r.costs["prefill_layer_s"]
 
     # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
     # tokens per joule at TDP (the board's rated power, an upper bound on what decode draws).
@@ -696,7 +765,7 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     usd_per_mtok = (price + np.nan_to_num(energy_usd)) / tokens_total * 1e6
     return {
         "weights_gb": weights_gb,
-        "kv_cache_gb": np.full_like(weights_gb, kv_gb),
+        "kv_cache_gb": kv_gb,
         "overhead_gb": over_gb,
         "total_gb": total_gb,
         "usable_gb": usable_gb,
@@ -715,7 +784,7 @@ def _core(model: ModelArch, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         "prefill_bound": prefill_bound,
         "bytes_per_token": bytes_step / b,
         "weight_bytes_step": w_step,
-        "kv_bytes_step": np.full_like(weights_gb, float(kv_step)),
+        "kv_bytes_step": kv_step + np.zeros_like(weights_gb),
         "t_compute": t_compute,
         "t_comm": t_comm,
         "usd_per_tok_s": price / decode,
@@ -799,7 +868,7 @@ def estimate(
         ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
         costs={name: np.array([getattr(cal, name)]) for name in COST_FIELDS},
     )
-    c = {k: v[0] for k, v in _core(model, workload, rows).items()}
+    c = {k: v[0] for k, v in _core(_model_terms(model, workload), workload, rows).items()}
 
     def opt(x: float) -> float | None:
         return None if not np.isfinite(x) else float(x)
@@ -1033,6 +1102,11 @@ class GPUPrep:
     ram_gb: np.ndarray
     ram_gb_s: np.ndarray
 
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Return the GPU frame's columns as arrays (kept: a page's rankings read them on every request)."""
+        return {c: self.gpus[c].to_numpy() for c in self.gpus.columns}
+
 
 def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
     """Return the per-GPU arrays the ranking needs; a caller ranking one frame many times may keep them."""
@@ -1068,45 +1142,37 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
 
 
 def _rank_arrays(
-    model: ModelArch,
-    quants: Sequence[Quant],
+    models: Sequence[ModelArch],
+    quants_per_model: Sequence[Sequence[Quant]],
     prep: GPUPrep,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None,
-    found: dict | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Return (GPU row index per result row, every figure per result row) for one model over its formats.
+    """Return (GPU row index per result row, every figure per result row) for models over their formats.
 
-    ``found`` keeps the calibration rows already looked up, for a caller ranking many models with one workload.
+    Rows run model by model, format by format, every GPU row each: one pass of the core for all of them.
     """
-    found = {} if found is None else found
     g = len(prep.gpus)
-    q = len(quants)
-    gi = np.tile(np.arange(g), q)  # quant-major: rows [q0: all gpus, q1: all gpus, ...]
-    qi = np.repeat(np.arange(q), g)
+    pairs = [(i, m, qq) for i, (m, qs) in enumerate(zip(models, quants_per_model, strict=True)) for qq in qs]
+    gi = np.tile(np.arange(g), len(pairs))  # pair-major: rows [pair 0: all gpus, pair 1: all gpus, ...]
+    ki = np.repeat(np.arange(len(pairs)), g)
 
-    bpw = np.array([qq.bits_per_weight for qq in quants], dtype=float)
-    figures = np.array([_quant_figures(model, qq) for qq in quants], dtype=float).reshape(-1, 4)
-    bpp = figures[:, 0][qi]
-    split_q = figures[:, 1:3]
-    wbytes = figures[:, 3][qi]
-    prec_q = np.array([_precision_class_bpw(x) for x in bpw], dtype=object)
+    bpw = np.array([qq.bits_per_weight for _, _, qq in pairs], dtype=float)
+    figures = np.array([_quant_figures(m, qq) for _, m, qq in pairs], dtype=float).reshape(-1, 4)
+    prec_levels, prec_codes = np.unique(
+        np.array([_precision_class_bpw(x) for x in bpw], dtype=object).astype(str), return_inverse=True
+    )
     # Efficiency: one lookup per (hardware class, precision class) pair present.
     fields = ("decode_efficiency", "prefill_efficiency", "spread", "spread_several", *COST_FIELDS)
-    eff_tab = np.empty((len(fields), len(prep.hw_levels), q))
+    eff_tab = np.empty((len(fields), len(prep.hw_levels), len(prec_levels)))
     for a, h in enumerate(prep.hw_levels):
-        for b_, p in enumerate(prec_q):
-            key = (str(h), str(p))
-            if key not in found:
-                f = find_calibration(workload.backend, key[0], key[1], calibration, workload.batch)
-                values = [getattr(f, name) for name in fields]
-                values[3] = f.spread if f.spread_several is None else f.spread_several
-                found[key] = values
-            eff_tab[:, a, b_] = found[key]
-    per_row = {name: eff_tab[i][prep.hw_codes[gi], qi] for i, name in enumerate(fields)}
-    eff_d, eff_p = per_row["decode_efficiency"], per_row["prefill_efficiency"]
+        for b_, prec in enumerate(prec_levels):
+            f = find_calibration(workload.backend, str(h), str(prec), calibration, workload.batch)
+            values = [getattr(f, name) for name in fields]
+            values[3] = f.spread if f.spread_several is None else f.spread_several
+            eff_tab[:, a, b_] = values
+    per_row = {name: eff_tab[i][prep.hw_codes[gi], prec_codes[ki]] for i, name in enumerate(fields)}
     count = prep.count[gi]
-    spread = _range_width(per_row["spread"], per_row["spread_several"], count)
     split = prep.split[gi]
     rows = _Rows(
         memory_gb=prep.memory[gi],
@@ -1115,26 +1181,30 @@ def _rank_arrays(
         tflops=prep.tflops[gi],
         tdp_w=prep.tdp[gi],
         price_usd=prep.price[gi],
-        count=prep.count[gi],
+        count=count,
         tensor=split == "tensor",
         ic_gb_s=prep.ic_bw[gi],
         ic_latency_s=prep.ic_lat[gi],
-        bytes_per_param=bpp,
-        weights_bytes=wbytes,
-        read_fixed=split_q[qi, 0],
-        read_expert=split_q[qi, 1],
-        eff_decode=eff_d,
-        eff_prefill=eff_p,
-        spread=spread,
+        bytes_per_param=figures[:, 0][ki],
+        weights_bytes=figures[:, 3][ki],
+        read_fixed=figures[:, 1][ki],
+        read_expert=figures[:, 2][ki],
+        eff_decode=per_row["decode_efficiency"],
+        eff_prefill=per_row["prefill_efficiency"],
+        spread=_range_width(per_row["spread"], per_row["spread_several"], count),
         ram_gb=prep.ram_gb[gi],
         ram_gb_s=prep.ram_gb_s[gi],
         costs={name: per_row[name] for name in COST_FIELDS},
     )
+    model_of = np.array([i for i, _, _ in pairs], dtype=np.int64)[ki]
+    terms = [_model_terms(m, workload) for m in models]
+    t = terms[0] if len(terms) == 1 else _stacked_terms(terms, model_of)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = _core(model, workload, rows)
+        out = _core(t, workload, rows)
     extra = {
-        "quant": np.array([qq.name for qq in quants], dtype=object)[qi],
-        "bits_per_weight": bpw[qi],
+        "model": np.array([m.name for m in models], dtype=object)[model_of],
+        "quant": np.array([qq.name for _, _, qq in pairs], dtype=object)[ki],
+        "bits_per_weight": bpw[ki],
         "hardware_class": prep.hw[gi],
         "count": rows.count,
         "split": split,
@@ -1143,11 +1213,17 @@ def _rank_arrays(
     return gi, extra
 
 
-def _frame(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
-    # Sort before building the frame so the GPU columns are gathered once.
-    data = {c: prep.gpus[c].to_numpy()[gi[order]] for c in prep.gpus.columns if c not in extra}
+def _columns(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the answer as columns in ``order``: the input frame's GPU columns, then every figure."""
+    # Sort before gathering so the GPU columns are gathered once.
+    rows = gi[order]
+    data = {c: values[rows] for c, values in prep.columns.items() if c not in extra}
     data.update({k: v[order] for k, v in extra.items()})
-    return pd.DataFrame(data, copy=False)
+    return data
+
+
+def _frame(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(_columns(prep, gi, extra, order), copy=False)
 
 
 def _fit_first(extra: dict[str, np.ndarray]) -> np.ndarray:
@@ -1169,7 +1245,8 @@ def _rank_frame(
     GPU rows may carry count/split/offload columns (the build planner's expansion).
     """
     prep = prep if prep is not None else prepare_gpus(gpus)
-    gi, extra = _rank_arrays(model, quants, prep, workload, calibration)
+    gi, extra = _rank_arrays([model], [quants], prep, workload, calibration)
+    del extra["model"]
     return _frame(prep, gi, extra, _fit_first(extra) if sort else np.arange(len(gi)))
 
 
@@ -1186,6 +1263,22 @@ def rank_gpus(
     ``prep`` is ``prepare_gpus(gpus)`` when the caller keeps it between rankings of the same frame.
     """
     return _rank_frame(model, quants, gpus, workload, calibration, prep=prep)
+
+
+def rank_gpu_columns(
+    model: ModelArch,
+    quants: Sequence[Quant],
+    workload: Workload,
+    prep: GPUPrep,
+    calibration: Sequence[CalibrationFactor] | None = None,
+) -> dict[str, np.ndarray]:
+    """Return rank_gpus's answer as columns (name -> array, same rows, same order), without building a frame.
+
+    For callers that read a few columns of a large ranking: a page that shows some dozen rows of thousands.
+    """
+    gi, extra = _rank_arrays([model], [quants], prep, workload, calibration)
+    del extra["model"]
+    return _columns(prep, gi, extra, _fit_first(extra))
 
 
 def rank_models(
@@ -1208,18 +1301,9 @@ def rank_models(
         {"count": count, "split": split, "offload_ram_gb": offload_ram_gb, "ram_bandwidth_gb_s": ram_bandwidth_gb_s}
     )
     prep = prepare_gpus(pd.DataFrame([row]))
-    parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-    found: dict = {}  # one calibration lookup per (hardware, precision) class for all the models
-    for m, qs in zip(models, quants_per_model, strict=True):
-        if not qs:
-            continue
-        gi, extra = _rank_arrays(m, qs, prep, workload, calibration, found)
-        extra["model"] = np.full(len(gi), m.name, dtype=object)
-        parts.append((gi, extra))
-    if not parts:
+    if not any(quants_per_model):
         return pd.DataFrame(columns=["model", "quant", *RESULT_COLUMNS])
-    gi = np.concatenate([p[0] for p in parts])
-    extra = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    gi, extra = _rank_arrays(models, quants_per_model, prep, workload, calibration)
     df = _frame(prep, gi, extra, _fit_first(extra))
     return df[["model", *[c for c in df.columns if c != "model"]]]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 ACCENT = "#2356c7"
@@ -43,35 +44,41 @@ def _num(value: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def speed_vs_price(frame: pd.DataFrame) -> dict:
+def speed_vs_price(frame) -> dict:
     """Returns a scatter of estimated decode tok/s against price, one trace per vendor, hover showing the basis.
 
-    ``frame`` is a ``rank_gpus`` result; rows without a price are left out (they have no x position).
+    ``frame`` is a ``rank_gpus`` result, or its columns (name -> array) as ``rank_gpu_columns`` gives them; rows
+    without a price are left out (they have no x position).
     """
-    priced = frame[pd.to_numeric(frame.get("price_usd"), errors="coerce").notna()] if len(frame) else frame
+    cols = ["name", "decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "quant", "memory_gb"]
+    cols += ["bandwidth_gb_s", "decode_bound", "price_usd", "vendor"]
     traces = []
-    for vendor, group in priced.groupby("vendor", sort=True) if len(priced) else []:
-        cols = ["name", "decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "quant", "memory_gb"]
-        cols += ["bandwidth_gb_s", "decode_bound", "price_usd"]
-        hover = [
-            f"{name}<br>{_fmt(tok)} tok/s ({_fmt(low)}–{_fmt(high)})<br>{quant} · {_fmt(mem)} GB · "
-            f"{_fmt(bw)} GB/s<br>{bound}-bound · ${_fmt(price)}"
-            for name, tok, low, high, quant, mem, bw, bound, price in zip(
-                *(group[c].to_numpy() for c in cols), strict=True
+    if "price_usd" in frame and len(frame["price_usd"]):
+        values = {c: np.asarray(frame[c]) for c in cols}
+        price = np.asarray(pd.to_numeric(values["price_usd"], errors="coerce"), dtype=float)
+        priced = ~np.isnan(price)
+        vendors = values["vendor"].astype(str)
+        for vendor in sorted(set(vendors[priced].tolist())):
+            rows = np.flatnonzero(priced & (vendors == vendor))
+            hover = [
+                f"{name}<br>{_fmt(tok)} tok/s ({_fmt(low)}–{_fmt(high)})<br>{quant} · {_fmt(mem)} GB · "
+                f"{_fmt(bw)} GB/s<br>{bound}-bound · ${_fmt(cost)}"
+                for name, tok, low, high, quant, mem, bw, bound, cost in zip(
+                    *(values[c][rows] for c in cols[:-1]), strict=True
+                )
+            ]
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": vendor.upper(),
+                    "x": [_num(v) for v in values["price_usd"][rows]],
+                    "y": [_num(v) for v in values["decode_tok_s"][rows]],
+                    "text": hover,
+                    "hoverinfo": "text",
+                    "marker": {"size": 9, "color": VENDOR_COLOURS.get(vendor, VENDOR_COLOURS["other"])},
+                }
             )
-        ]
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": str(vendor).upper(),
-                "x": [_num(v) for v in group["price_usd"]],
-                "y": [_num(v) for v in group["decode_tok_s"]],
-                "text": hover,
-                "hoverinfo": "text",
-                "marker": {"size": 9, "color": VENDOR_COLOURS.get(str(vendor), VENDOR_COLOURS["other"])},
-            }
-        )
     return {
         "data": traces,
         "layout": _layout(

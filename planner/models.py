@@ -64,7 +64,8 @@ class Calibration(models.Model):
         "source", max_length=300, help_text="'default: …' with its reason, or 'fit: N runs, date'."
     )
     is_fitted = models.BooleanField("fitted from benchmarks", default=False)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    # Indexed: the catalog fingerprint (planner.lookup) reads MAX(updated_at) on every page request.
+    updated_at = models.DateTimeField("updated", auto_now=True, db_index=True)
 
     class Meta:
         verbose_name = "calibration factor"

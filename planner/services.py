@@ -31,7 +31,7 @@ from physics.estimator import (
     overhead_gb,
     precision_class,
     prepare_gpus,
-    rank_gpus,
+    rank_gpu_columns,
     rank_models,
     table_vram_gb,
     weights_bytes,
@@ -332,8 +332,11 @@ def ranking_frame(data: dict) -> tuple[pd.DataFrame, GPUPrep]:
     return remembered("ranking-frame", key, lambda: _ranking_frame(data))
 
 
-def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+def _numbers(columns: dict[str, np.ndarray], column: str) -> np.ndarray:
+    values = columns[column]
+    if values.dtype.kind in "fiub":
+        return values.astype(float)
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype=float)
 
 
 def _order(numbers: dict[str, np.ndarray], index: np.ndarray, how: str) -> np.ndarray:
@@ -360,15 +363,26 @@ def _plain(values: np.ndarray) -> list:
     return out
 
 
+def _shown_column(values: list, digits: int) -> list[str]:
+    """Returns _show over a column of plain values (None for missing), one format call per cell."""
+    spec = f",.{digits}f"
+    out = ["—" if v is None else format(float(v), spec) for v in values]
+    if digits == 1:
+        out = [t[:-2] if t.endswith(".0") else t for t in out]
+    return out
+
+
 def _rows_at(columns: dict[str, np.ndarray], index: np.ndarray, measured: np.ndarray) -> list[dict]:
     """Returns the rows at ``index`` as _records does: dicts of plain values with ``show``, the display texts."""
     names = [*columns, "measured"]
     cells = [_plain(values[index]) for values in columns.values()] + [measured[index].tolist()]
-    shown = [(k, d) for k, d in SHOWN.items() if k in columns]
+    shown = [k for k in SHOWN if k in columns]
+    texts = [_shown_column(cells[names.index(k)], SHOWN[k]) for k in shown]
+    per_row_texts = list(zip(*texts, strict=True)) if texts else [()] * len(index)
     rows = []
-    for values in zip(*cells, strict=True):
+    for values, show in zip(zip(*cells, strict=True), per_row_texts, strict=True):
         row = dict(zip(names, values, strict=True))
-        row["show"] = {k: _show(row[k], d) for k, d in shown}
+        row["show"] = dict(zip(shown, show, strict=True))
         rows.append(row)
     return rows
 
@@ -394,44 +408,46 @@ def gpu_ranking(
     arch = model_arch(model)
     workload = workload_of(data)
     quants = _quants_for(model, data)
-    frame, prep = ranking_frame(data)
+    _, prep = ranking_frame(data)
     calibration = calibration_for(
         workload.backend, workload.batch, prep.hw_levels, [precision_class(q) for q in quants]
     )
-    ranked = rank_gpus(arch, quants, frame, workload, calibration, prep=prep)
-    ids = ranked["id"].to_numpy()
-    group = ranked["group"].to_numpy()
-    fits = ranked["fits"].to_numpy(dtype=bool)
-    with_offload = ranked["fits_with_offload"].to_numpy(dtype=bool)
+    ranked = rank_gpu_columns(arch, quants, workload, prep, calibration)
+    ids = ranked["id"]
+    group = ranked["group"]
+    fits = ranked["fits"].astype(bool)
+    with_offload = ranked["fits_with_offload"].astype(bool)
     numbers = {c: _numbers(ranked, c) for c in ("price_usd", "decode_tok_s", "memory_gb", "usd_per_tok_s")}
     is_measured = np.isin(ids, [r.gpu_id for r in measured])
-    keep = np.ones(len(ranked), dtype=bool)
+    keep = np.ones(len(ids), dtype=bool)
     if data.get("budget") is not None:
         price = numbers["price_usd"]
-        keep &= ~np.isnan(price) & (price * ranked["count"].to_numpy(dtype=float) <= data["budget"])
+        keep &= ~np.isnan(price) & (price * ranked["count"].astype(float) <= data["budget"])
     if data.get("measured_only"):
         keep &= is_measured
 
     single = np.flatnonzero(keep & (group == "single") & fits)
     if data["quant"] == BEST:
-        single = _best_positions(ids, ranked["bits_per_weight"].to_numpy(dtype=float), single)
+        single = _best_positions(ids, ranked["bits_per_weight"].astype(float), single)
     # A pair or an offload build is shown only for a card that cannot hold the model alone.
     alone = np.isin(ids, ids[single])
     fitting = _order(numbers, single, sort)
     pairs = _order(numbers, np.flatnonzero(keep & (group == "pair") & fits & ~alone), sort)
     offload = _order(numbers, np.flatnonzero(keep & (group == "offload") & with_offload & ~fits & ~alone), "speed")
 
-    shown = {c: ranked[c].to_numpy() for c in RECORD_COLUMNS if c in ranked.columns and c != "measured"}
-    columns = [c for c in RANKING_COLUMNS if c in ranked.columns and c != "measured"]
+    shown = {c: ranked[c] for c in RECORD_COLUMNS if c in ranked and c != "measured"}
+    columns = [c for c in RANKING_COLUMNS if c in ranked and c != "measured"]
     # The chart reads ten columns of the fitting rows; the whole table is built only for a caller that reads it.
-    plotted = pd.DataFrame({c: ranked[c].to_numpy()[fitting] for c in CHART_COLUMNS}, copy=False)
+    plotted = {c: ranked[c][fitting] for c in CHART_COLUMNS}
     return Ranking(
         fits=_rows_at(shown, fitting[:limit], is_measured),
         fit_count=len(fitting),
         two_cards=_rows_at(shown, pairs[:SIDE_LIMIT], is_measured),
         offload=_rows_at(shown, offload[:SIDE_LIMIT], is_measured),
         measured=measured,
-        table=lambda: ranked[columns].take(fitting).assign(measured=is_measured[fitting]),
+        table=lambda: pd.DataFrame({c: ranked[c][fitting] for c in columns}, index=fitting).assign(
+            measured=is_measured[fitting]
+        ),
         chart=charts.speed_vs_price(plotted),
     )
 
