@@ -447,6 +447,14 @@ def arch_from_config(config: dict[str, Any], name: str = "") -> ModelArch:
     )
 
 
+def kv_element_bytes(kv_cache: str = "fp16") -> float:
+    """Returns the bytes of one cached element of a KV-cache type (block scales included)."""
+    try:
+        return KVCache(kv_cache).bits / 8
+    except ValueError:
+        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {[k.value for k in KVCache]}") from None
+
+
 def kv_bytes_per_token_layer(arch: ModelArch, kv_cache: str = "fp16") -> float:
     """Returns the KV-cache bytes one token adds to one layer.
 
@@ -454,10 +462,7 @@ def kv_bytes_per_token_layer(arch: ModelArch, kv_cache: str = "fp16") -> float:
     latent plus the shared rotary key: kv_lora_rank + qk_rope_head_dim elements. The element size is the
     KV-cache type's (fp16 2 bytes; q8_0 34 bytes per 32 values; q4_0 18 per 32).
     """
-    try:
-        element = KVCache(kv_cache).bits / 8
-    except ValueError:
-        raise ValueError(f"unknown KV cache type {kv_cache!r}; expected one of {[k.value for k in KVCache]}") from None
+    element = kv_element_bytes(kv_cache)
     if arch.attention == "mla":
         return (arch.kv_lora_rank + arch.qk_rope_head_dim) * element
     return 2 * arch.kv_heads * arch.head_dim * element

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from physics import gguf, speed
-from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_cache_bytes
+from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_element_bytes
 from physics.builds import build_problem, check_command, engine_for
 
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
@@ -601,7 +601,7 @@ class _Rows:
 class _ModelTerms:
     """What the core reads of a model under one workload: one model's numbers, or arrays with one value per row.
 
-    A ranking over many models stacks each model's terms by row (``_stacked_terms``), so one pass of the core
+    A ranking over many models spreads each model's terms over its rows (``_terms_by_row``), so one pass of the core
     covers every (model, format) row with the same formulas a single estimate uses.
     """
 
@@ -626,47 +626,96 @@ class _ModelTerms:
     params_chunk: float | np.ndarray
 
 
-@lru_cache(maxsize=4096)
-def _model_terms(model: ModelArch, wl: Workload) -> _ModelTerms:
-    """Return one model's terms under one workload (kept: rankings ask for every catalog model per request)."""
+@lru_cache(maxsize=64)
+def _model_constants(models: tuple[ModelArch, ...], llama_cpp: bool) -> dict[str, np.ndarray]:
+    """Return what the terms need of each model and no workload changes, one array per fact (kept per catalog).
+
+    ``cache_*`` describe the cache as the engine holds it (``kv_layout``: llama.cpp keeps a micro-batch past a
+    sliding window, and caches a model whose every layer is windowed in full).
+    """
+    probe = Workload(backend="llama.cpp" if llama_cpp else "")
+    rows = []
+    for m in models:
+        cached, slack = kv_layout(m, probe)
+        cache_windowed = cached.sliding_window > 0 and cached.sliding_layers > 0
+        own_windowed = m.sliding_window > 0 and m.sliding_layers > 0
+        rows.append(
+            (
+                m.layers,
+                m.hidden,
+                m.is_moe,
+                m.active_params,
+                m.heads * m.head_dim,
+                m.kv_heads * m.head_dim,
+                m.context_length,
+                m.vocab,
+                m.experts,
+                m.experts_per_token,
+                m.expert_params * m.moe_layers,
+                float(_params_read(m, 0)),
+                kv_bytes_per_token_layer(m, "fp16") / 2,  # cached elements per token and layer
+                m.sliding_layers if own_windowed else 0,
+                m.sliding_window if own_windowed else 0,
+                cached.sliding_layers if cache_windowed else 0,
+                cached.sliding_window + slack if cache_windowed else 0,
+            )
+        )
+    names = (
+        "layers hidden moe active_params attention_width kv_dim context_length vocab experts top_k routed_expert "
+        "dense_read kv_elements own_sliding_layers own_window cache_sliding_layers cache_window"
+    ).split()
+    table = np.array(rows, dtype=float).reshape(-1, len(names))
+    return {name: table[:, i] for i, name in enumerate(names)}
+
+
+def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
+    """Return the terms of each model under one workload, as arrays with one value per model."""
+    c = _model_constants(models, wl.backend == "llama.cpp")
     b = max(int(wl.batch), 1)
     p = max(int(wl.prompt_tokens), 1)
-    chunk = min(p, speed.PROMPT_CHUNK)
-    kv_model, slack = kv_layout(model, wl)
-    per_layer = kv_bytes_per_token_layer(kv_model, wl.kv_cache) * b
-    windowed = kv_model.sliding_window > 0 and kv_model.sliding_layers > 0
+    ctx = float(wl.context)
+    if ctx < 0:
+        raise ValueError(f"context must be ≥ 0, got {wl.context}")
+    layers = c["layers"]
+    per_layer = c["kv_elements"] * kv_element_bytes(wl.kv_cache) * b
+
+    def cache_bytes(sliding: np.ndarray, window: np.ndarray) -> np.ndarray:
+        token_layers = np.where(sliding > 0, (layers - sliding) * ctx + sliding * np.minimum(ctx, window), layers * ctx)
+        return np.round(token_layers * per_layer)
+
+    def experts(tokens: int) -> np.ndarray:
+        e = np.maximum(c["experts"], 1.0)
+        return np.where(c["experts"] > 0, e * (1 - (1 - c["top_k"] / e) ** float(tokens)), 0.0)
+
+    windowed = c["cache_sliding_layers"] > 0
+    ubatch = min(p, OVERHEAD_UBATCH) * b
+    steps = {"step": experts(b), "prompt": experts(p), "chunk": experts(min(p, speed.PROMPT_CHUNK))}
     return _ModelTerms(
-        layers=float(model.layers),
-        hidden=float(model.hidden),
-        moe=bool(model.is_moe),
-        active_params=float(model.active_params),
-        attention_width=float(model.heads * model.head_dim),
-        kv_dim=float(model.kv_heads * model.head_dim),
-        kv_gb=kv_cache_bytes(kv_model, wl.context, b, wl.kv_cache, slack) / GB,
-        kv_step_bytes=float(kv_cache_bytes(model, wl.context, b, wl.kv_cache)),
-        overhead_gb=overhead_gb(model, wl, 1),
-        full_rate=kv_model.layers * per_layer,
-        global_rate=(kv_model.layers - kv_model.sliding_layers) * per_layer
-        if windowed
-        else kv_model.layers * per_layer,
-        window=float(kv_model.sliding_window + slack) if windowed else 0.0,
-        context_length=float(model.context_length),
-        experts_step=float(distinct_experts(model, b)),
-        experts_prompt=float(distinct_experts(model, p)),
-        experts_chunk=float(distinct_experts(model, chunk)),
-        params_step=float(_params_read(model, b)),
-        params_prompt=float(_params_read(model, p)),
-        params_chunk=float(_params_read(model, chunk)),
+        layers=layers,
+        hidden=c["hidden"],
+        moe=c["moe"] > 0,
+        active_params=c["active_params"],
+        attention_width=c["attention_width"],
+        kv_dim=c["kv_dim"],
+        kv_gb=cache_bytes(c["cache_sliding_layers"], c["cache_window"]) / GB,
+        kv_step_bytes=cache_bytes(c["own_sliding_layers"], c["own_window"]),
+        overhead_gb=OVERHEAD_BASE_GB + ubatch * (c["vocab"] + 4 * c["hidden"]) * 4 / GB,
+        full_rate=layers * per_layer,
+        global_rate=np.where(windowed, layers - c["cache_sliding_layers"], layers) * per_layer,
+        window=np.where(windowed, c["cache_window"], 0.0),
+        context_length=c["context_length"],
+        experts_step=steps["step"],
+        experts_prompt=steps["prompt"],
+        experts_chunk=steps["chunk"],
+        params_step=c["dense_read"] + steps["step"] * c["routed_expert"],
+        params_prompt=c["dense_read"] + steps["prompt"] * c["routed_expert"],
+        params_chunk=c["dense_read"] + steps["chunk"] * c["routed_expert"],
     )
 
 
-def _stacked_terms(terms: Sequence[_ModelTerms], index: np.ndarray) -> _ModelTerms:
-    """Return the terms of many models as arrays, row r taking the terms of model index[r]."""
-    columns = {}
-    for name in _ModelTerms.__dataclass_fields__:
-        values = np.array([getattr(t, name) for t in terms])
-        columns[name] = values[index]
-    return _ModelTerms(**columns)
+def _terms_by_row(terms: _ModelTerms, index: np.ndarray) -> _ModelTerms:
+    """Return the terms with row r taking model index[r]'s values."""
+    return _ModelTerms(**{name: getattr(terms, name)[index] for name in _ModelTerms.__dataclass_fields__})
 
 
 def _weights_read(experts: float | np.ndarray, params: float | np.ndarray, r: _Rows) -> np.ndarray:
@@ -679,7 +728,7 @@ def _weights_read(experts: float | np.ndarray, params: float | np.ndarray, r: _R
 def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     """Return every figure for every row; estimate() and the rank_* functions both read from here.
 
-    ``t`` holds the model's terms (``_model_terms``), or many models' terms stacked by row.
+    ``t`` holds one model's terms (arrays of one value, ``_model_terms``), or many models' terms by row.
     """
     b = max(int(wl.batch), 1)
     n = r.count.astype(float)
@@ -868,7 +917,7 @@ def estimate(
         ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
         costs={name: np.array([getattr(cal, name)]) for name in COST_FIELDS},
     )
-    c = {k: v[0] for k, v in _core(_model_terms(model, workload), workload, rows).items()}
+    c = {k: v[0] for k, v in _core(_model_terms((model,), workload), workload, rows).items()}
 
     def opt(x: float) -> float | None:
         return None if not np.isfinite(x) else float(x)
@@ -1197,8 +1246,8 @@ def _rank_arrays(
         costs={name: per_row[name] for name in COST_FIELDS},
     )
     model_of = np.array([i for i, _, _ in pairs], dtype=np.int64)[ki]
-    terms = [_model_terms(m, workload) for m in models]
-    t = terms[0] if len(terms) == 1 else _stacked_terms(terms, model_of)
+    terms = _model_terms(tuple(models), workload)
+    t = terms if len(models) == 1 else _terms_by_row(terms, model_of)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _core(t, workload, rows)
     extra = {

@@ -15,6 +15,7 @@ import pandas as pd
 
 from hardware.models import GPU
 from models.models import LanguageModel, QuantVRAM
+from physics.arch import kv_cache_bytes
 from physics.capacity import Capacity, serving_capacity
 from physics.estimator import (
     GB,
@@ -27,7 +28,6 @@ from physics.estimator import (
     find_calibration,
     hardware_class,
     hardware_classes,
-    kv_cache_bytes,
     overhead_gb,
     precision_class,
     prepare_gpus,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from physics.arch import ModelArch
+from physics.arch import ModelArch, kv_cache_bytes
 from physics.estimator import (
     DEFAULT_CALIBRATION,
     EXTRAPOLATED_WIDEN,
@@ -24,7 +24,6 @@ from physics.estimator import (
     hardware_class,
     hardware_classes,
     kv_bytes_per_token,
-    kv_cache_bytes,
     rank_builds,
     rank_gpus,
     rank_models,
