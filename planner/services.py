@@ -686,11 +686,27 @@ class GPUModels:
     chart: dict
 
 
-def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True) -> GPUModels:
-    """Returns every (model, format) on one ``gpu`` at ``workload``, fitting rows first, fastest first."""
+def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True, every_format: bool = False) -> GPUModels:
+    """Returns the catalog models on one ``gpu`` at ``workload``, fitting rows first, fastest first.
+
+    By default one row per model: its highest-precision format that fits (a model with none that fits, when
+    ``fits_only`` is off, shows its smallest format). ``every_format`` lists every (model, format) instead.
+    """
     tables, ranked = _rank_models_on(gpu, workload)
     fits = ranked["fits"].to_numpy(dtype=bool)
-    index = np.flatnonzero(fits) if fits_only else np.arange(len(ranked))
+    if every_format:
+        index = np.flatnonzero(fits) if fits_only else np.arange(len(ranked))
+        fit_count, row_count = int(fits.sum()), len(ranked)
+    else:
+        codes, _ = pd.factorize(ranked["model"], sort=False)
+        bits = ranked["bits_per_weight"].to_numpy(dtype=float)
+        total = ranked["total_gb"].to_numpy(dtype=float)
+        position = np.arange(len(ranked))
+        # Per model: fitting rows first, the most bits per weight among them; else the smallest format.
+        order = np.lexsort((position, np.where(fits, -bits, total), ~fits, codes))
+        first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]] if len(order) else order
+        index = np.sort(first[fits[first]] if fits_only else first)  # back in the ranking's order
+        fit_count, row_count = int(fits[first].sum()), len(first)
     cells = {c: ranked[c].to_numpy()[index].tolist() for c in MODEL_ROW_COLUMNS}
     # A column at a time, and dicts made by zip: a thousand rows of eight figures is most of this function otherwise.
     figures = list(MODEL_ROW_FIGURES)
@@ -701,7 +717,7 @@ def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True) -> GPUModel
     rows = [dict(zip(names, values, strict=True)) for values in zip(*cells.values(), urls, shows, strict=True)]
     # The chart reads four columns; handing it only those spares it copying the other fifty.
     plotted = ranked[["model", "quant", "decode_tok_s", "fits"]]
-    return GPUModels(rows=rows, fit_count=int(fits.sum()), row_count=len(ranked), chart=charts.speed_by_model(plotted))
+    return GPUModels(rows=rows, fit_count=fit_count, row_count=row_count, chart=charts.speed_by_model(plotted))
 
 
 def model_capacity(

@@ -332,12 +332,37 @@ def test_the_machine_list_is_the_best_format_of_each_model_that_runs(catalog):
 
 def test_the_gpu_table_is_every_fitting_model_and_format(catalog):
     gpu = GPU.objects.get(slug="nvidia-geforce-rtx-4090")
-    table = gpu_models(gpu, Workload(context=4096))
+    table = gpu_models(gpu, Workload(context=4096), every_format=True)
     assert table.fit_count == len(table.rows) < table.row_count and all(r["fits"] for r in table.rows)
-    every = gpu_models(gpu, Workload(context=4096), fits_only=False)
+    every = gpu_models(gpu, Workload(context=4096), fits_only=False, every_format=True)
     assert len(every.rows) == table.row_count
     first = table.rows[0]
     assert first["show"]["decode_tok_s"] == f"{first['decode_tok_s']:,.1f}" and first["url"].startswith("/models/")
+
+
+def test_the_gpu_table_shows_each_model_once_in_its_best_fitting_format(catalog):
+    gpu = GPU.objects.get(slug="nvidia-geforce-rtx-4090")
+    every = gpu_models(gpu, Workload(context=4096), every_format=True)
+    best = gpu_models(gpu, Workload(context=4096))
+    models = [r["model"] for r in best.rows]
+    assert len(models) == len(set(models)) == best.fit_count < best.row_count
+    assert set(models) == {r["model"] for r in every.rows}
+    tables = model_tables()
+    bpw = {
+        (arch.name, q.name): q.bits_per_weight
+        for arch, quants in zip(tables.archs, tables.quants, strict=True)
+        for q in quants
+    }
+    for row in best.rows:
+        fitting = [bpw[(r["model"], r["quant"])] for r in every.rows if r["model"] == row["model"]]
+        assert bpw[(row["model"], row["quant"])] == max(fitting)
+    # Still fitting first, fastest first, as the ranking orders them.
+    speeds = [r["decode_tok_s"] for r in best.rows]
+    assert speeds == sorted(speeds, reverse=True)
+    # With the box cleared, models that fit in no format appear too, in their smallest format.
+    all_models = gpu_models(gpu, Workload(context=4096), fits_only=False)
+    assert len(all_models.rows) == all_models.row_count > best.fit_count
+    assert any(not r["fits"] for r in all_models.rows)
 
 
 def test_recent_values_are_kept_for_the_latest_keys_only(catalog, monkeypatch):

@@ -12,7 +12,10 @@ from __future__ import annotations
 from functools import lru_cache
 from html import escape
 
+from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
+
+from planner.lookup import remembered
 
 
 @lru_cache(maxsize=4096)
@@ -101,3 +104,17 @@ def machine_row(m, count: int, query: str) -> str:
 def machine_rows(rows: list, count: int, query: str) -> SafeString:
     """Returns the machine page's table rows, in order."""
     return mark_safe("".join(machine_row(m, count, query) for m in rows))
+
+
+def published_section(key: str, rows: list, show_model: bool = False) -> SafeString:
+    """Returns the published-measurements section for ``rows`` (planner.published), rendered once per catalog version.
+
+    The rows and their estimates depend on the catalog only, not on the visitor's settings, so the section is kept
+    under ``key`` (the GPU, model or machine it belongs to) until the catalog fingerprint changes.
+    """
+
+    def render() -> SafeString:
+        html = render_to_string("partials/_published.html", {"published": rows, "show_model": show_model})
+        return mark_safe(html)  # noqa: S308 - the template escapes every value
+
+    return remembered("published-section", f"{key}|{show_model}", render)

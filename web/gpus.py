@@ -11,7 +11,7 @@ from physics.estimator import Workload
 from planner import published
 from planner.pagecache import catalog_page
 from planner.services import gpu_models
-from web.fragments import model_rows
+from web.fragments import model_rows, published_section
 
 
 class GPUFilterForm(forms.Form):
@@ -66,6 +66,7 @@ class GPUModelsForm(forms.Form):
     context = forms.IntegerField(label="Context (tokens)", initial=4096, min_value=256, max_value=1_048_576)
     users = forms.IntegerField(label="Concurrent users", initial=1, min_value=1, max_value=256)
     fits_only = forms.BooleanField(label="Only what fits", required=False, initial=True)
+    every_format = forms.BooleanField(label="Every format", required=False, initial=False)
 
 
 @catalog_page
@@ -78,7 +79,12 @@ def gpu_detail(request, slug: str):
     context: dict = {"gpu": gpu, "form": form}
     if form.is_valid():
         data = form.cleaned_data
-        table = gpu_models(gpu, Workload(context=data["context"], batch=data["users"]), fits_only=data["fits_only"])
+        table = gpu_models(
+            gpu,
+            Workload(context=data["context"], batch=data["users"]),
+            fits_only=data["fits_only"],
+            every_format=data["every_format"],
+        )
         context.update(
             rows=table.rows,
             rows_html=model_rows(table.rows),
@@ -90,5 +96,5 @@ def gpu_detail(request, slug: str):
             .order_by("-created_at"),
             data=data,
         )
-    context["published"] = published.for_gpu(gpu)
+    context["published_html"] = published_section(f"gpu:{gpu.pk}", published.for_gpu(gpu), show_model=True)
     return render(request, "hardware/gpu_detail.html", context)

@@ -19,7 +19,7 @@ from planner.inputs import model_arch
 from planner.lookup import NotFound, find_model
 from planner.pagecache import catalog_page
 from planner.services import gpu_ranking, memory_table, model_capacity, workload_of
-from web.fragments import gpu_cards
+from web.fragments import gpu_cards, published_section
 
 # The request the reference page tokenizes; we run it through mistral-common and show the real ids.
 EXAMPLE_PROMPT = "Explain Machine Learning to me in a nutshell."
@@ -141,7 +141,7 @@ def model_detail(request, slug: str):
         benchmarks=list(model.benchmarks.all()),
         commands=run_commands(model, *_command_settings(form)),
         tokenization=_tokenization(model),
-        published=published.for_model(model),
+        published_html=published_section(f"model:{model.pk}", published.for_model(model)),
     )
     return render(request, "models/model_detail.html", context)
 

@@ -12,7 +12,7 @@ from planner import charts, published
 from planner.forms import MACHINE_SORTS, MachineForm, PasteForm
 from planner.pagecache import catalog_page
 from planner.services import machine_models, model_capacity
-from web.fragments import machine_rows
+from web.fragments import machine_rows, published_section
 
 SORT_KEYS = {
     "speed": (lambda m: m.decode_tok_s, True),
@@ -47,7 +47,11 @@ def machine(request):
             offloaded=sum(m.offload for m in rows),
             query=query.urlencode(),
             rows_html=machine_rows(rows, data["count"], query.urlencode()),
-            published=[p for p in published.for_gpu(data["gpu"]) if p.count == data["count"]],
+            published_html=published_section(
+                f"machine:{data['gpu'].pk}x{data['count']}",
+                [p for p in published.for_gpu(data["gpu"]) if p.count == data["count"]],
+                show_model=True,
+            ),
         )
         serving = next((m for m in rows if m.model.slug == data["serve"]), None) if data["serve"] else None
         if serving is not None:
