@@ -609,8 +609,7 @@ class _ModelTerms:
     hidden: float | np.ndarray
     moe: bool | np.ndarray
     active_params: float | np.ndarray
-    attention_width: float | np.ndarray  # heads x head dim (the causal-attention FLOPs of the unfitted prefill)
-    kv_dim: float | np.ndarray  # KV heads x head dim (the fitted attention term)
+    attention_width: float | np.ndarray  # query heads x head dim: the width the prompt's attention FLOPs scale with
     kv_gb: float | np.ndarray  # the cache as the engine holds it, at the workload's context and batch
     kv_step_bytes: float | np.ndarray  # KV bytes one decode step reads
     overhead_gb: float | np.ndarray  # one GPU's runtime overhead
@@ -646,7 +645,6 @@ def _model_constants(models: tuple[ModelArch, ...], llama_cpp: bool) -> dict[str
                 m.is_moe,
                 m.active_params,
                 m.heads * m.head_dim,
-                m.kv_heads * m.head_dim,
                 m.context_length,
                 m.vocab,
                 m.experts,
@@ -661,7 +659,7 @@ def _model_constants(models: tuple[ModelArch, ...], llama_cpp: bool) -> dict[str
             )
         )
     names = (
-        "layers hidden moe active_params attention_width kv_dim context_length vocab experts top_k routed_expert "
+        "layers hidden moe active_params attention_width context_length vocab experts top_k routed_expert "
         "dense_read kv_elements own_sliding_layers own_window cache_sliding_layers cache_window"
     ).split()
     table = np.array(rows, dtype=float).reshape(-1, len(names))
@@ -696,7 +694,6 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
         moe=c["moe"] > 0,
         active_params=c["active_params"],
         attention_width=c["attention_width"],
-        kv_dim=c["kv_dim"],
         kv_gb=cache_bytes(c["cache_sliding_layers"], c["cache_window"]) / GB,
         kv_step_bytes=cache_bytes(c["own_sliding_layers"], c["own_window"]),
         overhead_gb=OVERHEAD_BASE_GB + ubatch * (c["vocab"] + 4 * c["hidden"]) * 4 / GB,
@@ -792,10 +789,10 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
     # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
-    # the fitted efficiency, the attention counted on the KV width at its own fitted factor, and the reads.
+    # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
     t_linear = speed.compute_s(2.0 * t.active_params * p, r.tflops, r.eff_prefill, sharing)
     t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
-        speed.attention_flops(t.layers, t.kv_dim, p, 0), r.tflops, 1.0, sharing
+        speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing
     )
     chunked = t_chunks > 0
     t_fitted_compute = t_linear + t_attention
@@ -855,9 +852,15 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     return bw, lat
 
 
-def _tflops_vec(fp16, fp32, segment) -> tuple[np.ndarray, np.ndarray]:
-    """Return (TFLOPS, source) per row: fp16 tensor, else fp32, else a segment default."""
+def _tflops_vec(fp16, fp32, segment, int8=None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (TFLOPS, source) per row: the prompt tensor rate, else fp32, else a segment default.
+
+    The tensor rate is speed.prompt_tflops: the fp16 figure, or half the int8 TOPS where that is higher (the
+    dense fp16-accumulate rate, twice the FP32-accumulate figure on GeForce parts).
+    """
     fp16 = np.asarray(fp16, dtype=float)
+    if int8 is not None:
+        fp16 = np.where(np.nan_to_num(fp16) > 0, speed.prompt_tflops(fp16, int8), fp16)
     fp32 = np.asarray(fp32, dtype=float)
     seg = pd.Series(segment, dtype="string").fillna("")
     fallback = seg.map(FALLBACK_TFLOPS).astype(float).fillna(40.0).to_numpy()
@@ -889,7 +892,9 @@ def estimate(
     hw = hardware_class(gpu)
     prec = precision_class(quant)
     cal = find_calibration(workload.backend, hw, prec, calibration, workload.batch)
-    tf, tf_src = _tflops_vec([gpu.fp16_tflops], [gpu.fp32_tflops], [gpu.segment])
+    tf, tf_src = _tflops_vec(
+        [gpu.fp16_tflops], [gpu.fp32_tflops], [gpu.segment], [gpu.int8_tops if gpu.int8_tops else np.nan]
+    )
     ic_bw, ic_lat = _interconnect(
         [gpu.nvlink_gb_s if gpu.nvlink_gb_s else np.nan],
         [gpu.pcie_gen if gpu.pcie_gen else np.nan],
@@ -1175,7 +1180,9 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         hw=hw_g,
         hw_levels=hw_levels,
         hw_codes=hw_codes,
-        tflops=_tflops_vec(gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g)[0],
+        tflops=_tflops_vec(
+            gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g, gcol("int8_tops", np.nan)
+        )[0],
         ic_bw=ic_bw_g,
         ic_lat=ic_lat_g,
         bandwidth=bandwidth_g,

@@ -35,6 +35,10 @@ from physics.estimator import _hardware_class_vec, _precision_class_bpw
 DATA = Path(__file__).resolve().parent / "data"
 MEASUREMENTS = DATA / "measurements"
 FITTED = DATA / "fitted.json"
+# Query heads per model of the set (the measurement files record KV heads only), each with its config.json basis.
+MODEL_HEADS = DATA / "model_heads.csv"
+# The GPU catalog: the int8 rate that, halved, gives the dense fp16-accumulate tensor rate (speed.prompt_tflops).
+GPU_CATALOG = DATA.parent.parent / "hardware" / "data" / "gpus"
 
 # A group gets its own parameters with at least this many rows; fewer rows fall back to the parent's.
 MIN_ROWS = 6
@@ -83,6 +87,30 @@ def _vendor(gpu: str, backend: str) -> str:
     return "nvidia"
 
 
+def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
+    """Returns {model name as the set writes it: query heads}."""
+    with path.open(encoding="utf-8") as fh:
+        return {row["model"]: int(row["heads"]) for row in csv.DictReader(fh)}
+
+
+def catalog_int8_tops(folder: Path = GPU_CATALOG) -> dict[str, float]:
+    """Returns {GPU name or alias: dense int8 TOPS} from the catalog rows that state one."""
+    out: dict[str, float] = {}
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    value = float(row.get("int8_tops") or "nan")
+                except ValueError:
+                    continue
+                if not value > 0:
+                    continue
+                for name in [row["name"], *(a.strip() for a in (row.get("aliases") or "").split(";"))]:
+                    if name:
+                        out.setdefault(name, value)
+    return out
+
+
 def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     """Returns every row of the measurement set with its group keys and the physics each fit needs."""
     rows = []
@@ -114,6 +142,14 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     kv = 2 * df["layers"] * df["kv_heads"] * df["head_dim"] * 2 * df["context"] * df["batch"]
     df["bytes_step"] = weights + kv
     df["tensor"] = df["split"].isin(["tensor", "row"])
+    heads = model_heads()
+    missing = sorted(set(df["model"]) - set(heads))
+    if missing:
+        raise ValueError(f"{MODEL_HEADS.name} lacks the query heads of {missing}")
+    df["heads"] = df["model"].map(heads).astype(float)
+    int8 = catalog_int8_tops()
+    df["gpu_int8_tops"] = df["gpu"].map(lambda g: int8.get(g, np.nan)).astype(float)
+    df["prompt_tflops"] = speed.prompt_tflops(df["gpu_fp16_tensor_tflops"], df["gpu_int8_tops"])
     return df
 
 
@@ -163,9 +199,9 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
 
     Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights and of
     the KV cache already there once per prompt micro-batch, at the bandwidth; and the attention FLOPs over the
-    cache depth D and the prompt itself, 4 x layers x kv_heads x head_dim x P x (D + P / 2), at the tensor peak.
-    The set does not record query heads, so the attention column counts KV heads and its fitted factor carries
-    the query-per-KV-head ratio along with the efficiency.
+    cache depth D and the prompt itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak.
+    The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate); query heads come from
+    physics/data/model_heads.csv.
     """
     tokens = p["prompt_tokens"].to_numpy(dtype=float)
     layers = p["layers"].to_numpy(dtype=float)
@@ -173,12 +209,13 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     kv_dim = p["kv_heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     flops = 2 * p["active_params_b"].to_numpy(dtype=float) * 1e9 * tokens
     sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)
-    peak = p["gpu_fp16_tensor_tflops"].to_numpy(dtype=float)
+    peak = p["prompt_tflops"].to_numpy(dtype=float)
     compute = speed.compute_s(flops, peak, 1.0, sharing)
     weights = p["active_params_b"].to_numpy(dtype=float) * 1e9 * p["bits_per_weight"].to_numpy(dtype=float) / 8
     kv = 2 * layers * kv_dim * 2 * depth
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
-    attention = speed.compute_s(speed.attention_flops(layers, kv_dim, tokens, depth), peak, 1.0, sharing)
+    q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
+    attention = speed.compute_s(speed.attention_flops(layers, q_dim, tokens, depth), peak, 1.0, sharing)
     return np.column_stack([compute, np.ones(len(p)), layers, chunks, attention])
 
 

@@ -45,6 +45,19 @@ def comm_s(hidden, tokens, layers, count, tensor, link_gb_s, latency_s):
     return np.where(n > 1, np.where(tensor, allreduce, hops), 0.0)
 
 
+def prompt_tflops(fp16_tflops, int8_tops):
+    """Returns the dense tensor rate prompt kernels can reach: max(fp16 tensor figure, int8 TOPS / 2).
+
+    The catalog's fp16 figure is the FP32-accumulate rate, which GeForce parts run at half speed; llama.cpp's
+    prompt kernels accumulate in fp16 (cuBLAS) or int32 (int8 MMQ), whose dense rate is half the int8 TOPS on
+    every tensor-core generation (RTX 4090: 165.2 fp16 figure, 660.6 int8 -> 330.3; A100: 312 and 624 -> 312).
+    Without an int8 figure (Apple, most Radeons) the fp16 figure stands.
+    """
+    fp16 = np.asarray(fp16_tflops, dtype=float)
+    half_int8 = np.asarray(int8_tops, dtype=float) / 2
+    return np.where(np.nan_to_num(half_int8) > fp16, half_int8, fp16)
+
+
 def compute_s(flops, tflops, efficiency, cards_sharing=1):
     """Returns the time of the step's arithmetic: FLOPs / (TFLOPS x efficiency x cards sharing the work)."""
     return np.asarray(flops, dtype=float) / (np.asarray(tflops) * 1e12 * efficiency * cards_sharing)
@@ -101,11 +114,11 @@ def chunked_weights_s(prompt_tokens, weights_read_s):
     return np.ceil(np.asarray(prompt_tokens, dtype=float) / PROMPT_CHUNK) * weights_read_s
 
 
-def attention_flops(layers, kv_dim, prompt_tokens, depth):
-    """Returns the attention FLOPs of a prompt of P tokens after D cached ones, counted on the KV width.
+def attention_flops(layers, q_dim, prompt_tokens, depth):
+    """Returns the attention FLOPs of a prompt of P tokens after D cached ones.
 
-    Each prompt token scores and mixes D + (its position) keys: 4 x layers x kv_dim x P x (D + P / 2), where
-    kv_dim = KV heads x head dim; query heads per KV head are left to the fitted factor that multiplies it.
+    Each prompt token's query heads score and mix D + (its position) keys: 4 x layers x q_dim x P x (D + P / 2),
+    where q_dim = query heads x head dim (grouped-query attention shares K and V, not the arithmetic).
     """
     p = np.asarray(prompt_tokens, dtype=float)
-    return 4.0 * layers * np.asarray(kv_dim, dtype=float) * p * (np.asarray(depth, dtype=float) + p / 2)
+    return 4.0 * layers * np.asarray(q_dim, dtype=float) * p * (np.asarray(depth, dtype=float) + p / 2)
