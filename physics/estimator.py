@@ -440,11 +440,19 @@ def hardware_classes(gpus: pd.DataFrame) -> np.ndarray:
     )
 
 
+def _per_value(values, func) -> np.ndarray:
+    """Return func(v) for every value in an object array, calling func once per distinct value (a catalog column
+    repeats a few dozen values over thousands of rows); missing values (None, NaN, NA) get func(None)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object).ravel(), use_na_sentinel=True)
+    mapped = np.empty(len(uniques) + 1, dtype=object)
+    mapped[:-1] = [func(v) for v in uniques]
+    mapped[-1] = func(None)
+    return mapped[codes]
+
+
 def _text_array(values, missing: str, case) -> np.ndarray:
     """Return the values as case-folded strings in an object array, ``missing`` for None/NaN/NA."""
-    return np.array(
-        [case(v) if isinstance(v, str) else missing for v in np.asarray(values, dtype=object).ravel()], dtype=object
-    )
+    return _per_value(values, lambda v: case(v) if isinstance(v, str) else missing)
 
 
 def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.ndarray:
@@ -452,7 +460,7 @@ def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.
     segment = _text_array(segment, "", str.lower)
     mtype = _text_array(memory_type, "", str.upper)
     has_type = mtype != ""
-    hbm_typed = np.array(["HBM" in m for m in mtype], dtype=bool)
+    hbm_typed = _per_value(mtype, lambda m: m is not None and "HBM" in m).astype(bool)
     # Without a memory type: datacenter parts above 1.2 TB/s are HBM (A100, H100, MI2xx/MI300); GDDR
     # datacenter cards (L4, L40S, A40) sit below that.
     hbm = np.where(has_type, hbm_typed, (segment == "datacenter") & (np.asarray(bandwidth, dtype=float) >= 1200))
@@ -556,7 +564,9 @@ def find_calibration(
     The caller's table (the database's Calibration rows) is searched first; the shipped DEFAULT_CALIBRATION
     only answers when no caller row matches at all, so a stored fit is never overridden by a default.
     """
-    for table in (tuple(calibration or ()), DEFAULT_CALIBRATION):
+    if not calibration:
+        return _default_calibration(backend, hw, prec, batch_class(batch))
+    for table in (tuple(calibration), DEFAULT_CALIBRATION):
         best, best_score = None, -1
         for f in table:
             s = _match_score(f, backend, hw, prec, batch_class(batch))
@@ -565,6 +575,19 @@ def find_calibration(
         if best is not None:
             return best
     return CalibrationFactor("*", "*", "*", 0.6, 0.4, "default: no calibration row matched")
+
+
+@lru_cache(maxsize=4096)
+def _default_calibration(backend: str, hw: str, prec: str, batch: str) -> CalibrationFactor:
+    """Return the shipped table's factor for a class (kept: the table is fixed for the life of the process)."""
+    best, best_score = None, -1
+    for f in DEFAULT_CALIBRATION:
+        s = _match_score(f, backend, hw, prec, batch)
+        if s > best_score:
+            best, best_score = f, s
+    return (
+        best if best is not None else CalibrationFactor("*", "*", "*", 0.6, 0.4, "default: no calibration row matched")
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -767,7 +790,8 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     t_comm = t_comm + speed.fixed_decode_s(t.layers, t.moe, n, tensor, pcie, r.costs)
     t_compute = speed.compute_s(2 * t.active_params * b, r.tflops, r.eff_prefill, sharing)
     t_step, bound = speed.decode_step_s(t_mem, t_ram, t_comm, t_compute)
-    decode_bound = np.where(offloaded_gb > 0, "offload", bound)
+    decode_bound = bound.copy()
+    decode_bound[offloaded_gb > 0] = "offload"
     decode = 1.0 / t_step
     spread = r.spread
     decode_low = decode * (1 - spread)
@@ -797,7 +821,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     chunked = t_chunks > 0
     t_fitted_compute = t_linear + t_attention
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
-    prefill_bound = np.where(chunked, np.where(t_fitted_compute >= t_chunks, "compute", "bandwidth"), prefill_bound)
+    prefill_bound = np.where(chunked, speed.BOUNDS[(t_fitted_compute >= t_chunks).astype(np.intp)], prefill_bound)
     t_pre = t_pre + r.costs["prefill_s"] + t.layers * r.costs["prefill_layer_s"]
 
     # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
@@ -852,7 +876,7 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     return bw, lat
 
 
-def _tflops_vec(fp16, fp32, segment, int8=None) -> tuple[np.ndarray, np.ndarray]:
+def _tflops_vec(fp16, fp32, segment, int8=None, with_source: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (TFLOPS, source) per row: the prompt tensor rate, else fp32, else a segment default.
 
     The tensor rate is speed.prompt_tflops: the fp16 figure, or half the int8 TOPS where that is higher (the
@@ -862,11 +886,12 @@ def _tflops_vec(fp16, fp32, segment, int8=None) -> tuple[np.ndarray, np.ndarray]
     if int8 is not None:
         fp16 = np.where(np.nan_to_num(fp16) > 0, speed.prompt_tflops(fp16, int8), fp16)
     fp32 = np.asarray(fp32, dtype=float)
-    seg = pd.Series(segment, dtype="string").fillna("")
-    fallback = seg.map(FALLBACK_TFLOPS).astype(float).fillna(40.0).to_numpy()
+    fallback = _per_value(segment, lambda v: FALLBACK_TFLOPS.get(v if isinstance(v, str) else "", 40.0)).astype(float)
     ok16 = np.nan_to_num(fp16) > 0
     ok32 = np.nan_to_num(fp32) > 0
     tf = np.where(ok16, fp16, np.where(ok32, fp32, fallback))
+    if not with_source:
+        return tf, None
     src = np.where(ok16, "fp16", np.where(ok32, "fp32 (no fp16 figure)", "segment default (no figure)"))
     return tf, src
 
@@ -1123,15 +1148,15 @@ def _col(df: pd.DataFrame, name: str, default: object) -> np.ndarray:
 def _usable_vec(df: pd.DataFrame, share_override: np.ndarray) -> np.ndarray:
     """Return usable GB per GPU row with the same rules as usable_memory_gb()."""
     mem = _col(df, "memory_gb", np.nan)
-    vendor = pd.Series(_col(df, "vendor", "other"), dtype="string").str.lower().fillna("other").to_numpy(dtype=object)
-    segment = pd.Series(_col(df, "segment", ""), dtype="string").fillna("")
+    vendor = _text_array(_col(df, "vendor", "other"), "other", str.lower)
+    segment = _col(df, "segment", "")
     unified = pd.Series(_col(df, "unified_memory", False)).fillna(False).astype(bool).to_numpy()
     share = _col(df, "gpu_memory_share", np.nan)
     share = np.where(np.nan_to_num(share_override) > 0, share_override, share)
     apple_share = np.where(mem <= APPLE_SMALL_LIMIT_GB, APPLE_SHARE_SMALL, APPLE_SHARE_LARGE)
     default_share = np.where(vendor == "apple", apple_share, OTHER_UNIFIED_SHARE)
     share = np.where(np.nan_to_num(share) > 0, share, default_share)
-    reserve = segment.map(DISCRETE_RESERVE_GB).astype(float).fillna(DISCRETE_RESERVE_DEFAULT_GB).to_numpy()
+    reserve = _per_value(segment, lambda v: DISCRETE_RESERVE_GB.get(v, DISCRETE_RESERVE_DEFAULT_GB)).astype(float)
     return np.where(unified, mem * share, np.maximum(mem - reserve, 0.0))
 
 
@@ -1161,6 +1186,20 @@ class GPUPrep:
         """Return the GPU frame's columns as arrays (kept: a page's rankings read them on every request)."""
         return {c: self.gpus[c].to_numpy() for c in self.gpus.columns}
 
+    @cached_property
+    def frame_columns(self) -> dict:
+        """Return the GPU frame's columns as pandas arrays (text stays text) for answers built as frames."""
+        return {c: self.gpus[c].array for c in self.gpus.columns}
+
+    @cached_property
+    def text_columns(self) -> dict:
+        """Return the hardware class and split as pandas string arrays, for answers built as frames."""
+        return {"hw": pd.array(self.hw.astype(object), dtype="str"), "split": pd.array(self.split, dtype="str")}
+
+    @cached_property
+    def tensor(self) -> np.ndarray:
+        return self.split == "tensor"
+
 
 def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
     """Return the per-GPU arrays the ranking needs; a caller ranking one frame many times may keep them."""
@@ -1181,13 +1220,17 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         hw_levels=hw_levels,
         hw_codes=hw_codes,
         tflops=_tflops_vec(
-            gcol("fp16_tflops", np.nan), gcol("fp32_tflops", np.nan), segment_g, gcol("int8_tops", np.nan)
+            gcol("fp16_tflops", np.nan),
+            gcol("fp32_tflops", np.nan),
+            segment_g,
+            gcol("int8_tops", np.nan),
+            with_source=False,
         )[0],
         ic_bw=ic_bw_g,
         ic_lat=ic_lat_g,
         bandwidth=bandwidth_g,
         count=np.maximum(np.nan_to_num(gcol("count", np.nan), nan=1.0).astype(np.int64), 1),
-        split=pd.Series(gcol("split", "layer"), dtype="string").fillna("layer").to_numpy(dtype=object),
+        split=_per_value(gcol("split", "layer"), lambda v: v if isinstance(v, str) else "layer"),
         usable=_usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan)),
         memory=gcol("memory_gb", np.nan),
         tdp=gcol("tdp_w", np.nan),
@@ -1197,14 +1240,39 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
     )
 
 
+@dataclass
+class _Ranked:
+    """One ranking before it is ordered: per result row the GPU row ``gi`` and the (model, format) pair ``ki``, the
+    pairs' own columns (one value per pair) and the core's figures (one value per row)."""
+
+    gi: np.ndarray
+    ki: np.ndarray
+    pairs: dict[str, np.ndarray]  # model, quant, bits_per_weight
+    figures: dict[str, np.ndarray]  # RESULT_COLUMNS
+
+    @property
+    def fits(self) -> np.ndarray:
+        return self.figures["fits"]
+
+    def order(self) -> np.ndarray:
+        """Return the row order: fitting rows first, fastest first."""
+        return np.lexsort((-np.nan_to_num(self.figures["decode_tok_s"], nan=-1.0), ~self.figures["fits"]))
+
+
+# The columns an answer adds to the GPU frame's own, in this order (a GPU frame's count and split are replaced).
+_PAIR_COLUMNS = ("model", "quant", "bits_per_weight")
+_GPU_DERIVED = ("hardware_class", "count", "split")
+_ADDED_COLUMNS = frozenset((*_PAIR_COLUMNS, *_GPU_DERIVED, *RESULT_COLUMNS))
+
+
 def _rank_arrays(
     models: Sequence[ModelArch],
     quants_per_model: Sequence[Sequence[Quant]],
     prep: GPUPrep,
     workload: Workload,
     calibration: Sequence[CalibrationFactor] | None,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Return (GPU row index per result row, every figure per result row) for models over their formats.
+) -> _Ranked:
+    """Return every figure of models over their formats on every GPU row, before ordering.
 
     Rows run model by model, format by format, every GPU row each: one pass of the core for all of them.
     """
@@ -1218,7 +1286,7 @@ def _rank_arrays(
     prec_levels, prec_codes = np.unique(
         np.array([_precision_class_bpw(x) for x in bpw], dtype=object).astype(str), return_inverse=True
     )
-    # Efficiency: one lookup per (hardware class, precision class) pair present.
+    # Efficiency: one lookup per (hardware class, precision class) pair present, then one gather for all fields.
     fields = ("decode_efficiency", "prefill_efficiency", "spread", "spread_several", *COST_FIELDS)
     eff_tab = np.empty((len(fields), len(prep.hw_levels), len(prec_levels)))
     for a, h in enumerate(prep.hw_levels):
@@ -1227,9 +1295,9 @@ def _rank_arrays(
             values = [getattr(f, name) for name in fields]
             values[3] = f.spread if f.spread_several is None else f.spread_several
             eff_tab[:, a, b_] = values
-    per_row = {name: eff_tab[i][prep.hw_codes[gi], prec_codes[ki]] for i, name in enumerate(fields)}
+    cell = (prep.hw_codes * len(prec_levels))[gi] + prec_codes[ki]
+    per_row = {name: table.take(cell) for name, table in zip(fields, eff_tab.reshape(len(fields), -1), strict=True)}
     count = prep.count[gi]
-    split = prep.split[gi]
     rows = _Rows(
         memory_gb=prep.memory[gi],
         usable_gb=prep.usable[gi],
@@ -1238,7 +1306,7 @@ def _rank_arrays(
         tdp_w=prep.tdp[gi],
         price_usd=prep.price[gi],
         count=count,
-        tensor=split == "tensor",
+        tensor=prep.tensor[gi],
         ic_gb_s=prep.ic_bw[gi],
         ic_latency_s=prep.ic_lat[gi],
         bytes_per_param=figures[:, 0][ki],
@@ -1252,39 +1320,46 @@ def _rank_arrays(
         ram_gb_s=prep.ram_gb_s[gi],
         costs={name: per_row[name] for name in COST_FIELDS},
     )
-    model_of = np.array([i for i, _, _ in pairs], dtype=np.int64)[ki]
+    pair_model = np.array([i for i, _, _ in pairs], dtype=np.int64)
     terms = _model_terms(tuple(models), workload)
-    t = terms if len(models) == 1 else _terms_by_row(terms, model_of)
+    t = terms if len(models) == 1 else _terms_by_row(terms, pair_model[ki])
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _core(t, workload, rows)
-    extra = {
-        "model": np.array([m.name for m in models], dtype=object)[model_of],
-        "quant": np.array([qq.name for _, _, qq in pairs], dtype=object)[ki],
-        "bits_per_weight": bpw[ki],
-        "hardware_class": prep.hw[gi],
-        "count": rows.count,
-        "split": split,
-    }
-    extra.update({k: out[k] for k in RESULT_COLUMNS})
-    return gi, extra
+    return _Ranked(
+        gi=gi,
+        ki=ki,
+        pairs={
+            "model": np.array([m.name for m in models], dtype=object)[pair_model],
+            "quant": np.array([qq.name for _, _, qq in pairs], dtype=object),
+            "bits_per_weight": bpw,
+        },
+        figures={k: out[k] for k in RESULT_COLUMNS},
+    )
 
 
-def _columns(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
-    """Return the answer as columns in ``order``: the input frame's GPU columns, then every figure."""
-    # Sort before gathering so the GPU columns are gathered once.
-    rows = gi[order]
-    data = {c: values[rows] for c, values in prep.columns.items() if c not in extra}
-    data.update({k: v[order] for k, v in extra.items()})
+def _columns(prep: GPUPrep, ranked: _Ranked, order: np.ndarray, model: bool = True) -> dict[str, np.ndarray]:
+    """Return the answer as columns in ``order``: the GPU frame's own columns, the (model, format) columns, the
+    GPU's class, count and split, then every figure. ``model`` False leaves the model column out."""
+    rows, pairs = ranked.gi[order], ranked.ki[order]
+    data = {c: values[rows] for c, values in prep.columns.items() if c not in _ADDED_COLUMNS}
+    data.update({c: values[pairs] for c, values in ranked.pairs.items() if model or c != "model"})
+    data.update(hardware_class=prep.hw[rows], count=prep.count[rows], split=prep.split[rows])
+    data.update({k: v[order] for k, v in ranked.figures.items()})
     return data
 
 
-def _frame(prep: GPUPrep, gi: np.ndarray, extra: dict[str, np.ndarray], order: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(_columns(prep, gi, extra, order), copy=False)
-
-
-def _fit_first(extra: dict[str, np.ndarray]) -> np.ndarray:
-    """Return the row order: fitting rows first, fastest first."""
-    return np.lexsort((-np.nan_to_num(extra["decode_tok_s"], nan=-1.0), ~extra["fits"]))
+def _frame(prep: GPUPrep, ranked: _Ranked, order: np.ndarray, model: bool = True) -> pd.DataFrame:
+    """Return the answer as a frame; text columns are taken from pandas string arrays built once per GPU frame and
+    per ranking (converting a long object column to text is most of a frame's cost otherwise)."""
+    rows, pairs = ranked.gi[order], ranked.ki[order]
+    data = {c: values.take(rows) for c, values in prep.frame_columns.items() if c not in _ADDED_COLUMNS}
+    for c, values in ranked.pairs.items():
+        if model or c != "model":
+            data[c] = (pd.array(values, dtype="str") if values.dtype == object else values).take(pairs)
+    data.update(hardware_class=prep.text_columns["hw"].take(rows), count=prep.count[rows])
+    data["split"] = prep.text_columns["split"].take(rows)
+    data.update({k: v[order] for k, v in ranked.figures.items()})
+    return pd.DataFrame(data, copy=False)
 
 
 def _rank_frame(
@@ -1301,9 +1376,8 @@ def _rank_frame(
     GPU rows may carry count/split/offload columns (the build planner's expansion).
     """
     prep = prep if prep is not None else prepare_gpus(gpus)
-    gi, extra = _rank_arrays([model], [quants], prep, workload, calibration)
-    del extra["model"]
-    return _frame(prep, gi, extra, _fit_first(extra) if sort else np.arange(len(gi)))
+    ranked = _rank_arrays([model], [quants], prep, workload, calibration)
+    return _frame(prep, ranked, ranked.order() if sort else np.arange(len(ranked.gi)), model=False)
 
 
 def rank_gpus(
@@ -1332,9 +1406,8 @@ def rank_gpu_columns(
 
     For callers that read a few columns of a large ranking: a page that shows some dozen rows of thousands.
     """
-    gi, extra = _rank_arrays([model], [quants], prep, workload, calibration)
-    del extra["model"]
-    return _columns(prep, gi, extra, _fit_first(extra))
+    ranked = _rank_arrays([model], [quants], prep, workload, calibration)
+    return _columns(prep, ranked, ranked.order(), model=False)
 
 
 def rank_models(
@@ -1359,8 +1432,8 @@ def rank_models(
     prep = prepare_gpus(pd.DataFrame([row]))
     if not any(quants_per_model):
         return pd.DataFrame(columns=["model", "quant", *RESULT_COLUMNS])
-    gi, extra = _rank_arrays(models, quants_per_model, prep, workload, calibration)
-    df = _frame(prep, gi, extra, _fit_first(extra))
+    ranked = _rank_arrays(models, quants_per_model, prep, workload, calibration)
+    df = _frame(prep, ranked, ranked.order())
     return df[["model", *[c for c in df.columns if c != "model"]]]
 
 

@@ -12,6 +12,8 @@ GB = 1e9
 # Engines take a long prompt in micro-batches of this many tokens (llama.cpp's default ubatch), reading the weights
 # once per micro-batch.
 PROMPT_CHUNK = 512
+# What binds a step, as the functions below name it; object arrays taken from these are cheaper than text arrays.
+BOUNDS = np.array(["bandwidth", "compute"], dtype=object)
 
 
 def memory_s(bytes_read, bandwidth_gb_s, efficiency, cards_sharing=1):
@@ -73,7 +75,7 @@ def decode_step_s(memory, offload, comm, compute):
     """
     data_path = np.asarray(memory) + offload + comm
     step = np.maximum(data_path, compute)
-    return step, np.where(np.asarray(compute) > data_path, "compute", "bandwidth")
+    return step, BOUNDS[(np.asarray(compute) > data_path).astype(np.intp)]
 
 
 def prefill_s(compute, memory, comm):
@@ -83,7 +85,7 @@ def prefill_s(compute, memory, comm):
     activations come after each layer's work, so they add.
     """
     step = np.maximum(compute, memory) + comm
-    return step, np.where(np.asarray(compute) >= memory, "compute", "bandwidth")
+    return step, BOUNDS[(np.asarray(compute) >= memory).astype(np.intp)]
 
 
 def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
