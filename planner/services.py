@@ -693,6 +693,8 @@ def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True, every_forma
     ``fits_only`` is off, shows its smallest format). ``every_format`` lists every (model, format) instead.
     """
     tables, ranked = _rank_models_on(gpu, workload)
+    if ranked.empty:
+        return GPUModels(rows=[], fit_count=0, row_count=0, chart=charts.speed_by_model(ranked))
     fits = ranked["fits"].to_numpy(dtype=bool)
     if every_format:
         index = np.flatnonzero(fits) if fits_only else np.arange(len(ranked))
