@@ -779,9 +779,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     bytes_step = w_step + kv_step
     sharing = np.where(tensor, n, 1.0)
     # Fitted fixed costs include the link's latency; without them the modelled latency stands in.
-    fitted = np.zeros(len(n), dtype=bool)
-    for name in COST_FIELDS:
-        fitted |= r.costs[name] > 0
+    fitted = np.logical_or.reduce([r.costs[name] > 0 for name in COST_FIELDS])
     latency = np.where(fitted, 0.0, r.ic_latency_s)
     pcie = r.ic_latency_s > LATENCY_S["nvlink"]
     t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
@@ -1274,7 +1272,8 @@ def _rank_arrays(
 ) -> _Ranked:
     """Return every figure of models over their formats on every GPU row, before ordering.
 
-    Rows run model by model, format by format, every GPU row each: one pass of the core for all of them.
+    Rows run model by model, format by format, every GPU row each: one pass of the core for all of them. The core
+    works on a (pair, GPU row) grid: a GPU's own figures are computed once per GPU row, a format's once per pair.
     """
     g = len(prep.gpus)
     pairs = [(i, m, qq) for i, (m, qs) in enumerate(zip(models, quants_per_model, strict=True)) for qq in qs]
@@ -1295,34 +1294,34 @@ def _rank_arrays(
             values = [getattr(f, name) for name in fields]
             values[3] = f.spread if f.spread_several is None else f.spread_several
             eff_tab[:, a, b_] = values
-    cell = (prep.hw_codes * len(prec_levels))[gi] + prec_codes[ki]
+    cell = (prep.hw_codes * len(prec_levels))[None, :] + prec_codes[:, None]  # (pair, GPU row)
     per_row = {name: table.take(cell) for name, table in zip(fields, eff_tab.reshape(len(fields), -1), strict=True)}
-    count = prep.count[gi]
+    count = prep.count[None, :]
     rows = _Rows(
-        memory_gb=prep.memory[gi],
-        usable_gb=prep.usable[gi],
-        bandwidth=prep.bandwidth[gi],
-        tflops=prep.tflops[gi],
-        tdp_w=prep.tdp[gi],
-        price_usd=prep.price[gi],
+        memory_gb=prep.memory[None, :],
+        usable_gb=prep.usable[None, :],
+        bandwidth=prep.bandwidth[None, :],
+        tflops=prep.tflops[None, :],
+        tdp_w=prep.tdp[None, :],
+        price_usd=prep.price[None, :],
         count=count,
-        tensor=prep.tensor[gi],
-        ic_gb_s=prep.ic_bw[gi],
-        ic_latency_s=prep.ic_lat[gi],
-        bytes_per_param=figures[:, 0][ki],
-        weights_bytes=figures[:, 3][ki],
-        read_fixed=figures[:, 1][ki],
-        read_expert=figures[:, 2][ki],
+        tensor=prep.tensor[None, :],
+        ic_gb_s=prep.ic_bw[None, :],
+        ic_latency_s=prep.ic_lat[None, :],
+        bytes_per_param=figures[:, 0:1],
+        weights_bytes=figures[:, 3:4],
+        read_fixed=figures[:, 1:2],
+        read_expert=figures[:, 2:3],
         eff_decode=per_row["decode_efficiency"],
         eff_prefill=per_row["prefill_efficiency"],
         spread=_range_width(per_row["spread"], per_row["spread_several"], count),
-        ram_gb=prep.ram_gb[gi],
-        ram_gb_s=prep.ram_gb_s[gi],
+        ram_gb=prep.ram_gb[None, :],
+        ram_gb_s=prep.ram_gb_s[None, :],
         costs={name: per_row[name] for name in COST_FIELDS},
     )
     pair_model = np.array([i for i, _, _ in pairs], dtype=np.int64)
     terms = _model_terms(tuple(models), workload)
-    t = terms if len(models) == 1 else _terms_by_row(terms, pair_model[ki])
+    t = terms if len(models) == 1 else _terms_by_row(terms, pair_model[:, None])
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _core(t, workload, rows)
     return _Ranked(
@@ -1333,7 +1332,7 @@ def _rank_arrays(
             "quant": np.array([qq.name for _, _, qq in pairs], dtype=object),
             "bits_per_weight": bpw,
         },
-        figures={k: out[k] for k in RESULT_COLUMNS},
+        figures={k: np.broadcast_to(out[k], (len(pairs), g)).ravel() for k in RESULT_COLUMNS},
     )
 
 
