@@ -1253,8 +1253,12 @@ class _Ranked:
         return self.figures["fits"]
 
     def order(self) -> np.ndarray:
-        """Return the row order: fitting rows first, fastest first."""
-        return np.lexsort((-np.nan_to_num(self.figures["decode_tok_s"], nan=-1.0), ~self.figures["fits"]))
+        """Return the row order: fitting rows first, fastest first; then the rest as they came (GPU row by GPU row
+        of each format), which keeps the gather of the many rows that do not fit a sequential copy."""
+        fits = self.figures["fits"]
+        fitting = np.flatnonzero(fits)
+        speed = -np.nan_to_num(self.figures["decode_tok_s"][fitting], nan=-1.0)
+        return np.concatenate([fitting[np.argsort(speed, kind="stable")], np.flatnonzero(~fits)])
 
 
 # The columns an answer adds to the GPU frame's own, in this order (a GPU frame's count and split are replaced).
@@ -1370,7 +1374,8 @@ def _rank_frame(
     sort: bool = True,
     prep: GPUPrep | None = None,
 ) -> pd.DataFrame:
-    """Return one row per (GPU row, quant) with every figure, fitting rows first, fastest first.
+    """Return one row per (GPU row, quant) with every figure: fitting rows first, fastest first, then the rest in
+    input order (format by format, GPU row by GPU row).
 
     GPU rows may carry count/split/offload columns (the build planner's expansion).
     """
@@ -1387,7 +1392,8 @@ def rank_gpus(
     calibration: Sequence[CalibrationFactor] | None = None,
     prep: GPUPrep | None = None,
 ) -> pd.DataFrame:
-    """Return one row per (GPU, quant), fitting rows first, fastest first, computed in one numpy pass.
+    """Return one row per (GPU, quant), computed in one numpy pass: fitting rows first, fastest first, then the rows
+    that do not fit in input order.
 
     ``prep`` is ``prepare_gpus(gpus)`` when the caller keeps it between rankings of the same frame.
     """
@@ -1420,7 +1426,8 @@ def rank_models(
     offload_ram_gb: float = 0.0,
     ram_bandwidth_gb_s: float = 0.0,
 ) -> pd.DataFrame:
-    """Return one row per (model, format) on one GPU build, fitting rows first, fastest first.
+    """Return one row per (model, format) on one GPU build: fitting rows first, fastest first, then the rest in
+    input order (model by model, format by format).
 
     With ``offload_ram_gb`` (and its bandwidth), a format that does not fit may keep weights in system RAM.
     """

@@ -687,7 +687,7 @@ class GPUModels:
 
 
 def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True, every_format: bool = False) -> GPUModels:
-    """Returns the catalog models on one ``gpu`` at ``workload``, fitting rows first, fastest first.
+    """Returns the catalog models on one ``gpu`` at ``workload``: fitting rows first, fastest first, then the rest.
 
     By default one row per model: its highest-precision format that fits (a model with none that fits, when
     ``fits_only`` is off, shows its smallest format). ``every_format`` lists every (model, format) instead.
