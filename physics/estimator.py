@@ -766,11 +766,16 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     max_ctx = np.where(weights_gb + over_gb > usable_gb, 0, max_ctx)
 
     # CPU offload: what does not fit stays in system RAM; only weights move (the KV cache stays on the GPU).
-    short_gb = np.maximum(total_gb - usable_gb, 0.0)
-    can_offload = (r.ram_gb > 0) & (short_gb <= r.ram_gb) & (short_gb < weights_gb)
-    offloaded_gb = np.where(~fits & can_offload, short_gb, 0.0)
-    fits_offload = fits | can_offload
-    frac_ram = np.where(weights_gb > 0, offloaded_gb / weights_gb, 0.0)
+    if np.any(r.ram_gb > 0):
+        short_gb = np.maximum(total_gb - usable_gb, 0.0)
+        can_offload = (r.ram_gb > 0) & (short_gb <= r.ram_gb) & (short_gb < weights_gb)
+        offloaded_gb = np.where(~fits & can_offload, short_gb, 0.0)
+        fits_offload = fits | can_offload
+        frac_ram = np.where(weights_gb > 0, offloaded_gb / weights_gb, 0.0)
+    else:  # no system RAM to offload to (a ranking of GPUs alone): the same figures without their arithmetic
+        offloaded_gb = np.zeros(np.shape(fits))
+        fits_offload = fits.copy()
+        frac_ram = np.zeros(np.shape(weights_gb))
 
     # Decode: bytes one step reads (weights of the distinct experts + the KV cache at the stated context).
     # Named terms and how they combine: physics/speed.py (docs/estimator.md).
@@ -780,7 +785,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     sharing = np.where(tensor, n, 1.0)
     # Fitted fixed costs include the link's latency; without them the modelled latency stands in.
     fitted = np.logical_or.reduce([r.costs[name] > 0 for name in COST_FIELDS])
-    latency = np.where(fitted, 0.0, r.ic_latency_s)
+    latency = 0.0 if fitted.all() else np.where(fitted, 0.0, r.ic_latency_s)
     pcie = r.ic_latency_s > LATENCY_S["nvlink"]
     t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
     t_ram = speed.offload_s(w_step * frac_ram, r.ram_gb_s, RAM_EFFICIENCY)
@@ -799,24 +804,27 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # the weights the prompt touches (a MoE prompt of P tokens touches E(1-(1-k/E)^P) experts per layer).
     p = max(int(wl.prompt_tokens), 1)
     flops_pre = 2.0 * t.active_params * p + 2.0 * t.layers * t.attention_width * p * p
-    t_pre_compute = speed.compute_s(flops_pre, r.tflops, r.eff_prefill, sharing)
-    w_pre = _weights_read(t.experts_prompt, t.params_prompt, r)
-    t_pre_mem = speed.memory_s(w_pre * (1 - frac_ram), r.bandwidth, r.eff_decode, sharing) + speed.offload_s(
-        w_pre * frac_ram, r.ram_gb_s, RAM_EFFICIENCY
-    )
     t_pre_comm = speed.comm_s(t.hidden, p, t.layers, r.count, tensor, r.ic_gb_s, latency)
-    t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
     # Fitted prompt costs: the weights re-read once per micro-batch, and per-prompt and per-layer fixed time.
     w_chunk = _weights_read(t.experts_chunk, t.params_chunk, r)
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
+    chunked = t_chunks > 0
+    if chunked.all():  # every row has fitted prompt costs: the unfitted formula below would be replaced anyway
+        t_pre, prefill_bound = np.zeros(np.shape(chunked)), np.empty(np.shape(chunked), dtype=object)
+    else:
+        t_pre_compute = speed.compute_s(flops_pre, r.tflops, r.eff_prefill, sharing)
+        w_pre = _weights_read(t.experts_prompt, t.params_prompt, r)
+        t_pre_mem = speed.memory_s(w_pre * (1 - frac_ram), r.bandwidth, r.eff_decode, sharing) + speed.offload_s(
+            w_pre * frac_ram, r.ram_gb_s, RAM_EFFICIENCY
+        )
+        t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
     # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
     # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
     t_linear = speed.compute_s(2.0 * t.active_params * p, r.tflops, r.eff_prefill, sharing)
     t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
         speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing
     )
-    chunked = t_chunks > 0
     t_fitted_compute = t_linear + t_attention
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
     prefill_bound = np.where(chunked, speed.BOUNDS[(t_fitted_compute >= t_chunks).astype(np.intp)], prefill_bound)
