@@ -430,7 +430,7 @@ def hardware_classes(gpus: pd.DataFrame) -> np.ndarray:
 
     A frame that carries them as a ``hardware_class`` column (worked out once per catalog) is not reclassified.
     """
-    unified = pd.Series(_col(gpus, "unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    unified = _flag_col(gpus, "unified_memory")
     return _hardware_class_vec(
         _col(gpus, "vendor", "other"),
         _col(gpus, "segment", ""),
@@ -455,30 +455,32 @@ def _text_array(values, missing: str, case) -> np.ndarray:
     return _per_value(values, lambda v: case(v) if isinstance(v, str) else missing)
 
 
+_HW_CLASSES = np.array(
+    ["apple", "cpu", "nvidia-soc", "nvidia-hbm", "nvidia-gddr", "amd-hbm", "amd-gddr", "intel", "other"], dtype=str
+)
+_VENDOR_CODES = {"apple": 0, "cpu": 1, "nvidia": 2, "amd": 3, "intel": 4}
+
+
 def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.ndarray:
-    vendor = _text_array(vendor, "other", str.lower)
+    # Text is turned into codes and flags once per distinct value; the rules then work on numbers.
+    vendor = _per_value(vendor, lambda v: _VENDOR_CODES.get(v.lower(), 5) if isinstance(v, str) else 5).astype(int)
     segment = _text_array(segment, "", str.lower)
+    datacenter = _per_value(segment, lambda v: v == "datacenter").astype(bool)
+    soc_segment = _per_value(segment, lambda v: v in ("integrated-soc", "embedded")).astype(bool)
     mtype = _text_array(memory_type, "", str.upper)
-    has_type = mtype != ""
+    has_type = _per_value(mtype, lambda m: m != "").astype(bool)
     hbm_typed = _per_value(mtype, lambda m: m is not None and "HBM" in m).astype(bool)
     # Without a memory type: datacenter parts above 1.2 TB/s are HBM (A100, H100, MI2xx/MI300); GDDR
     # datacenter cards (L4, L40S, A40) sit below that.
-    hbm = np.where(has_type, hbm_typed, (segment == "datacenter") & (np.asarray(bandwidth, dtype=float) >= 1200))
-    soc = np.asarray(unified, dtype=bool) | np.isin(segment, ["integrated-soc", "embedded"])
-    return np.select(
-        [
-            vendor == "apple",
-            vendor == "cpu",
-            (vendor == "nvidia") & soc,
-            (vendor == "nvidia") & hbm,
-            vendor == "nvidia",
-            (vendor == "amd") & hbm,
-            vendor == "amd",
-            vendor == "intel",
-        ],
-        ["apple", "cpu", "nvidia-soc", "nvidia-hbm", "nvidia-gddr", "amd-hbm", "amd-gddr", "intel"],
-        default="other",
+    hbm = np.where(has_type, hbm_typed, datacenter & (np.asarray(bandwidth, dtype=float) >= 1200))
+    soc = np.asarray(unified, dtype=bool) | soc_segment
+    nvidia, amd = vendor == 2, vendor == 3
+    code = np.select(
+        [vendor == 0, vendor == 1, nvidia & soc, nvidia & hbm, nvidia, amd & hbm, amd, vendor == 4],
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        default=8,
     )
+    return _HW_CLASSES[code]
 
 
 def precision_class(quant: Quant) -> str:
@@ -1151,12 +1153,22 @@ def _col(df: pd.DataFrame, name: str, default: object) -> np.ndarray:
     return np.full(len(df), default, dtype=object if isinstance(default, str) else None)
 
 
+def _flag_col(df: pd.DataFrame, name: str) -> np.ndarray:
+    """Return a yes/no column as booleans, missing values (and a missing column) as False."""
+    if name not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    values = df[name].to_numpy()
+    if values.dtype == bool:
+        return values
+    return _per_value(values, lambda v: bool(v) if v is not None else False).astype(bool)
+
+
 def _usable_vec(df: pd.DataFrame, share_override: np.ndarray) -> np.ndarray:
     """Return usable GB per GPU row with the same rules as usable_memory_gb()."""
     mem = _col(df, "memory_gb", np.nan)
     vendor = _text_array(_col(df, "vendor", "other"), "other", str.lower)
     segment = _col(df, "segment", "")
-    unified = pd.Series(_col(df, "unified_memory", False)).fillna(False).astype(bool).to_numpy()
+    unified = _flag_col(df, "unified_memory")
     share = _col(df, "gpu_memory_share", np.nan)
     share = np.where(np.nan_to_num(share_override) > 0, share_override, share)
     apple_share = np.where(mem <= APPLE_SMALL_LIMIT_GB, APPLE_SHARE_SMALL, APPLE_SHARE_LARGE)
@@ -1216,7 +1228,8 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
     segment_g = gcol("segment", "")
     bandwidth_g = gcol("bandwidth_gb_s", np.nan)
     hw_g = gpus["hardware_class"].to_numpy(dtype=object) if "hardware_class" in gpus.columns else hardware_classes(gpus)
-    hw_levels, hw_codes = np.unique(hw_g.astype(str), return_inverse=True)
+    hw_codes, hw_levels = pd.factorize(hw_g.astype(str), sort=True)
+    hw_levels = np.asarray(hw_levels, dtype=str)
     ic_bw_g, ic_lat_g = _interconnect(
         gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
     )
