@@ -1148,6 +1148,8 @@ def _col(df: pd.DataFrame, name: str, default: object) -> np.ndarray:
     if name in df.columns:
         s = df[name]
         if isinstance(default, float):
+            if s.dtype.kind in "fiu":
+                return s.to_numpy(dtype=float)
             return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
         return s.to_numpy()
     return np.full(len(df), default, dtype=object if isinstance(default, str) else None)
