@@ -9,7 +9,7 @@ memory comparison loads.
 Files are cached per (model, format, sparse or random) in a folder the caller names (the worker's cache folder);
 ``cached_gguf`` checks the size of a cached file against its layout before reusing it, and ``clear_cache`` empties
 the folder. Supported architectures: those of :data:`physics.gguf.GGUF_ARCH` (llama, mistral, mixtral, qwen2,
-qwen3, qwen3moe, gemma2, gemma3, phi3, deepseek2).
+qwen3, qwen3moe, gemma, gemma2, gemma3, granite, phi3, deepseek2).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def _metadata(w: gguf.GGUFWriter, kind: str, arch: ModelArch, config: dict, fmt:
         _deepseek(w, arch, cfg)
         return
     w.add_rope_dimension_count(rotary)
-    if arch.head_dim * arch.heads != arch.hidden or kind in ("gemma2", "gemma3", "qwen3", "qwen3moe"):
+    if arch.head_dim * arch.heads != arch.hidden or kind in ("gemma", "gemma2", "gemma3", "qwen3", "qwen3moe"):
         w.add_key_length(arch.head_dim)
         w.add_value_length(arch.head_dim)
     if arch.experts:
@@ -230,6 +230,12 @@ def _metadata(w: gguf.GGUFWriter, kind: str, arch: ModelArch, config: dict, fmt:
         w.add_final_logit_softcapping(float(cfg.get("final_logit_softcapping") or 30.0))
     if kind == "gemma3" and arch.sliding_window:
         w.add_sliding_window(arch.sliding_window)
+    if kind == "granite":
+        # Granite scales the embedding, the residual branches, attention and the logits by fixed multipliers.
+        w.add_embedding_scale(float(cfg.get("embedding_multiplier") or 1.0))
+        w.add_residual_scale(float(cfg.get("residual_multiplier") or 1.0))
+        w.add_attention_scale(float(cfg.get("attention_multiplier") or 1.0 / arch.head_dim**0.5))
+        w.add_logit_scale(float(cfg.get("logits_scaling") or 1.0))
 
 
 def _deepseek(w: gguf.GGUFWriter, arch: ModelArch, cfg: dict) -> None:

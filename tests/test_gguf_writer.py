@@ -103,7 +103,7 @@ def test_a_tied_embedding_takes_the_heads_type_and_odd_rows_fall_back_to_32_bloc
 
 # Small configs of each architecture the layout knows, for llama.cpp's own quantizer to type. Each is there for a
 # rule: dense counters, 8 experts, a tied embedding with rows of 288 (fallbacks), Phi-3's fused QKV, Gemma-2's
-# always-tied head and extra norms, 16 experts, DeepSeek-V3's latent attention with a dense first block and a shared
+# always-tied head and extra norms, Gemma (v1) and Granite (tied heads, Granite's multipliers), 16 experts, DeepSeek-V3's latent attention with a dense first block and a shared
 # expert, and an 80-block Qwen2 ("70B": attention V lifted to Q5_K).
 _BASE = {**DENSE_16, "num_hidden_layers": 6}
 ORACLE_CONFIGS = {
@@ -115,6 +115,19 @@ ORACLE_CONFIGS = {
     ),
     "phi3": ({**_BASE, "model_type": "phi3"}, ("Q4_K_M",)),
     "gemma2": ({**_BASE, "model_type": "gemma2", "head_dim": 64, "sliding_window": 1024}, ("Q4_K_M",)),
+    "gemma": ({**_BASE, "model_type": "gemma", "head_dim": 64}, ("Q4_K_M", "Q8_0")),
+    "granite": (
+        {
+            **_BASE,
+            "model_type": "granite",
+            "tie_word_embeddings": True,
+            "attention_multiplier": 0.015625,
+            "embedding_multiplier": 12.0,
+            "residual_multiplier": 0.22,
+            "logits_scaling": 8.0,
+        },
+        ("Q4_K_M", "Q5_K_M"),
+    ),
     "qwen3moe": (
         {
             **_BASE,
