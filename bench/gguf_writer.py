@@ -195,7 +195,7 @@ def _metadata(w: gguf.GGUFWriter, kind: str, arch: ModelArch, config: dict, fmt:
     """Adds the general and architecture keys llama.cpp reads for ``kind`` (names per gguf-py's constants)."""
     cfg = config.get("text_config") or config
     # The model's name goes in general.basename: llama.cpp changes token attributes by general.name ("phi-3"…),
-    # looking up tokens a placeholder vocabulary does not have.
+    # looking up tokens a synthetic vocabulary does not have.
     w.add_name(f"gpufit random-weight {fmt}")
     w.add_basename(name)
     w.add_file_type(FILE_TYPES[fmt])
@@ -279,7 +279,7 @@ class _Strings(list):
 
 
 def _tokenizer(w: gguf.GGUFWriter, vocab: int) -> None:
-    """Adds a placeholder SentencePiece-style vocabulary of the model's size: benchmarks feed token ids directly.
+    """Adds a synthetic SentencePiece-style vocabulary of the model's size: benchmarks feed token ids directly.
 
     Byte tokens come first after the three specials, so that llama.cpp finds its line-feed token; scores and token
     types are optional in a llama vocabulary and left out.

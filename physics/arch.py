@@ -474,11 +474,18 @@ def kv_token_layers(arch: ModelArch, context, window_slack: int = 0):
     ``window_slack`` cells more are kept per sliding layer (llama.cpp sizes a sliding-window cache at the window
     plus one micro-batch, so that a whole batch fits past the window: llama-kv-cache-iswa.cpp).
     """
+    windowed = arch.sliding_window > 0 and arch.sliding_layers > 0
+    sliding = arch.sliding_layers if windowed else 0
+    return token_layers(arch.layers, sliding, arch.sliding_window + window_slack, context)
+
+
+def token_layers(layers, sliding_layers, window, context):
+    """Returns kv_token_layers for arrays of models: ``sliding_layers`` of the ``layers`` hold at most ``window``
+    tokens (0 sliding layers: every layer holds the whole context)."""
     ctx = np.asarray(context, dtype=float)
-    if arch.sliding_window > 0 and arch.sliding_layers > 0:
-        global_layers = arch.layers - arch.sliding_layers
-        return global_layers * ctx + arch.sliding_layers * np.minimum(ctx, arch.sliding_window + window_slack)
-    return arch.layers * ctx
+    sliding = np.asarray(sliding_layers)
+    windowed = (layers - sliding) * ctx + sliding * np.minimum(ctx, window)
+    return np.where(sliding > 0, windowed, layers * ctx)
 
 
 def kv_cache_bytes(arch: ModelArch, context: int, batch: int = 1, kv_cache: str = "fp16", window_slack: int = 0) -> int:

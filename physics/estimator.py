@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from physics import gguf, speed
-from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_element_bytes
+from physics.arch import ModelArch, kv_bytes_per_token, kv_bytes_per_token_layer, kv_element_bytes, token_layers
 from physics.builds import build_problem, check_command, engine_for
 
 GB = 1e9  # decimal gigabyte: GPUs are sold in these, and weight files are measured in them
@@ -286,10 +286,14 @@ def _embedding_params(model: ModelArch) -> int:
 
 def distinct_experts(model: ModelArch, tokens: int | np.ndarray) -> np.ndarray:
     """Return the expected distinct experts one MoE layer touches for `tokens` tokens: E(1-(1-k/E)^T)."""
-    if model.experts <= 0:
-        return np.asarray(0.0)
-    e, k = model.experts, model.experts_per_token
-    return e * (1 - (1 - k / e) ** np.asarray(tokens, dtype=float))
+    return _experts_visited(model.experts, model.experts_per_token, tokens)
+
+
+def _experts_visited(experts, top_k, tokens) -> np.ndarray:
+    """Return distinct_experts for arrays of models (0 for a dense model, experts == 0)."""
+    e = np.maximum(np.asarray(experts, dtype=float), 1.0)
+    visited = e * (1 - (1 - np.asarray(top_k, dtype=float) / e) ** np.asarray(tokens, dtype=float))
+    return np.where(np.asarray(experts) > 0, visited, 0.0)
 
 
 def _params_read(model: ModelArch, tokens: int | np.ndarray) -> np.ndarray:
@@ -388,8 +392,13 @@ def decode_weight_bytes(model: ModelArch, quant: Quant, batch: int = 1) -> float
 
 def overhead_gb(model: ModelArch, workload: Workload, count: int = 1) -> float:
     """Return runtime overhead in GB: 0.5 GB of context per GPU plus one fp32 micro-batch of activations."""
+    return _overhead_gb(model.vocab, model.hidden, workload, count)
+
+
+def _overhead_gb(vocab, hidden, workload: Workload, count=1):
+    """Return overhead_gb for arrays of models."""
     ubatch = min(max(workload.prompt_tokens, 1), OVERHEAD_UBATCH) * max(workload.batch, 1)
-    buffers = ubatch * (model.vocab + 4 * model.hidden) * 4
+    buffers = ubatch * (vocab + 4 * hidden) * 4
     return OVERHEAD_BASE_GB * count + buffers / GB
 
 
@@ -568,28 +577,29 @@ def find_calibration(
     """
     if not calibration:
         return _default_calibration(backend, hw, prec, batch_class(batch))
-    for table in (tuple(calibration), DEFAULT_CALIBRATION):
-        best, best_score = None, -1
-        for f in table:
-            s = _match_score(f, backend, hw, prec, batch_class(batch))
-            if s > best_score:
-                best, best_score = f, s
-        if best is not None:
-            return best
-    return CalibrationFactor("*", "*", "*", 0.6, 0.4, "default: no calibration row matched")
+    return _best_match(tuple(calibration), backend, hw, prec, batch_class(batch)) or _default_calibration(
+        backend, hw, prec, batch_class(batch)
+    )
 
 
 @lru_cache(maxsize=4096)
 def _default_calibration(backend: str, hw: str, prec: str, batch: str) -> CalibrationFactor:
     """Return the shipped table's factor for a class (kept: the table is fixed for the life of the process)."""
+    return _best_match(DEFAULT_CALIBRATION, backend, hw, prec, batch) or CalibrationFactor(
+        "*", "*", "*", 0.6, 0.4, "default: no calibration row matched"
+    )
+
+
+def _best_match(
+    table: Sequence[CalibrationFactor], backend: str, hw: str, prec: str, batch: str
+) -> CalibrationFactor | None:
+    """Return the most specific factor of ``table`` for the class (the first of equals), or None."""
     best, best_score = None, -1
-    for f in DEFAULT_CALIBRATION:
+    for f in table:
         s = _match_score(f, backend, hw, prec, batch)
         if s > best_score:
             best, best_score = f, s
-    return (
-        best if best is not None else CalibrationFactor("*", "*", "*", 0.6, 0.4, "default: no calibration row matched")
-    )
+    return best
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -703,15 +713,12 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
     per_layer = c["kv_elements"] * kv_element_bytes(wl.kv_cache) * b
 
     def cache_bytes(sliding: np.ndarray, window: np.ndarray) -> np.ndarray:
-        token_layers = np.where(sliding > 0, (layers - sliding) * ctx + sliding * np.minimum(ctx, window), layers * ctx)
-        return np.round(token_layers * per_layer)
+        return np.round(token_layers(layers, sliding, window, ctx) * per_layer)
 
     def experts(tokens: int) -> np.ndarray:
-        e = np.maximum(c["experts"], 1.0)
-        return np.where(c["experts"] > 0, e * (1 - (1 - c["top_k"] / e) ** float(tokens)), 0.0)
+        return _experts_visited(c["experts"], c["top_k"], tokens)
 
     windowed = c["cache_sliding_layers"] > 0
-    ubatch = min(p, OVERHEAD_UBATCH) * b
     steps = {"step": experts(b), "prompt": experts(p), "chunk": experts(min(p, speed.PROMPT_CHUNK))}
     return _ModelTerms(
         layers=layers,
@@ -721,7 +728,7 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
         attention_width=c["attention_width"],
         kv_gb=cache_bytes(c["cache_sliding_layers"], c["cache_window"]) / GB,
         kv_step_bytes=cache_bytes(c["own_sliding_layers"], c["own_window"]),
-        overhead_gb=OVERHEAD_BASE_GB + ubatch * (c["vocab"] + 4 * c["hidden"]) * 4 / GB,
+        overhead_gb=_overhead_gb(c["vocab"], c["hidden"], wl),
         full_rate=layers * per_layer,
         global_rate=np.where(windowed, layers - c["cache_sliding_layers"], layers) * per_layer,
         window=np.where(windowed, c["cache_window"], 0.0),

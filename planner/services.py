@@ -598,6 +598,15 @@ class MachineModel:
         }
 
 
+def _first_per_model(codes: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """Returns, per model code, the position of its first row when sorted by ``keys`` (most significant first),
+    ties in ranking order; the positions come in model-code order."""
+    if not len(codes):
+        return np.arange(0)
+    order = np.lexsort((np.arange(len(codes)), *reversed(keys), codes))
+    return order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+
+
 def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: float, workload: Workload) -> list:
     """Returns a MachineModel for every catalog model that runs on ``count`` x ``gpu`` (layer split) with ``ram_gb``
     of system RAM for offload: the highest-precision format that fits on the GPUs, else the one that fits with the
@@ -623,9 +632,7 @@ def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: floa
     np.logical_or.at(any_fit, codes, fits)
     on_gpu = any_fit[codes]
     usable = np.where(on_gpu, fits, runs)
-    position = np.arange(len(ranked))
-    order = np.lexsort((position, np.where(on_gpu, -bits, offloaded), ~usable, codes))
-    first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+    first = _first_per_model(codes, ~usable, np.where(on_gpu, -bits, offloaded))
     first = first[usable[first]]
     columns = {
         c: ranked[c].to_numpy()[first].tolist()
@@ -703,10 +710,8 @@ def gpu_models(gpu: GPU, workload: Workload, fits_only: bool = True, every_forma
         codes, _ = pd.factorize(ranked["model"], sort=False)
         bits = ranked["bits_per_weight"].to_numpy(dtype=float)
         total = ranked["total_gb"].to_numpy(dtype=float)
-        position = np.arange(len(ranked))
         # Per model: fitting rows first, the most bits per weight among them; else the smallest format.
-        order = np.lexsort((position, np.where(fits, -bits, total), ~fits, codes))
-        first = order[np.r_[True, codes[order][1:] != codes[order][:-1]]] if len(order) else order
+        first = _first_per_model(codes, ~fits, np.where(fits, -bits, total))
         index = np.sort(first[fits[first]] if fits_only else first)  # back in the ranking's order
         fit_count, row_count = int(fits[first].sum()), len(first)
     cells = {c: ranked[c].to_numpy()[index].tolist() for c in MODEL_ROW_COLUMNS}

@@ -196,7 +196,7 @@ def test_it_reproduces_published_file_sizes():
     big = catalog_config("mixtral-8x22b-v0-1.json")
     assert expected_file_bytes(big, "Q4_K_M") == pytest.approx(85.58e9, rel=2e-4)
     assert expected_file_bytes(big, "Q5_K_M") == pytest.approx(99.96e9, rel=2e-4)
-    # TheBloke's Mixtral-8x7B-Instruct Q8_0: 49,626,320,288 bytes; ours differ only in the placeholder vocabulary.
+    # TheBloke's Mixtral-8x7B-Instruct Q8_0: 49,626,320,288 bytes; ours differ only in the synthetic vocabulary.
     small = catalog_config("mixtral-8x7b-instruct-v0-1.json")
     assert expected_file_bytes(small, "Q8_0") == pytest.approx(49_626_320_288, rel=1e-5)
 

@@ -271,7 +271,7 @@ def load(
         vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         load_s = time.perf_counter() - t0
     buffers = parse_buffers(log)
-    if simulate:  # the model buffer is a placeholder: take the size of the model's tensors
+    if simulate:  # a simulated allocation holds no weights: take the size of the model's tensors
         buffers = replace(buffers, model=int(llama_cpp.llama_model_size(model)))
     return _Loaded(model, ctx, llama_cpp.llama_n_ctx(ctx), vocab, buffers, list(log), load_s)
 
