@@ -33,7 +33,9 @@ class Resolution:
     query: str
     model: LanguageModel | None = None
     format: str | None = None  # e.g. "Q4_K_M" from "llama3.1:70b-instruct-q4_K_M"
-    matched_by: str = ""  # "slug", "name", "hf_repo", "alias", or "" when nothing matched
+    # "slug", "name", "hf_repo", "alias", "family", "ollama-default" (a bare Ollama library name read as its
+    # ":latest" tag, the others that name fits in `candidates`), "ambiguous", or "" when nothing matched
+    matched_by: str = ""
     candidates: list[LanguageModel] = field(default_factory=list)
 
     @property
@@ -136,6 +138,15 @@ def resolve_model(name: str) -> Resolution:
     names = _names()
     key = normalise_alias(base)
     family = _family_candidates(key, names)
+    if ":" not in base:
+        # A bare Ollama library name ("mixtral") is what `ollama run mixtral` runs: its ":latest" tag. The other
+        # models the name fits stay in the answer, so that a page can offer them beside it.
+        models, _ = _exact(normalise_alias(f"{base}:latest"), f"{base}:latest")
+        if len(models) == 1:
+            others = [pk for pk in family if pk != models[0].pk][:MAX_CANDIDATES]
+            return Resolution(
+                query=name, model=models[0], format=fmt, matched_by="ollama-default", candidates=_models(others)
+            )
     if len(family) == 1:
         return Resolution(query=name, model=_models(family)[0], format=fmt, matched_by="family")
     if family:

@@ -139,6 +139,13 @@ def test_the_front_door_on_a_phone_suggests_and_opens_the_machine_page(browser, 
         "Array.from(document.querySelectorAll('#model-names option')).map(o => o.value)"
     )
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing scrolls sideways
+    # The bare word "mixtral" opens the Mixtral page, saying how the word was read.
+    page.fill("#want", "mixtral")
+    page.click("#want-form button[type=submit]")
+    page.wait_for_selector("#named-as")
+    assert page.locator("h1").inner_text() == "Mixtral-8x7B-Instruct-v0.1"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.goto(site + "/")
     # "I have…" two RTX 3090s with 64 GB: the machine page lists models with speeds, still phone-wide.
     page.fill("#have", "rtx-3090")
     page.fill("#have-count", "2")

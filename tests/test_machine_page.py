@@ -137,8 +137,16 @@ def test_typing_suggests_models_and_gpus(client, catalog):
 def test_the_model_box_opens_the_model_or_lists_candidates(client, catalog):
     page = client.get("/find/", {"name": "mixtral:8x7b"})
     assert page.status_code == 302 and page["Location"] == "/models/mixtral-8x7b-instruct-v0-1/"
+    # The reference page's own word opens its model, saying how it was read and offering the rest of the family.
     family = client.get("/find/", {"name": "mixtral"})
-    assert family.status_code == 200 and "/models/mixtral-8x7b-instruct-v0-1/" in family.content.decode()
+    assert family.status_code == 302 and family["Location"] == "/models/mixtral-8x7b-instruct-v0-1/?named=mixtral"
+    page = client.get(family["Location"]).content.decode()
+    assert 'id="named-as"' in page and "ollama run mixtral" in page and "/models/mixtral-8x22b-instruct-v0-1/" in page
+    several = client.get("/find/", {"name": "gemma3"})
+    assert several.status_code == 200 and "/models/gemma-3-27b-it/" in several.content.decode()
+    # A note is shown only for a name that really was read that way.
+    other = client.get("/models/mixtral-8x7b-instruct-v0-1/", {"named": "llama3.1"}).content.decode()
+    assert 'id="named-as"' not in other
     assert client.get("/find/", {"name": "no-such-model-anywhere"}).status_code == 404
 
 

@@ -97,11 +97,25 @@ def test_a_name_with_nothing_close_returns_nothing():
 
 
 def test_an_ambiguous_name_returns_the_candidates_and_no_model():
-    # "llama3.1" names three sizes; choosing one for the user would be a guess.
-    result = resolve_model("llama3.1")
+    # "gemma3" names three sizes and the catalog records no ":latest" tag for it; choosing one would be a guess.
+    result = resolve_model("gemma3")
     assert result.model is None and result.ambiguous
     slugs = {m.slug for m in result.candidates}
-    assert {"llama-3-1-8b-instruct", "llama-3-1-70b-instruct", "llama-3-1-405b-instruct"} <= slugs
+    assert {"gemma-3-1b-it", "gemma-3-4b-it", "gemma-3-27b-it"} <= slugs
+
+
+@pytest.mark.parametrize(
+    ("name", "slug", "others"),
+    [
+        ("mixtral", MIXTRAL_INSTRUCT, {"mixtral-8x22b-instruct-v0-1", "mixtral-8x7b-v0-1"}),
+        ("Llama3.1", "llama-3-1-8b-instruct", {"llama-3-1-70b-instruct", "llama-3-1-405b-instruct"}),
+    ],
+)
+def test_a_bare_ollama_name_is_its_latest_tag_and_keeps_the_others(name, slug, others):
+    # `ollama run mixtral` runs mixtral:latest; the other models the name fits come with the answer.
+    result = resolve_model(name)
+    assert result.model.slug == slug and result.matched_by == "ollama-default" and not result.ambiguous
+    assert others <= {m.slug for m in result.candidates} and slug not in {m.slug for m in result.candidates}
 
 
 def test_an_empty_name_resolves_to_nothing():

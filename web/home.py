@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.db import connection
 from django.db.models import Q
@@ -54,6 +55,9 @@ def find_model(request):
     if not name:
         return redirect("models:model_list")
     found = resolve_model(name)
+    if found.model is not None and found.matched_by == "ollama-default":
+        # The page says how the name was read and offers the other models it fits.
+        return redirect(f"{found.model.get_absolute_url()}?{urlencode({'named': name})}")
     if found.model is not None:
         return redirect(found.model.get_absolute_url())
     # Several models (a family name) is an answer, not an error: the candidates, each a link.

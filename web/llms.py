@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 from functools import lru_cache
 
 from django.http import Http404
@@ -13,6 +14,7 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from inference.results import measured_results
 from models.models import LanguageModel
+from models.resolver import resolve_model
 from planner import charts, published
 from planner.forms import DEFAULT_QUANT, DEFAULT_RAM_BANDWIDTH_GB_S, DEFAULT_RAM_GB, CapacityForm, ModelGPUForm
 from planner.inputs import model_arch
@@ -90,6 +92,17 @@ def _tokenization(model: LanguageModel) -> dict | None:
     return {"code": MISTRAL_COMMON_SNIPPET.format(prompt=EXAMPLE_PROMPT), "tokens": tokens}
 
 
+def _named_as(name: str, model: LanguageModel) -> dict | None:
+    """Returns how a bare Ollama library name the visitor typed was read, with the other models it fits."""
+    name = name.strip()[:200]
+    if not name:
+        return None
+    found = resolve_model(name)
+    if found.model is None or found.model.pk != model.pk or found.matched_by != "ollama-default":
+        return None
+    return {"name": name, "tag": f"{name.lower()}:latest", "others": found.candidates}
+
+
 @catalog_page
 def model_detail(request, slug: str):
     try:
@@ -98,11 +111,14 @@ def model_detail(request, slug: str):
     except NotFound:
         raise Http404(f"No model is called {slug!r}.") from None
     if model.slug != slug:
-        # Another name for a model (an alias, an Ollama tag, a different case) moves to its canonical page.
-        return redirect(model.get_absolute_url(), permanent=True)
+        # Another name for a model (an alias, an Ollama tag, a different case) moves to its canonical page; a bare
+        # Ollama library name keeps itself in the address, so that the page says how it was read.
+        named = f"?{urlencode({'named': slug})}" if resolve_model(slug).matched_by == "ollama-default" else ""
+        return redirect(model.get_absolute_url() + named, permanent=not named)
     form = ModelGPUForm.from_query(request.GET, model=model)
     context: dict = {
         "model": model,
+        "named": _named_as(request.GET.get("named", ""), model),
         "form": form,
         "context_choices": _context_choices(model),
         "offload_ram": (DEFAULT_RAM_GB, DEFAULT_RAM_BANDWIDTH_GB_S),
