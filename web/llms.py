@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from django.http import Http404
 from django.shortcuts import redirect, render
