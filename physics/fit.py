@@ -3,6 +3,7 @@
     python -m physics.fit            fit, write physics/data/fitted.json, print the leave-one-source-out report
     python -m physics.fit --report   print the report for the shipped file without writing it
     python -m physics.fit --check    exit 1 when the shipped file is not what a fresh fit gives
+    python -m physics.fit --sources  print where the leave-one-source-out error comes from, source by source
 
 The model (docs/estimator.md, physics/speed.py): a batch-1 decode step takes
 ``bytes / (bandwidth x efficiency) + step_s + layers x layer_s`` plus, on several GPUs, ``(n - 1) x hop_s`` for a
@@ -494,6 +495,37 @@ def _report(
     return lines
 
 
+def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
+    """Returns, for decode and prefill, the sources that carry most of the leave-one-source-out error.
+
+    Per source: rows, its MAPE, the points it adds to the whole set's MAPE (its share of the summed error), and the
+    median of measured time / predicted time (above 1: the estimate is too fast for that source's rows).
+    """
+    df = load_measurements() if df is None else df
+    out = []
+    for label, rows, features, lower in (
+        ("decode", decode_rows(df), decode_features, DECODE_LOWER),
+        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER),
+    ):
+        rows = rows.reset_index(drop=True)
+        if rows.empty:
+            continue
+        predicted = leave_one_source_out(rows, features(rows), lower=lower)
+        ratio = rows["time_s"].to_numpy() / predicted
+        frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
+        table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))
+        table["points"] = frame.groupby("source")["ape"].sum() / len(frame)
+        table = table.sort_values("points", ascending=False)
+        out.append(f"{label}: {len(frame)} rows, MAPE {frame['ape'].mean():.1f} %; the {top} sources adding most")
+        out.append(f"  {'source':48} {'rows':>5} {'MAPE':>7} {'points':>7} {'meas/est':>9}")
+        for source, line in table.head(top).iterrows():
+            out.append(
+                f"  {source[:48]:48} {int(line['rows']):5d} {line['mape']:6.1f}% {line['points']:7.2f} {line['ratio']:9.2f}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def render(result: dict) -> str:
     """Returns the leave-one-source-out report as a text table."""
     out = ["Leave-one-source-out error (each source predicted by a fit made without it)", ""]
@@ -501,7 +533,7 @@ def render(result: dict) -> str:
     for line in result["report"]:
         cover = f"{line['range_coverage']:.0f} %" if "range_coverage" in line else ""
         out.append(
-            f"{line['set']:32} {line['rows']:5d} {line['sources']:5d} {line['mape']:6.1f}% "
+            f"{line['set']:32} {int(line['rows']):5d} {line['sources']:5d} {line['mape']:6.1f}% "
             f"{line['median_ape']:6.1f}% {line['within_25']:5.0f}% {cover:>6}"
         )
     return "\n".join(out)
@@ -512,7 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the shipped file differs from a fit")
     parser.add_argument("--report", action="store_true", help="print the shipped file's report only")
+    parser.add_argument("--sources", action="store_true", help="print the error each source adds (no file written)")
     args = parser.parse_args(argv)
+    if args.sources:
+        print(source_breakdown())
+        return 0
     if args.report:
         print(render(json.loads(FITTED.read_text())))
         return 0

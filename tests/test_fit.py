@@ -78,3 +78,20 @@ def test_the_report_covers_engines_gpu_counts_and_prefill():
     assert whole["rows"] >= 600 and whole["sources"] >= 15
     # The published range is calibrated to hold 80 % of leave-one-source-out rows.
     assert 70 <= whole["range_coverage"] <= 90
+
+
+def test_the_source_breakdown_adds_up_to_the_whole_error():
+    df = fit.load_measurements()
+    keep = (
+        df["source_url"]
+        .map(fit.source_group)
+        .isin(["pytorch-labs/gpt-fast", "turboderp/exllamav2", "turboderp/exllama", "mlc-ai/llm-perf-bench"])
+    )
+    text = fit.source_breakdown(df[keep], top=10)
+    decode = text.split("\n\n")[0].splitlines()
+    whole = float(decode[0].split("MAPE ")[1].split(" %")[0])
+    points = [float(line.split()[-2]) for line in decode[2:]]
+    assert len(points) == 4 and abs(sum(points) - whole) < 0.05
+    # The rows of each source are the rows it has in the set.
+    rows = {line.split()[0]: int(line.split()[1]) for line in decode[2:]}
+    assert rows["pytorch-labs/gpt-fast"] == int((fit.decode_rows(df[keep])["source"] == "pytorch-labs/gpt-fast").sum())
