@@ -97,11 +97,11 @@ def test_a_name_with_nothing_close_returns_nothing():
 
 
 def test_an_ambiguous_name_returns_the_candidates_and_no_model():
-    # "gemma3" names three sizes and the catalog records no ":latest" tag for it; choosing one would be a guess.
-    result = resolve_model("gemma3")
+    # "qwen2.5-coder" names four sizes and Ollama's ":latest" (7b) is not in the catalog; choosing one would be a guess.
+    result = resolve_model("qwen2.5-coder")
     assert result.model is None and result.ambiguous
     slugs = {m.slug for m in result.candidates}
-    assert {"gemma-3-1b-it", "gemma-3-4b-it", "gemma-3-27b-it"} <= slugs
+    assert {"qwen2-5-coder-0-5b-instruct", "qwen2-5-coder-1-5b-instruct", "qwen2-5-coder-32b-instruct"} <= slugs
 
 
 @pytest.mark.parametrize(
@@ -109,6 +109,7 @@ def test_an_ambiguous_name_returns_the_candidates_and_no_model():
     [
         ("mixtral", MIXTRAL_INSTRUCT, {"mixtral-8x22b-instruct-v0-1", "mixtral-8x7b-v0-1"}),
         ("Llama3.1", "llama-3-1-8b-instruct", {"llama-3-1-70b-instruct", "llama-3-1-405b-instruct"}),
+        ("gemma3", "gemma-3-4b-it", {"gemma-3-1b-it", "gemma-3-27b-it"}),
     ],
 )
 def test_a_bare_ollama_name_is_its_latest_tag_and_keeps_the_others(name, slug, others):
