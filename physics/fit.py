@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from physics import speed
-from physics.estimator import _hardware_class_vec, _precision_class_bpw
+from physics.estimator import PCIE_GB_S, _hardware_class_vec, _precision_class_bpw
 
 DATA = Path(__file__).resolve().parent / "data"
 MEASUREMENTS = DATA / "measurements"
@@ -96,12 +96,17 @@ def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
 
 def catalog_int8_tops(folder: Path = GPU_CATALOG) -> dict[str, float]:
     """Returns {GPU name or alias: dense int8 TOPS} from the catalog rows that state one."""
+    return catalog_figure("int8_tops", folder)
+
+
+def catalog_figure(column: str, folder: Path = GPU_CATALOG) -> dict[str, float]:
+    """Returns {GPU name or alias: the column's value} from the curated catalog rows that state one."""
     out: dict[str, float] = {}
     for path in sorted(folder.glob("*.csv")):
         with path.open(encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 try:
-                    value = float(row.get("int8_tops") or "nan")
+                    value = float(row.get(column) or "nan")
                 except ValueError:
                     continue
                 if not value > 0:
@@ -150,8 +155,21 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     df["heads"] = df["model"].map(heads).astype(float)
     int8 = catalog_int8_tops()
     df["gpu_int8_tops"] = df["gpu"].map(lambda g: int8.get(g, np.nan)).astype(float)
+    df["link_gb_s"] = link_gb_s(df)
     df["prompt_tflops"] = speed.prompt_tflops(df["gpu_fp16_tensor_tflops"], df["gpu_int8_tops"])
     return df
+
+
+def link_gb_s(df: pd.DataFrame) -> np.ndarray:
+    """Returns each row's card-to-card link as the estimator reads it (estimator._interconnect): the GPU's NVLink
+    figure from the catalog on an NVLink build, else PCIe of its generation (4 when the catalog states none)."""
+    nvlink = catalog_figure("nvlink_gb_s")
+    pcie_gen = catalog_figure("pcie_gen")
+    gen = df["gpu"].map(lambda g: pcie_gen.get(g, 4.0)).astype(float).to_numpy()
+    pcie = np.select([gen >= 5, gen >= 4], [PCIE_GB_S[5], PCIE_GB_S[4]], PCIE_GB_S[3])
+    on_nvlink = df["gpu"].map(lambda g: nvlink.get(g, np.nan)).astype(float).to_numpy()
+    use = (df["interconnect"] == "nvlink").to_numpy() & (np.nan_to_num(on_nvlink) > 0)
+    return np.where(use, np.nan_to_num(on_nvlink), pcie)
 
 
 def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -220,6 +238,28 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     return np.column_stack([compute, np.ones(len(p)), layers, chunks, attention])
 
 
+def prefill_offsets(p: pd.DataFrame) -> np.ndarray:
+    """Returns the seconds each prompt spends on the link, which the fit takes as known (no parameter).
+
+    The estimator adds the same term with nothing fitted (speed.comm_s: a layer split's hand-offs, tensor parallel's
+    all-reduces; the fitted fixed costs stand for the latency, so none is added here either). llama.cpp's
+    `-sm row` / `-sm tensor` rows move far more: every matrix product's output, gathered in fp32
+    (speed.row_split_gather_s). The activation width is read as query heads x head dim, the hidden size of the
+    Llama-family models these multi-GPU rows measure.
+    """
+    tokens = p["prompt_tokens"].to_numpy(dtype=float)
+    layers = p["layers"].to_numpy(dtype=float)
+    count = p["gpu_count"].to_numpy(dtype=float)
+    width = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
+    tensor = p["tensor"].to_numpy(dtype=bool)
+    link = p["link_gb_s"].to_numpy(dtype=float)
+    generic = speed.comm_s(width, tokens, layers, count, tensor, link, 0.0)
+    out_width = p["active_params_b"].to_numpy(dtype=float) * 1e9 / layers / width
+    gathered = speed.row_split_gather_s(layers, tokens, out_width, count, link)
+    llama_split = tensor & (p["engine_family"] == "llama.cpp").to_numpy()
+    return np.where(llama_split, gathered, generic)
+
+
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 200) -> np.ndarray:
     """Returns x >= 0 minimising |a x - b| (Lawson and Hanson's active-set method; a has a handful of columns)."""
     m, k = a.shape
@@ -245,21 +285,27 @@ def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 200) -> np.ndarray:
 
 
 def _fit_group(
-    features: np.ndarray, times: np.ndarray, parent: np.ndarray | None, lower: np.ndarray | None = None
+    features: np.ndarray,
+    times: np.ndarray,
+    parent: np.ndarray | None,
+    lower: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Returns non-negative parameters minimising relative error, pulled towards the parent's values.
 
     The error of a row is (predicted - measured) / sqrt(predicted x measured): close to the log of their ratio, so
     an estimate twice too fast costs as much as one twice too slow. It is solved as a few rounds of weighted
     non-negative least squares (IRLS), starting from the error relative to the measurement. Each
-    parameter stays at or above `lower` (0 by default).
+    parameter stays at or above `lower` (0 by default). `offsets`: seconds of each row taken as known (predicted =
+    features x parameters + offset).
     """
     lower = np.zeros(features.shape[1]) if lower is None else lower
+    offsets = np.zeros(len(times)) if offsets is None else offsets
     scale_rows = times.copy()
     x = lower.copy()
     for _ in range(IRLS_ROUNDS):
         a = features / scale_rows[:, None]
-        b = times / scale_rows
+        b = (times - offsets) / scale_rows
         if parent is not None:
             scale = np.where(parent > 0, parent, 1.0)
             informative = np.abs(features).sum(axis=0) > 0
@@ -267,7 +313,7 @@ def _fit_group(
             a = np.vstack([a, np.diag(weight / scale)])
             b = np.concatenate([b, weight * np.where(parent > 0, 1.0, 0.0)])
         x = lower + nnls(a, b - a @ lower)
-        predicted = np.maximum(features @ x, 1e-9)
+        predicted = np.maximum(features @ x + offsets, 1e-9)
         scale_rows = np.sqrt(predicted * times)
     return x
 
@@ -280,12 +326,13 @@ LEVELS = (
 
 
 def fit_table(
-    rows: pd.DataFrame, features: np.ndarray, lower: np.ndarray | None = None
+    rows: pd.DataFrame, features: np.ndarray, lower: np.ndarray | None = None, offsets: np.ndarray | None = None
 ) -> dict[tuple[str, str, str], tuple[np.ndarray, int, int]]:
     """Returns {(engine, hardware class, precision class): (params, rows, sources)}, '*' for a wider group."""
     table: dict[tuple[str, str, str], tuple[np.ndarray, int, int]] = {}
     times = rows["time_s"].to_numpy(dtype=float)
-    root = _fit_group(features, times, None, lower)
+    offsets = np.zeros(len(rows)) if offsets is None else offsets
+    root = _fit_group(features, times, None, lower, offsets)
     table[("*", "*", "*")] = (root, len(rows), rows["source"].nunique())
     for level in LEVELS:
         for key, group in rows.groupby(list(level)):
@@ -295,7 +342,7 @@ def fit_table(
             if parent_key not in table or len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
                 continue
             index = rows.index.get_indexer(group.index)
-            params = _fit_group(features[index], times[index], table[parent_key][0], lower)
+            params = _fit_group(features[index], times[index], table[parent_key][0], lower, offsets[index])
             table[full] = (params, len(group), group["source"].nunique())
     return table
 
@@ -313,21 +360,31 @@ def depth(key: tuple[str, str, str]) -> int:
     return sum(part != "*" for part in key)
 
 
-def predict(table: dict, rows: pd.DataFrame, features: np.ndarray, depths: np.ndarray | None = None) -> np.ndarray:
+def predict(
+    table: dict,
+    rows: pd.DataFrame,
+    features: np.ndarray,
+    depths: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
     """Returns the predicted time of each row from the table's most specific group (its depth into `depths`)."""
-    out = np.empty(len(rows))
+    out = np.zeros(len(rows)) if offsets is None else offsets.astype(float).copy()
     for i, (engine, hw, prec) in enumerate(
         zip(rows["engine_family"], rows["hardware_class"], rows["precision_class"], strict=True)
     ):
         key, params = lookup(table, engine, hw, prec)
-        out[i] = features[i] @ params
+        out[i] += features[i] @ params
         if depths is not None:
             depths[i] = depth(key)
     return out
 
 
 def leave_one_source_out(
-    rows: pd.DataFrame, features: np.ndarray, depths: np.ndarray | None = None, lower: np.ndarray | None = None
+    rows: pd.DataFrame,
+    features: np.ndarray,
+    depths: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Returns each row's predicted time from a fit made without any row of its source.
 
@@ -337,9 +394,10 @@ def leave_one_source_out(
     sources = rows["source"].to_numpy()
     for source in np.unique(sources):
         held = sources == source
-        table = fit_table(rows[~held], features[~held], lower)
+        known = None if offsets is None else offsets[~held]
+        table = fit_table(rows[~held], features[~held], lower, known)
         part = np.empty(held.sum(), dtype=int)
-        out[held] = predict(table, rows[held], features[held], part)
+        out[held] = predict(table, rows[held], features[held], part, None if offsets is None else offsets[held])
         if depths is not None:
             depths[held] = part
     return out
@@ -403,11 +461,11 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     df = load_measurements() if df is None else df
     d = decode_rows(df).reset_index(drop=True)
     p = prefill_rows(df).reset_index(drop=True)
-    fd, fp = decode_features(d), prefill_features(p)
-    decode_table, prefill_table = fit_table(d, fd, DECODE_LOWER), fit_table(p, fp, PREFILL_LOWER)
+    fd, fp, op = decode_features(d), prefill_features(p), prefill_offsets(p)
+    decode_table, prefill_table = fit_table(d, fd, DECODE_LOWER), fit_table(p, fp, PREFILL_LOWER, op)
     depths = np.empty(len(d), dtype=int)
     loso_d = leave_one_source_out(d, fd, depths, DECODE_LOWER)
-    loso_p = leave_one_source_out(p, fp, lower=PREFILL_LOWER)
+    loso_p = leave_one_source_out(p, fp, lower=PREFILL_LOWER, offsets=op)
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
     covered = rate_error(d["time_s"].to_numpy(), loso_d) <= row_widths(widths, depths, several)
@@ -503,14 +561,15 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
     """
     df = load_measurements() if df is None else df
     out = []
-    for label, rows, features, lower in (
-        ("decode", decode_rows(df), decode_features, DECODE_LOWER),
-        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER),
+    for label, rows, features, lower, offsets in (
+        ("decode", decode_rows(df), decode_features, DECODE_LOWER, None),
+        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, prefill_offsets),
     ):
         rows = rows.reset_index(drop=True)
         if rows.empty:
             continue
-        predicted = leave_one_source_out(rows, features(rows), lower=lower)
+        known = None if offsets is None else offsets(rows)
+        predicted = leave_one_source_out(rows, features(rows), lower=lower, offsets=known)
         ratio = rows["time_s"].to_numpy() / predicted
         frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
         table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))

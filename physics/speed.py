@@ -47,6 +47,19 @@ def comm_s(hidden, tokens, layers, count, tensor, link_gb_s, latency_s):
     return np.where(n > 1, np.where(tensor, allreduce, hops), 0.0)
 
 
+def row_split_gather_s(layers, tokens, out_width, count, link_gb_s):
+    """Returns the link time of llama.cpp's row split (`-sm row`, and `-sm tensor` as measured) over ``tokens``.
+
+    Each weight matrix is split by rows over the n cards and every matrix product's output is gathered on the main
+    card in fp32: per layer, tokens x (summed output width of the layer's matrices) x 4 bytes, (n - 1) / n of it
+    over the link. The summed output width is read as the layer's parameters / its input width. The estimator never
+    plans such a build (a GGUF format runs as a layer split); the fit needs it to read the rows that measured one.
+    """
+    n = np.asarray(count, dtype=float)
+    moved = np.asarray(layers, dtype=float) * tokens * np.asarray(out_width, dtype=float) * 4.0 * (n - 1) / n
+    return np.where(n > 1, moved / (np.asarray(link_gb_s, dtype=float) * GB), 0.0)
+
+
 def prompt_tflops(fp16_tflops, int8_tops):
     """Returns the dense tensor rate prompt kernels can reach: max(fp16 tensor figure, int8 TOPS / 2).
 

@@ -95,3 +95,34 @@ def test_the_source_breakdown_adds_up_to_the_whole_error():
     # The rows of each source are the rows it has in the set.
     rows = {line.split()[0]: int(line.split()[1]) for line in decode[2:]}
     assert rows["pytorch-labs/gpt-fast"] == int((fit.decode_rows(df[keep])["source"] == "pytorch-labs/gpt-fast").sum())
+
+
+def test_known_link_seconds_are_taken_as_given_not_fitted():
+    rng = np.random.default_rng(3)
+    features = rng.uniform(0.1, 1.0, size=(40, 2))
+    truth = np.array([2.0, 0.5])
+    offsets = rng.uniform(0.0, 3.0, size=40)
+    times = features @ truth + offsets
+    params = fit._fit_group(features, times, None, offsets=offsets)
+    assert np.allclose(params, truth, rtol=1e-6)
+    # Without the offsets the same rows need other parameters: the offset is what moved them.
+    assert not np.allclose(fit._fit_group(features, times, None), truth, rtol=0.05)
+
+
+def test_prompt_link_time_follows_the_split_and_the_engine():
+    df = fit.load_measurements()
+    p = fit.prefill_rows(df).reset_index(drop=True)
+    seconds = fit.prefill_offsets(p)
+    one = (p["gpu_count"] == 1).to_numpy()
+    assert (seconds[one] == 0).all()
+    # llama.cpp's -sm row on 4x RTX 4090 gathers every product's output in fp32: Llama-3-70B at pp512 moves
+    # 80 layers x 512 tokens x (70.6e9 / 80 / 8192) x 4 bytes x 3/4 over PCIe 4 (32 GB/s), about 0.41 s.
+    row = (p["split"] == "row").to_numpy() & (p["model"] == "Meta-Llama-3-70B").to_numpy()
+    row &= (p["prompt_tokens"] == 512).to_numpy() & (p["context"] == 0).to_numpy()
+    assert row.sum() == 1
+    expected = 80 * 512 * (p.loc[row, "active_params_b"].iloc[0] * 1e9 / 80 / 8192) * 4 * 0.75 / 32e9
+    assert seconds[row][0] == pytest.approx(expected, rel=1e-9)
+    # A layer split of the same prompt hands one activation per card boundary on: far less.
+    layer = (p["split"] == "layer").to_numpy() & (p["gpu_count"] == 4).to_numpy()
+    layer &= (p["model"] == "Meta-Llama-3-70B").to_numpy() & (p["prompt_tokens"] == 512).to_numpy()
+    assert layer.any() and (0 < seconds[layer]).all() and (seconds[layer] < seconds[row][0] / 100).all()
