@@ -34,6 +34,7 @@ class ModelLoadReport:
     vram_changed: int = 0
     scores_changed: int = 0
     aliases_added: int = 0
+    aliases_retired: int = 0
     alias_conflicts: list[str] = field(default_factory=list)
 
     @property
@@ -45,6 +46,7 @@ class ModelLoadReport:
             + self.vram_changed
             + self.scores_changed
             + self.aliases_added
+            + self.aliases_retired
         )
 
 
@@ -175,7 +177,15 @@ def load_models() -> ModelLoadReport:
 
 
 def _load_aliases(model: LanguageModel, entry: dict, report: ModelLoadReport) -> None:
-    """Adds the entry's aliases that no row holds yet; an alias an editor moved or added stays where it is."""
+    """Adds the entry's aliases that no row holds yet; an alias an editor moved or added stays where it is.
+
+    ``retired_aliases`` are names the catalog once gave this model and withdrew (a tag Ollama re-pointed to other
+    weights): a row still holding one for this model is deleted; one an editor moved to another model stays.
+    """
+    retired = [normalise_alias(alias) for alias in entry.get("retired_aliases", [])]
+    if retired:
+        deleted, _ = LanguageModelAlias.objects.filter(model=model, normalised__in=retired).delete()
+        report.aliases_retired += deleted
     wanted = {normalise_alias(alias): alias for alias in entry.get("aliases", [])}
     held = dict(LanguageModelAlias.objects.filter(normalised__in=wanted).values_list("normalised", "model_id"))
     for key, alias in wanted.items():

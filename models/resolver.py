@@ -137,7 +137,9 @@ def resolve_model(name: str) -> Resolution:
 
     names = _names()
     key = normalise_alias(base)
-    family = _family_candidates(key, names)
+    # A tag with a size (`deepseek-r1:8b`) names one set of weights: when the catalog does not hold it, the closest
+    # names are offered below, never a longer tag that starts the same way (Ollama re-points tags).
+    family = _family_candidates(key, names) if ":" not in base else []
     if ":" not in base:
         # A bare Ollama library name ("mixtral") is what `ollama run mixtral` runs: its ":latest" tag. The other
         # models the name fits stay in the answer, so that a page can offer them beside it.

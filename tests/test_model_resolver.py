@@ -165,3 +165,26 @@ def test_an_alias_may_not_take_another_models_name():
 
 def test_aliases_are_compared_case_and_space_insensitively():
     assert normalise_alias("  Mixtral   8x7B ") == "mixtral 8x7b"
+
+
+def test_a_tag_ollama_re_pointed_opens_nothing_and_offers_the_closest():
+    # deepseek-r1:8b now serves a Qwen3-based distill the catalog does not hold; the Llama distill keeps its own tag.
+    result = resolve_model("deepseek-r1:8b")
+    assert result.model is None and not result.ambiguous
+    assert result.candidates and all(m.slug.startswith("deepseek-r1") for m in result.candidates)
+    named = resolve_model("deepseek-r1:8b-llama-distill-q4_K_M")
+    assert named.model.slug == "deepseek-r1-distill-llama-8b" and named.format == "Q4_K_M"
+
+
+def test_a_retired_alias_goes_on_reload_unless_an_editor_moved_it():
+    llama = LanguageModel.objects.get(slug="deepseek-r1-distill-llama-8b")
+    LanguageModelAlias.objects.create(model=llama, name="deepseek-r1:8b")  # as an older load left it
+    report = load_models()
+    assert report.aliases_retired == 1 and not LanguageModelAlias.objects.filter(normalised="deepseek-r1:8b").exists()
+    qwen = LanguageModel.objects.get(slug="qwen3-8b")
+    moved = LanguageModelAlias.objects.create(model=qwen, name="deepseek-r1:8b")  # an editor's choice
+    try:
+        assert load_models().aliases_retired == 0
+        assert LanguageModelAlias.objects.get(normalised="deepseek-r1:8b").model == qwen
+    finally:
+        moved.delete()

@@ -60,7 +60,8 @@ class Command(BaseCommand):
             out.write(f"Aliases not added because another GPU holds them: {len(gpus.alias_conflicts)}")
         out.write(
             f"Models: {llms.created} created, {llms.updated} updated, {llms.unchanged} unchanged, "
-            f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed."
+            f"{llms.kept} kept as edited; formats: {llms.formats_changed} changed; VRAM rows: {llms.vram_changed} changed;"
+            f" aliases: {llms.aliases_added} added, {llms.aliases_retired} retired."
         )
         out.write(coverage_line())
         out.write(trust_coverage_line())
