@@ -51,6 +51,7 @@ class EstimateInputs:
     workload: Workload
     requested_engine: str = ""  # what the caller asked for; workload.backend is the engine that runs the build
     hf_repo: str = ""
+    name_note: str = ""  # how a bare Ollama name ("mixtral") was read; '' when the name was the model's own
 
     def run(self) -> dict[str, Any]:
         """Returns the estimate as JSON-ready data, the same shape as `manage.py estimate --json`."""
@@ -64,6 +65,7 @@ class EstimateInputs:
             "engine_note": self.engine_note(),
             "check_command": result.basis["check_command"],
             **result.to_dict(),
+            **({"notes": [self.name_note, *result.notes]} if self.name_note else {}),
         }
 
     def engine_note(self) -> str:
@@ -86,6 +88,16 @@ class EstimateInputs:
             "engine": self.workload.backend,
             **result.to_dict(),
         }
+
+
+def name_note(name: str) -> str:
+    """Returns how a bare Ollama library name was read ("mixtral" as mixtral:latest) and what else it names, or ''."""
+    found = resolve_model(name)
+    if found.model is None or found.matched_by != "ollama-default":
+        return ""
+    others = ", ".join(m.name for m in found.candidates)
+    text = f"'{name.strip()}' read as Ollama's {name.strip().lower()}:latest, {found.model.name}"
+    return text + (f"; other models by that name: {others}." if others else ".")
 
 
 def _positive_float(maximum: float) -> forms.FloatField:
@@ -255,7 +267,13 @@ class EstimateQuery(forms.Form):
         )
         hf_repo = data["model"].hf_repo if data["model"] is not None else ""
         self._inputs = EstimateInputs(
-            model=model, quant=quant, build=build, workload=workload, requested_engine=data["backend"], hf_repo=hf_repo
+            model=model,
+            quant=quant,
+            build=build,
+            workload=workload,
+            requested_engine=data["backend"],
+            hf_repo=hf_repo,
+            name_note=name_note(str(self.data.get("model", ""))) if data["model"] is not None else "",
         )
         return data
 

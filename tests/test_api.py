@@ -119,6 +119,21 @@ def test_the_estimate_matches_the_cli_json(client, catalog):
     assert r.json() == json.loads(out.getvalue())
 
 
+def test_a_bare_ollama_name_says_how_it_was_read(client, catalog):
+    args = {"model": "mixtral", "quant": "Q4_K_M", "gpu": "RTX 4090", "gpus": 2}
+    body = client.get("/api/v1/estimate", args).json()
+    assert body["model"] == "Mixtral-8x7B-Instruct-v0.1"
+    assert (
+        body["notes"][0].startswith("'mixtral' read as Ollama's mixtral:latest") and "Mixtral-8x22B" in body["notes"][0]
+    )
+    out = io.StringIO()
+    call_command("estimate", "--model", "mixtral", "--quant", "Q4_K_M", "--gpu", "RTX 4090", "--gpus", "2", stdout=out)
+    assert "read as Ollama's mixtral:latest" in out.getvalue()
+    # The model's own name reads as itself: no such note.
+    named = client.get("/api/v1/estimate", {**args, "model": "mixtral:8x7b"}).json()
+    assert not any("read as Ollama" in n for n in named["notes"])
+
+
 def test_the_estimate_takes_a_custom_model_and_hardware(client, catalog):
     args = {
         "params_b": 7,
