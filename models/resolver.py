@@ -137,8 +137,9 @@ def resolve_model(name: str) -> Resolution:
 
     names = _names()
     key = normalise_alias(base)
-    # A tag with a size (`deepseek-r1:8b`) names one set of weights: when the catalog does not hold it, the closest
-    # names are offered below, never a longer tag that starts the same way (Ollama re-points tags).
+    # A tag with a size (`deepseek-r1:8b`) names one set of weights: when the catalog does not hold it, a longer tag
+    # that starts the same way is offered among the closest names below, never opened (Ollama re-points tags).
+    longer = _family_candidates(key, names) if ":" in base else []
     family = _family_candidates(key, names) if ":" not in base else []
     if ":" not in base:
         # A bare Ollama library name ("mixtral") is what `ollama run mixtral` runs: its ":latest" tag. The other
@@ -155,7 +156,7 @@ def resolve_model(name: str) -> Resolution:
         return Resolution(query=name, format=fmt, matched_by="ambiguous", candidates=_models(family[:MAX_CANDIDATES]))
 
     close = difflib.get_close_matches(key, list(names), n=MAX_CANDIDATES * 2, cutoff=0.6)
-    pks: list[int] = []
+    pks: list[int] = list(longer)
     for match in close:
         for pk in sorted(names[match]):
             if pk not in pks:

@@ -171,7 +171,8 @@ def test_a_tag_ollama_re_pointed_opens_nothing_and_offers_the_closest():
     # deepseek-r1:8b now serves a Qwen3-based distill the catalog does not hold; the Llama distill keeps its own tag.
     result = resolve_model("deepseek-r1:8b")
     assert result.model is None and not result.ambiguous
-    assert result.candidates and all(m.slug.startswith("deepseek-r1") for m in result.candidates)
+    assert result.candidates[0].slug == "deepseek-r1-distill-llama-8b"  # its own longer tag, offered first
+    assert all(m.slug.startswith("deepseek-r1") for m in result.candidates)
     named = resolve_model("deepseek-r1:8b-llama-distill-q4_K_M")
     assert named.model.slug == "deepseek-r1-distill-llama-8b" and named.format == "Q4_K_M"
 
