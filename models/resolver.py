@@ -47,6 +47,15 @@ class Resolution:
     def found(self) -> bool:
         return self.model is not None
 
+    @property
+    def latest_tag(self) -> str:
+        """Returns the Ollama tag a bare library name was read as ("mixtral:latest"), or '' for any other match."""
+        return (
+            f"{self.query.strip().lower()}:latest"
+            if self.model is not None and self.matched_by == "ollama-default"
+            else ""
+        )
+
 
 def _exact(key: str, raw: str) -> tuple[list[LanguageModel], str]:
     """Returns the models whose slug, name, repo id or alias equals the name, and which field matched."""

@@ -93,10 +93,10 @@ class EstimateInputs:
 def name_note(name: str) -> str:
     """Returns how a bare Ollama library name was read ("mixtral" as mixtral:latest) and what else it names, or ''."""
     found = resolve_model(name)
-    if found.model is None or found.matched_by != "ollama-default":
+    if not found.latest_tag:
         return ""
     others = ", ".join(m.name for m in found.candidates)
-    text = f"'{name.strip()}' read as Ollama's {name.strip().lower()}:latest, {found.model.name}"
+    text = f"'{name.strip()}' read as Ollama's {found.latest_tag}, {found.model.name}"
     return text + (f"; other models by that name: {others}." if others else ".")
 
 

@@ -55,7 +55,7 @@ def find_model(request):
     if not name:
         return redirect("models:model_list")
     found = resolve_model(name)
-    if found.model is not None and found.matched_by == "ollama-default":
+    if found.latest_tag:
         # The page says how the name was read and offers the other models it fits.
         return redirect(f"{found.model.get_absolute_url()}?{urlencode({'named': name})}")
     if found.model is not None:

@@ -98,9 +98,9 @@ def _named_as(name: str, model: LanguageModel) -> dict | None:
     if not name:
         return None
     found = resolve_model(name)
-    if found.model is None or found.model.pk != model.pk or found.matched_by != "ollama-default":
+    if not found.latest_tag or found.model.pk != model.pk:
         return None
-    return {"name": name, "tag": f"{name.lower()}:latest", "others": found.candidates}
+    return {"name": name, "tag": found.latest_tag, "others": found.candidates}
 
 
 @catalog_page
@@ -113,7 +113,7 @@ def model_detail(request, slug: str):
     if model.slug != slug:
         # Another name for a model (an alias, an Ollama tag, a different case) moves to its canonical page; a bare
         # Ollama library name keeps itself in the address, so that the page says how it was read.
-        named = f"?{urlencode({'named': slug})}" if resolve_model(slug).matched_by == "ollama-default" else ""
+        named = f"?{urlencode({'named': slug})}" if resolve_model(slug).latest_tag else ""
         return redirect(model.get_absolute_url() + named, permanent=not named)
     form = ModelGPUForm.from_query(request.GET, model=model)
     context: dict = {
