@@ -49,7 +49,8 @@ def decode_efficiency_fit(result: BenchmarkResult) -> float:
     """Returns the decode efficiency that makes the result's own estimate match its measurement.
 
     The estimated step is memory time (bytes / (bandwidth x efficiency)) plus the time that does not shrink with
-    bandwidth (communication and fitted fixed costs, the basis's comm_s_per_step). Only the memory time scales
+    bandwidth (communication and fitted fixed costs, the basis's comm_s_per_step, and the per-weight arithmetic,
+    vector_s_per_step). Only the memory time scales
     with the efficiency: efficiency_fit = efficiency x memory time estimated / (measured step - the rest). With no
     fixed costs that is efficiency x measured / estimated. A compute-bound estimate is scaled by the ratio alone.
     """
@@ -60,7 +61,7 @@ def decode_efficiency_fit(result: BenchmarkResult) -> float:
     batch = basis.get("batch") or result.batch or 1
     step_estimated = batch / result.estimated_decode_tok_s
     step_measured = batch / result.decode_tok_s
-    rest = basis.get("comm_s_per_step") or 0.0
+    rest = (basis.get("comm_s_per_step") or 0.0) + (basis.get("vector_s_per_step") or 0.0)
     memory_measured = step_measured - rest
     if memory_measured <= 0:  # faster than the fixed costs alone allow: the bandwidth share is not the limit
         return MAX_EFFICIENCY

@@ -143,6 +143,7 @@ COST_FIELDS = (
     "prefill_layer_s",
     "prefill_chunk_inv_efficiency",
     "prefill_attention_inv_efficiency",
+    "decode_vector_inv_efficiency",
 )
 
 
@@ -171,6 +172,7 @@ class CalibrationFactor:
     prefill_layer_s: float = 0.0
     prefill_chunk_inv_efficiency: float = 0.0  # weights re-read per prompt micro-batch, x 1 / efficiency
     prefill_attention_inv_efficiency: float = 0.0  # attention FLOPs on the KV width, x this factor
+    decode_vector_inv_efficiency: float = 0.0  # a decode step's per-weight work at the FP32 rate, x this factor
     spread_several: float | None = None  # None: as `spread`
 
 
@@ -614,6 +616,7 @@ class _Rows:
     usable_gb: np.ndarray  # per GPU
     bandwidth: np.ndarray  # GB/s per GPU
     tflops: np.ndarray  # per GPU
+    vector_tflops: np.ndarray  # FP32 rate per GPU (0: not known)
     tdp_w: np.ndarray
     price_usd: np.ndarray
     count: np.ndarray
@@ -800,8 +803,10 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     t_ram = speed.offload_s(w_step * frac_ram, r.ram_gb_s, RAM_EFFICIENCY)
     t_comm = speed.comm_s(t.hidden, b, t.layers, r.count, tensor, r.ic_gb_s, latency)
     t_comm = t_comm + speed.fixed_decode_s(t.layers, t.moe, n, tensor, pcie, r.costs)
+    # The per-weight arithmetic on the vector units adds to the data path, as fitted (physics/fit.py decode_features).
+    t_vector = r.costs["decode_vector_inv_efficiency"] * speed.vector_s(t.active_params, r.vector_tflops, sharing)
     t_compute = speed.compute_s(2 * t.active_params * b, r.tflops, r.eff_prefill, sharing)
-    t_step, bound = speed.decode_step_s(t_mem, t_ram, t_comm, t_compute)
+    t_step, bound = speed.decode_step_s(t_mem + t_vector, t_ram, t_comm, t_compute)
     decode_bound = bound.copy()
     decode_bound[offloaded_gb > 0] = "offload"
     decode = 1.0 / t_step
@@ -872,6 +877,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         "kv_bytes_step": kv_step + np.zeros_like(weights_gb),
         "t_compute": t_compute,
         "t_comm": t_comm,
+        "t_vector": t_vector + np.zeros_like(weights_gb),
         "usd_per_tok_s": price / decode,
         "usd_per_million_tokens": usd_per_mtok,
         "tokens_per_joule": aggregate / watts,
@@ -945,6 +951,7 @@ def estimate(
         usable_gb=np.array([usable]),
         bandwidth=np.array([gpu.bandwidth_gb_s], dtype=float),
         tflops=tf,
+        vector_tflops=np.array([gpu.fp32_tflops if gpu.fp32_tflops else 0.0], dtype=float),
         tdp_w=np.array([gpu.tdp_w if gpu.tdp_w else np.nan]),
         price_usd=np.array([gpu.price_usd if gpu.price_usd else np.nan]),
         count=np.array([max(build.count, 1)]),
@@ -1021,6 +1028,7 @@ def estimate(
         "interconnect_latency_s": float(ic_lat[0]),
         "comm_s_per_step": float(c["t_comm"]),
         "compute_s_per_step": float(c["t_compute"]),
+        "vector_s_per_step": float(c["t_vector"]),
         "offload_ram_gb": build.offload_ram_gb,
         "ram_bandwidth_gb_s": build.ram_bandwidth_gb_s,
         "ram_efficiency": RAM_EFFICIENCY,
@@ -1196,6 +1204,7 @@ class GPUPrep:
     hw_levels: np.ndarray
     hw_codes: np.ndarray
     tflops: np.ndarray
+    vector: np.ndarray
     ic_bw: np.ndarray
     ic_lat: np.ndarray
     bandwidth: np.ndarray
@@ -1254,6 +1263,7 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
             gcol("int8_tops", np.nan),
             with_source=False,
         )[0],
+        vector=np.nan_to_num(np.asarray(gcol("fp32_tflops", np.nan), dtype=float)),
         ic_bw=ic_bw_g,
         ic_lat=ic_lat_g,
         bandwidth=bandwidth_g,
@@ -1336,6 +1346,7 @@ def _rank_arrays(
         usable_gb=prep.usable[None, :],
         bandwidth=prep.bandwidth[None, :],
         tflops=prep.tflops[None, :],
+        vector_tflops=prep.vector[None, :],
         tdp_w=prep.tdp[None, :],
         price_usd=prep.price[None, :],
         count=count,

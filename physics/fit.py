@@ -6,8 +6,9 @@
     python -m physics.fit --sources  print where the leave-one-source-out error comes from, source by source
 
 The model (docs/estimator.md, physics/speed.py): a batch-1 decode step takes
-``bytes / (bandwidth x efficiency) + step_s + layers x layer_s`` plus, on several GPUs, ``(n - 1) x hop_s`` for a
-layer split or ``2 x layers x allreduce_s`` for tensor parallel; a prompt takes
+``bytes / (bandwidth x efficiency) + step_s + layers x layer_s + active params / FP32 rate x vector factor`` plus,
+on several GPUs, ``(n - 1) x hop_s`` for a layer split or ``2 x layers x allreduce_s`` for tensor parallel; a prompt
+takes
 ``FLOPs / (TFLOPS x prefill efficiency) + prefill_s + layers x prefill_layer_s``. Every parameter is linear in
 the time, so each group is a small non-negative least-squares fit on relative error. Groups nest: all rows, then
 engine, then engine x hardware class, then engine x hardware class x precision class; each level is pulled
@@ -51,7 +52,16 @@ SHRINK = 2.0
 RANGE_TARGET = 0.80
 # Engines that run another engine's kernels are scored with it.
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
-DECODE_PARAMS = ("inv_efficiency", "step_s", "layer_s", "moe_layer_s", "hop_s", "allreduce_s", "allreduce_pcie_s")
+DECODE_PARAMS = (
+    "inv_efficiency",
+    "step_s",
+    "layer_s",
+    "moe_layer_s",
+    "hop_s",
+    "allreduce_s",
+    "allreduce_pcie_s",
+    "vector_inv_efficiency",
+)
 PREFILL_PARAMS = ("inv_efficiency", "prefill_s", "prefill_layer_s", "chunk_inv_efficiency", "attention_inv_efficiency")
 # Rounds of reweighting in each group's fit (the error measure converges in two or three).
 IRLS_ROUNDS = 4
@@ -156,6 +166,7 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     int8 = catalog_int8_tops()
     df["gpu_int8_tops"] = df["gpu"].map(lambda g: int8.get(g, np.nan)).astype(float)
     df["link_gb_s"] = link_gb_s(df)
+    df["gpu_vector_tflops"] = vector_tflops(df)
     df["prompt_tflops"] = speed.prompt_tflops(df["gpu_fp16_tensor_tflops"], df["gpu_int8_tops"])
     return df
 
@@ -170,6 +181,17 @@ def link_gb_s(df: pd.DataFrame) -> np.ndarray:
     on_nvlink = df["gpu"].map(lambda g: nvlink.get(g, np.nan)).astype(float).to_numpy()
     use = (df["interconnect"] == "nvlink").to_numpy() & (np.nan_to_num(on_nvlink) > 0)
     return np.where(use, np.nan_to_num(on_nvlink), pcie)
+
+
+def vector_tflops(df: pd.DataFrame) -> np.ndarray:
+    """Returns each row's FP32 rate as the estimator reads it: the catalog's figure for the GPU; for an Apple chip
+    the catalog does not list by that name, the row's own rate (Apple states one rate for FP32 and FP16); else 0
+    (no vector term for that row)."""
+    fp32 = catalog_figure("fp32_tflops")
+    rate = df["gpu"].map(lambda g: fp32.get(g, np.nan)).astype(float).to_numpy()
+    apple = df["gpu"].str.contains("Apple").to_numpy()
+    own = df["gpu_fp16_tensor_tflops"].to_numpy(dtype=float)
+    return np.nan_to_num(np.where(np.isnan(rate) & apple, own, rate))
 
 
 def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -200,6 +222,8 @@ def decode_features(d: pd.DataFrame) -> np.ndarray:
     allreduces = np.where(tensor & (n > 1), 2 * layers, 0.0)
     pcie = d["interconnect"].to_numpy() == "pcie"
     moe = d["active_params_b"].to_numpy(dtype=float) < d["params_b"].to_numpy(dtype=float) * 0.95
+    rate = d["gpu_vector_tflops"] if "gpu_vector_tflops" in d else np.zeros(len(d))  # 0: no vector term
+    vector = speed.vector_s(d["active_params_b"].to_numpy(dtype=float) * 1e9, rate, sharing)
     return np.column_stack(
         [
             memory,
@@ -209,6 +233,7 @@ def decode_features(d: pd.DataFrame) -> np.ndarray:
             hops,
             np.where(pcie, 0.0, allreduces),
             np.where(pcie, allreduces, 0.0),
+            vector,
         ]
     )
 
@@ -509,6 +534,7 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
         row["prefill_layer_s"] = _rounded(pre["prefill_layer_s"])
         row["prefill_chunk_inv_efficiency"] = _rounded(pre["chunk_inv_efficiency"])
         row["prefill_attention_inv_efficiency"] = _rounded(pre["attention_inv_efficiency"])
+        row["decode_vector_inv_efficiency"] = row.pop("vector_inv_efficiency")
         out.append(row)
     return out
 

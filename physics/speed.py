@@ -78,6 +78,18 @@ def compute_s(flops, tflops, efficiency, cards_sharing=1):
     return np.asarray(flops, dtype=float) / (np.asarray(tflops) * 1e12 * efficiency * cards_sharing)
 
 
+def vector_s(params, vector_tflops, cards_sharing=1):
+    """Returns the per-weight arithmetic of a matrix-vector step: one unit of work per weight at the vector rate.
+
+    A batch-1 step multiplies every weight it reads once (and a quantized one is unpacked first) on the GPU's vector
+    units, not its tensor cores, so the time follows the FP32 rate (``vector_tflops``), which the fit scales per
+    engine and hardware class. It matters where that rate is small beside the bandwidth (A100/H100, Apple M1-M3).
+    0 where the rate is not known.
+    """
+    rate = np.nan_to_num(np.asarray(vector_tflops, dtype=float)) * 1e12 * cards_sharing
+    return np.where(rate > 0, np.asarray(params, dtype=float) / np.where(rate > 0, rate, 1.0), 0.0)
+
+
 def decode_step_s(memory, offload, comm, compute):
     """Returns (seconds per decode step, what binds): max(memory + offload + comm, compute).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -299,3 +300,21 @@ def test_it_plans_builds_that_fit_cheapest_first():
     assert cheapest_4090 == 5
     assert builds[builds["name"].str.startswith("H100")]["count"].min() == 2
     assert builds["total_price_usd"].is_monotonic_increasing
+
+
+def test_a_steps_per_weight_arithmetic_follows_the_fp32_rate():
+    wl = Workload(context=4096)
+    cal = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "fitted", decode_vector_inv_efficiency=2.0),)
+    plain = (CalibrationFactor("*", "*", "*", 0.6, 0.4, "efficiencies only"),)
+    slow_alu = dataclasses.replace(H100, fp32_tflops=10.0)
+    with_term = estimate(MIXTRAL_8X7B, FP16, Build(slow_alu), wl, cal)
+    # 2 x active parameters / 10 TFLOPS joins the data path; without the fitted factor there is none.
+    active = MIXTRAL_8X7B.active_params
+    assert with_term.basis["vector_s_per_step"] == pytest.approx(2.0 * active / 10e12, rel=1e-9)
+    base = estimate(MIXTRAL_8X7B, FP16, Build(slow_alu), wl, plain)
+    assert base.basis["vector_s_per_step"] == 0.0 and with_term.decode_tok_s < base.decode_tok_s
+    # A faster FP32 rate costs less; a GPU without one pays nothing (the term needs the rate).
+    fast_alu = estimate(MIXTRAL_8X7B, FP16, Build(dataclasses.replace(H100, fp32_tflops=60.0)), wl, cal)
+    assert with_term.decode_tok_s < fast_alu.decode_tok_s
+    unknown = estimate(MIXTRAL_8X7B, FP16, Build(dataclasses.replace(H100, fp32_tflops=None)), wl, cal)
+    assert unknown.basis["vector_s_per_step"] == 0.0

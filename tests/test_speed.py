@@ -48,3 +48,9 @@ def test_prefill_overlaps_reads_with_compute_then_adds_communication():
     assert float(step) == pytest.approx(0.054) and str(bound) == "compute"
     step, bound = speed.prefill_s(0.010, 0.030, 0.0)
     assert float(step) == pytest.approx(0.030) and str(bound) == "bandwidth"
+
+
+def test_vector_time_is_weights_over_the_fp32_rate_and_nothing_without_one():
+    assert speed.vector_s(1e9, 10.0) == pytest.approx(1e9 / 10e12)
+    assert speed.vector_s(1e9, 10.0, cards_sharing=2) == pytest.approx(1e9 / 20e12)
+    assert speed.vector_s(1e9, 0.0) == 0.0 and speed.vector_s(1e9, float("nan")) == 0.0
