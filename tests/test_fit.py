@@ -126,3 +126,18 @@ def test_prompt_link_time_follows_the_split_and_the_engine():
     layer = (p["split"] == "layer").to_numpy() & (p["gpu_count"] == 4).to_numpy()
     layer &= (p["model"] == "Meta-Llama-3-70B").to_numpy() & (p["prompt_tokens"] == 512).to_numpy()
     assert layer.any() and (0 < seconds[layer]).all() and (seconds[layer] < seconds[row][0] / 100).all()
+
+
+def test_the_readme_and_the_method_doc_quote_the_shipped_report():
+    import json
+    from pathlib import Path
+
+    root = Path(fit.__file__).resolve().parent.parent
+    shipped = json.loads(fit.FITTED.read_text())
+    lines = {line["set"]: line for line in shipped["report"]}
+    readme = (root / "README.md").read_text()
+    assert f"**{lines['decode, batch 1, all']['mape']} % MAPE**" in readme
+    assert f"**{lines['prefill, all']['mape']} %**" in readme
+    # docs/estimator.md carries the whole table as `python -m physics.fit --report` prints it.
+    doc = (root / "docs" / "estimator.md").read_text()
+    assert all(row.rstrip() in doc for row in fit.render(shipped).splitlines() if row.strip())
