@@ -148,8 +148,8 @@ def resolve_model(name: str) -> Resolution:
     key = normalise_alias(base)
     # A tag with a size (`deepseek-r1:8b`) names one set of weights: when the catalog does not hold it, a longer tag
     # that starts the same way is offered among the closest names below, never opened (Ollama re-points tags).
-    longer = _family_candidates(key, names) if ":" in base else []
-    family = _family_candidates(key, names) if ":" not in base else []
+    prefixed = _family_candidates(key, names)
+    longer, family = (prefixed, []) if ":" in base else ([], prefixed)
     if ":" not in base:
         # A bare Ollama library name ("mixtral") is what `ollama run mixtral` runs: its ":latest" tag. The other
         # models the name fits stay in the answer, so that a page can offer them beside it.

@@ -132,19 +132,23 @@ class Workload:
     backend: str = "llama.cpp"
 
 
-COST_FIELDS = (
+# The fitted costs of a calibration row (physics/fit.py fits the decode ones under these names).
+DECODE_COST_FIELDS = (
     "step_s",
     "layer_s",
     "moe_layer_s",
     "hop_s",
     "allreduce_s",
     "allreduce_pcie_s",
+    "decode_vector_inv_efficiency",
+)
+PREFILL_COST_FIELDS = (
     "prefill_s",
     "prefill_layer_s",
     "prefill_chunk_inv_efficiency",
     "prefill_attention_inv_efficiency",
-    "decode_vector_inv_efficiency",
 )
+COST_FIELDS = DECODE_COST_FIELDS + PREFILL_COST_FIELDS
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from physics import speed
-from physics.estimator import PCIE_GB_S, _hardware_class_vec, _precision_class_bpw
+from physics.estimator import DECODE_COST_FIELDS, _hardware_class_vec, _interconnect, _precision_class_bpw
 
 DATA = Path(__file__).resolve().parent / "data"
 MEASUREMENTS = DATA / "measurements"
@@ -52,16 +52,8 @@ SHRINK = 2.0
 RANGE_TARGET = 0.80
 # Engines that run another engine's kernels are scored with it.
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
-DECODE_PARAMS = (
-    "inv_efficiency",
-    "step_s",
-    "layer_s",
-    "moe_layer_s",
-    "hop_s",
-    "allreduce_s",
-    "allreduce_pcie_s",
-    "vector_inv_efficiency",
-)
+# The decode bandwidth share, then the estimator's decode costs under their own names (physics.estimator).
+DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
 PREFILL_PARAMS = ("inv_efficiency", "prefill_s", "prefill_layer_s", "chunk_inv_efficiency", "attention_inv_efficiency")
 # Rounds of reweighting in each group's fit (the error measure converges in two or three).
 IRLS_ROUNDS = 4
@@ -174,13 +166,11 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
 def link_gb_s(df: pd.DataFrame) -> np.ndarray:
     """Returns each row's card-to-card link as the estimator reads it (estimator._interconnect): the GPU's NVLink
     figure from the catalog on an NVLink build, else PCIe of its generation (4 when the catalog states none)."""
-    nvlink = catalog_figure("nvlink_gb_s")
-    pcie_gen = catalog_figure("pcie_gen")
-    gen = df["gpu"].map(lambda g: pcie_gen.get(g, 4.0)).astype(float).to_numpy()
-    pcie = np.select([gen >= 5, gen >= 4], [PCIE_GB_S[5], PCIE_GB_S[4]], PCIE_GB_S[3])
-    on_nvlink = df["gpu"].map(lambda g: nvlink.get(g, np.nan)).astype(float).to_numpy()
-    use = (df["interconnect"] == "nvlink").to_numpy() & (np.nan_to_num(on_nvlink) > 0)
-    return np.where(use, np.nan_to_num(on_nvlink), pcie)
+    nvlink, pcie_gen = catalog_figure("nvlink_gb_s"), catalog_figure("pcie_gen")
+    figure = df["gpu"].map(lambda g: nvlink.get(g, np.nan)).astype(float).to_numpy()
+    gen = df["gpu"].map(lambda g: pcie_gen.get(g, np.nan)).astype(float).to_numpy()
+    on_nvlink = np.where((df["interconnect"] == "nvlink").to_numpy(), figure, np.nan)
+    return _interconnect(on_nvlink, gen, np.full(len(df), np.nan))[0]
 
 
 def vector_tflops(df: pd.DataFrame) -> np.ndarray:
@@ -222,8 +212,7 @@ def decode_features(d: pd.DataFrame) -> np.ndarray:
     allreduces = np.where(tensor & (n > 1), 2 * layers, 0.0)
     pcie = d["interconnect"].to_numpy() == "pcie"
     moe = d["active_params_b"].to_numpy(dtype=float) < d["params_b"].to_numpy(dtype=float) * 0.95
-    rate = d["gpu_vector_tflops"] if "gpu_vector_tflops" in d else np.zeros(len(d))  # 0: no vector term
-    vector = speed.vector_s(d["active_params_b"].to_numpy(dtype=float) * 1e9, rate, sharing)
+    vector = speed.vector_s(d["active_params_b"].to_numpy(dtype=float) * 1e9, d["gpu_vector_tflops"], sharing)
     return np.column_stack(
         [
             memory,
@@ -534,7 +523,6 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
         row["prefill_layer_s"] = _rounded(pre["prefill_layer_s"])
         row["prefill_chunk_inv_efficiency"] = _rounded(pre["chunk_inv_efficiency"])
         row["prefill_attention_inv_efficiency"] = _rounded(pre["attention_inv_efficiency"])
-        row["decode_vector_inv_efficiency"] = row.pop("vector_inv_efficiency")
         out.append(row)
     return out
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django import forms
 
-from models.resolver import resolve_model
+from models.resolver import Resolution, resolve_model
 from physics.builds import build_problem, engine_for
 from physics.capacity import serving_capacity
 from physics.estimator import Build, GPUSpec, ModelArch, Quant, Workload, estimate
@@ -90,13 +91,12 @@ class EstimateInputs:
         }
 
 
-def name_note(name: str) -> str:
+def name_note(found: Resolution) -> str:
     """Returns how a bare Ollama library name was read ("mixtral" as mixtral:latest) and what else it names, or ''."""
-    found = resolve_model(name)
     if not found.latest_tag:
         return ""
     others = ", ".join(m.name for m in found.candidates)
-    text = f"'{name.strip()}' read as Ollama's {found.latest_tag}, {found.model.name}"
+    text = f"'{found.query.strip()}' read as Ollama's {found.latest_tag}, {found.model.name}"
     return text + (f"; other models by that name: {others}." if others else ".")
 
 
@@ -211,6 +211,11 @@ class EstimateQuery(forms.Form):
             self.not_found.append(exc)
             raise forms.ValidationError(str(exc), code="not_found") from exc
 
+    @cached_property
+    def resolution(self) -> Resolution:
+        """Returns how the model name was read (resolved once: the format in its tag and the note both use it)."""
+        return resolve_model(str(self.data.get("model", "")))
+
     def clean_model(self):
         """Returns the catalog LanguageModel (with its VRAM table prefetched), or None for a custom model."""
         return self._lookup("model", find_model)
@@ -223,7 +228,7 @@ class EstimateQuery(forms.Form):
         """Returns the format name; an Ollama tag that names one (llama3.1:70b-instruct-q4_K_M) supplies it."""
         quant = (self.cleaned_data.get("quant") or "").strip()
         if not quant and self.cleaned_data.get("model") is not None:
-            quant = resolve_model(str(self.data.get("model", ""))).format or ""
+            quant = self.resolution.format or ""
         return quant
 
     def clean(self) -> dict[str, Any]:
@@ -273,7 +278,7 @@ class EstimateQuery(forms.Form):
             workload=workload,
             requested_engine=data["backend"],
             hf_repo=hf_repo,
-            name_note=name_note(str(self.data.get("model", ""))) if data["model"] is not None else "",
+            name_note=name_note(self.resolution) if data["model"] is not None else "",
         )
         return data
 

@@ -48,6 +48,7 @@ def _rows(source: str, bandwidth: float, seconds_per_gb: float, n: int) -> pd.Da
             "params_b": 7.0,
             "active_params_b": 7.0,
             "layers": 32,
+            "gpu_vector_tflops": 0.0,  # no FP32 rate: no vector term
             "time_s": sizes / 1e9 * seconds_per_gb + 1e-3,
         }
     )
