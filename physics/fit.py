@@ -32,7 +32,13 @@ import numpy as np
 import pandas as pd
 
 from physics import speed
-from physics.estimator import DECODE_COST_FIELDS, _hardware_class_vec, _interconnect, _precision_class_bpw
+from physics.estimator import (
+    DECODE_COST_FIELDS,
+    PREFILL_COST_FIELDS,
+    _hardware_class_vec,
+    _interconnect,
+    _precision_class_bpw,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 MEASUREMENTS = DATA / "measurements"
@@ -52,9 +58,9 @@ SHRINK = 2.0
 RANGE_TARGET = 0.80
 # Engines that run another engine's kernels are scored with it.
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
-# The decode bandwidth share, then the estimator's decode costs under their own names (physics.estimator).
+# The bandwidth (decode) or tensor-rate (prefill) share, then the estimator's costs under their own names.
 DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
-PREFILL_PARAMS = ("inv_efficiency", "prefill_s", "prefill_layer_s", "chunk_inv_efficiency", "attention_inv_efficiency")
+PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS)
 # Rounds of reweighting in each group's fit (the error measure converges in two or three).
 IRLS_ROUNDS = 4
 # Physical floors: decode reads memory no faster than the datasheet bandwidth (efficiency <= 1); a quantized prompt
@@ -519,10 +525,7 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
             "batch_class": "*",
         }
         row.update({name: _rounded(dec[name]) for name in DECODE_PARAMS[1:]})
-        row["prefill_s"] = _rounded(pre["prefill_s"])
-        row["prefill_layer_s"] = _rounded(pre["prefill_layer_s"])
-        row["prefill_chunk_inv_efficiency"] = _rounded(pre["chunk_inv_efficiency"])
-        row["prefill_attention_inv_efficiency"] = _rounded(pre["attention_inv_efficiency"])
+        row.update({name: _rounded(pre[name]) for name in PREFILL_PARAMS[1:]})
         out.append(row)
     return out
 
