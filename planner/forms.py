@@ -60,6 +60,13 @@ def _segment_choices() -> list[tuple[str, str]]:
     return [("", "Any segment"), *Segment.choices]
 
 
+class AnyCaseChoiceField(forms.ChoiceField):
+    """A choice of lower-case catalog values (vendor, segment) that takes any case, as the API does (NVIDIA)."""
+
+    def to_python(self, value):
+        return super().to_python(value).lower()
+
+
 class WorkloadFields(forms.Form):
     """The inputs every ranking takes; ``model`` is fixed by the page (model page) or a field (subclasses)."""
 
@@ -69,8 +76,8 @@ class WorkloadFields(forms.Form):
     kv_cache = forms.ChoiceField(label="KV cache", choices=KV_CHOICES, initial="fp16")
     # The API's name for the same input; "budget", the page's old name, is still read by from_query.
     budget_usd = forms.FloatField(label="Budget (USD)", required=False, max_value=1e9)
-    vendor = forms.ChoiceField(label="Vendor", required=False, choices=_vendor_choices)
-    segment = forms.ChoiceField(label="Segment", required=False, choices=_segment_choices)
+    vendor = AnyCaseChoiceField(label="Vendor", required=False, choices=_vendor_choices)
+    segment = AnyCaseChoiceField(label="Segment", required=False, choices=_segment_choices)
     price_basis = forms.ChoiceField(label="Price", choices=PRICE_BASIS, initial="street", required=False)
 
     def __init__(self, *args, model: LanguageModel | None = None, **kwargs):

@@ -476,6 +476,14 @@ def test_pagination_links_carry_only_the_filters_url_encoded(client, catalog):
     assert parse_qs(r.context["filters"]) == {"q": ["a&b=c #1"]}
 
 
+def test_the_vendor_and_segment_filters_take_any_case_as_the_api_does(client, catalog):
+    upper = client.get("/gpus/", {"vendor": "NVIDIA", "segment": "Datacenter"})
+    lower = client.get("/gpus/", {"vendor": "nvidia", "segment": "datacenter"})
+    assert upper.status_code == lower.status_code == 200
+    assert [g.pk for g in upper.context["page"]] == [g.pk for g in lower.context["page"]]
+    assert client.get("/gpus/", {"vendor": "Nvidiaa"}).status_code == 400
+
+
 def test_an_invalid_filter_shows_its_message_and_no_list(client, catalog):
     r = client.get("/gpus/", {"min_memory_gb": "lots"})
     assert r.status_code == 400

@@ -9,6 +9,7 @@ from hardware.models import GPU, Segment, Vendor
 from inference.models import BenchmarkResult
 from physics.estimator import Workload
 from planner import published
+from planner.forms import AnyCaseChoiceField
 from planner.pagecache import catalog_page
 from planner.services import gpu_models
 from web.fragments import model_rows, published_section
@@ -16,8 +17,8 @@ from web.fragments import model_rows, published_section
 
 class GPUFilterForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=80)
-    vendor = forms.ChoiceField(label="Vendor", required=False, choices=[("", "Any")] + Vendor.choices)
-    segment = forms.ChoiceField(label="Segment", required=False, choices=[("", "Any")] + Segment.choices)
+    vendor = AnyCaseChoiceField(label="Vendor", required=False, choices=[("", "Any")] + Vendor.choices)
+    segment = AnyCaseChoiceField(label="Segment", required=False, choices=[("", "Any")] + Segment.choices)
     min_memory_gb = forms.FloatField(label="Min memory (GB)", required=False, min_value=0, max_value=10000)
     curated = forms.BooleanField(label="Curated only", required=False)
 
