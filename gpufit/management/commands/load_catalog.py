@@ -72,12 +72,14 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Catalog loaded: {total} changes."))
 
 
+# A GPU with any price: launch, street or cloud.
+PRICED = Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
+
+
 def coverage_line() -> str:
     """Returns how much of the catalog carries what the pages need: prices and tensor rates."""
     curated = GPU.objects.curated()
-    priced = curated.filter(
-        Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
-    )
+    priced = curated.filter(PRICED)
     return (
         f"Coverage: {GPU.objects.count()} GPUs, {curated.count()} curated; curated with a price "
         f"{priced.count()}, with a price and tensor TFLOPS {priced.filter(fp16_tensor_tflops__isnull=False).count()}, "
@@ -89,12 +91,17 @@ def coverage_line() -> str:
 def reach_line() -> str:
     """Returns what a visitor can reach: models and their aliases, GPU aliases, and the priced share that matters."""
     recent = GPU.objects.filter(memory_gb__gte=16, release_date__gte=datetime.date(2020, 1, 1))
-    priced = recent.filter(
-        Q(launch_price_usd__isnull=False) | Q(street_price_usd__isnull=False) | Q(cloud_price_usd_hr__isnull=False)
-    ).count()
-    share = priced / recent.count() * 100 if recent.exists() else 0.0
+    priced, total = recent.filter(PRICED).count(), recent.count()
+    # The same count over the rows a ranking shows by default (not unverified, noise, vGPU profiles or duplicates).
+    shown = recent.ranked()
+    priced_shown, total_shown = shown.filter(PRICED).count(), shown.count()
     return (
         f"Reach: {LanguageModel.objects.count()} models with {LanguageModelAlias.objects.count()} aliases; "
         f"{GPUAlias.objects.count()} GPU aliases; GPUs of 16 GB or more released since 2020 with a price: "
-        f"{priced} of {recent.count()} ({share:.0f} %)."
+        f"{priced} of {total} ({_percent(priced, total)}), of those ranked by default {priced_shown} of {total_shown} "
+        f"({_percent(priced_shown, total_shown)})."
     )
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{part / whole * 100:.0f} %" if whole else "none"
