@@ -372,3 +372,13 @@ class PasteForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8}),
         help_text="nvidia-smi (table, -L or --query-gpu csv), rocm-smi, system_profiler, lspci, wmic, or plain text.",
     )
+    ram = forms.FloatField(
+        label="System RAM (GB)",
+        required=False,
+        min_value=0,
+        max_value=4096,
+        # Its own id: the machine page's form, on the same page, has a RAM box of its own.
+        widget=forms.NumberInput(attrs={"id": "paste-ram", "step": "any", "placeholder": "64"}),
+        help_text="Optional: for models that fit only with part of the weights in system RAM. It wins over a size "
+        "the text states (free, system_profiler, wmic).",
+    )

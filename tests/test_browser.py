@@ -163,9 +163,11 @@ def test_the_paste_box_reads_nvidia_smi_and_goes_to_the_machine_page(browser, si
     page, _ = _page(browser)
     page.goto(site + "/machine/")
     page.fill("#id_text", "GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-1)\nGPU 1: NVIDIA GeForce RTX 3090 (UUID: GPU-2)")
+    page.fill("#paste-ram", "64")
     page.click("#paste-form button[type=submit]")
     page.wait_for_selector("#machine-summary")
-    assert "2 ×" in page.inner_text("#machine-summary") and "RTX 3090" in page.inner_text("#machine-summary")
+    summary = page.inner_text("#machine-summary")
+    assert "2 ×" in summary and "RTX 3090" in summary and "64 GB of system RAM" in summary
 
 
 def test_serving_capacity_draws_its_chart(browser, site):

@@ -161,6 +161,21 @@ def test_pasting_nvidia_smi_for_two_3090s_and_64_gb_opens_the_machine_page(clien
     assert follow.context["data"]["ram"] >= 60 and follow.context["rows"]
 
 
+def test_the_paste_forms_ram_box_carries_the_ram_a_bare_nvidia_smi_list_does_not_state(client, catalog):
+    text = (ROOT / "tests" / "data" / "machine" / "nvidia_smi_L_2x3090.txt").read_text()
+    page = client.post("/machine/paste/", {"text": text, "ram": "64"})
+    assert page.status_code == 302 and page["Location"].endswith("ram=64")
+    follow = client.get(page["Location"])
+    assert follow.context["data"]["count"] == 2 and follow.context["data"]["ram"] == 64
+    # The box wins over a size the text states; left empty, the text's size stands.
+    stated = text + "\nRAM: 32 GB\n"
+    assert client.post("/machine/paste/", {"text": stated, "ram": "128"})["Location"].endswith("ram=128")
+    assert client.post("/machine/paste/", {"text": stated, "ram": ""})["Location"].endswith("ram=32")
+    bad = client.post("/machine/paste/", {"text": text, "ram": "-4"})
+    assert bad.status_code == 400 and "greater than or equal to 0" in bad.content.decode()
+    assert text.splitlines()[0] in bad.content.decode()  # the pasted text is kept for the next try
+
+
 def test_garbled_paste_says_what_was_not_understood(client, catalog):
     page = client.post("/machine/paste/", {"text": "GPU 0: Frobnicator 9000 (UUID: x)\nsomething else"})
     assert page.status_code == 422

@@ -85,6 +85,8 @@ def paste(request):
         return render(request, "machine/paste.html", {"paste": form}, status=400)
     parsed = parse_machine(form.cleaned_data["text"])
     machine = match_machine(parsed)
+    if form.cleaned_data["ram"] is not None:
+        machine.ram_gb = form.cleaned_data["ram"]
     context = {"paste": form, "parsed": parsed, "machine": machine}
     if not machine.gpus:
         context["problem"] = "No GPU in the text matched the catalog."
