@@ -349,12 +349,22 @@ LEVELS = (
 def fit_table(
     rows: pd.DataFrame, features: np.ndarray, lower: np.ndarray | None = None, offsets: np.ndarray | None = None
 ) -> dict[tuple[str, str, str], tuple[np.ndarray, int, int]]:
-    """Returns {(engine, hardware class, precision class): (params, rows, sources)}, '*' for a wider group."""
+    """Returns {(engine, hardware class, precision class): (params, rows, sources)}, '*' for a wider group.
+
+    Besides the engine's own groups, every hardware class gets one over all engines ('*', class, '*'): an engine the
+    set barely measures (one source) is estimated from the same hardware's other engines before all rows.
+    """
     table: dict[tuple[str, str, str], tuple[np.ndarray, int, int]] = {}
     times = rows["time_s"].to_numpy(dtype=float)
     offsets = np.zeros(len(rows)) if offsets is None else offsets
     root = _fit_group(features, times, None, lower, offsets)
     table[("*", "*", "*")] = (root, len(rows), rows["source"].nunique())
+    for hw, group in rows.groupby("hardware_class"):
+        if len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
+            continue
+        index = rows.index.get_indexer(group.index)
+        params = _fit_group(features[index], times[index], root, lower, offsets[index])
+        table[("*", hw, "*")] = (params, len(group), group["source"].nunique())
     for level in LEVELS:
         for key, group in rows.groupby(list(level)):
             key = key if isinstance(key, tuple) else (key,)
@@ -369,8 +379,10 @@ def fit_table(
 
 
 def lookup(table: dict, engine: str, hw: str, prec: str) -> tuple[tuple[str, str, str], np.ndarray]:
-    """Returns the most specific fitted group for a row and its parameters."""
-    for key in ((engine, hw, prec), (engine, hw, "*"), (engine, "*", "*"), ("*", "*", "*")):
+    """Returns the most specific fitted group for a row and its parameters: the engine's own (hardware and precision
+    class, hardware class, all its rows), then the hardware class's over all engines, then all rows; the estimator's
+    find_calibration ranks them the same way (engine outranks hardware)."""
+    for key in ((engine, hw, prec), (engine, hw, "*"), (engine, "*", "*"), ("*", hw, "*"), ("*", "*", "*")):
         if key in table:
             return key, table[key][0]
     raise KeyError("no root group")
