@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,13 @@ def test_the_home_page_asks_both_questions(client, catalog):
     assert 'id="want-form"' in page and 'id="have-form"' in page
     assert 'hx-get="/suggest/models"' in page and 'hx-get="/suggest/gpus"' in page
     assert 'href="/method/"' in page  # how the numbers are made and how accurate they are
+    # The accuracy line quotes the shipped fit's report (read here apart from the view), not a figure typed in.
+    report = {r["set"]: r for r in json.loads((ROOT / "physics" / "data" / "fitted.json").read_text())["report"]}
+    decode, prefill = report["decode, batch 1, all"], report["prefill, all"]
+    text = " ".join(page.split())
+    assert f"On {decode['rows']} public measurements from {decode['sources']} sources" in text
+    assert f"off by {decode['mape']} % on average (median {decode['median_ape']} %)" in text
+    assert f"prompt processing by {prefill['mape']} %" in text
 
 
 def test_the_method_page_shows_the_leave_one_source_out_report_of_the_fit_in_use(client, catalog):

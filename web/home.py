@@ -29,8 +29,23 @@ POPULAR_MACHINES = [
 ]
 
 
+def _shipped_report() -> list[dict]:
+    """Returns the shipped fit's leave-one-source-out report (physics/data/fitted.json), [] when it cannot be read."""
+    try:
+        return json.loads(FITTED.read_text(encoding="utf-8"))["report"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _headline(report: list[dict]) -> dict[str, dict]:
+    """Returns the report's all-rows decode and prefill lines by name ("decode", "prefill"), those it holds."""
+    lines = {"decode, batch 1, all": "decode", "prefill, all": "prefill"}
+    return {lines[r["set"]]: r for r in report if r.get("set") in lines}
+
+
 def home(request):
     context = {
+        "accuracy": _headline(_shipped_report()),
         "gpu_count": GPU.objects.ranked().count(),
         "model_count": LanguageModel.objects.count(),
         "popular_models": POPULAR_MODELS,
@@ -42,11 +57,7 @@ def home(request):
 
 def method(request):
     """Shows how estimates are made and the leave-one-source-out accuracy report of the measurement fit."""
-    try:
-        report = json.loads(FITTED.read_text(encoding="utf-8"))["report"]
-    except (OSError, ValueError, KeyError):
-        report = []
-    return render(request, "method.html", {"report": report})
+    return render(request, "method.html", {"report": _shipped_report()})
 
 
 def find_model(request):
