@@ -123,7 +123,7 @@ def test_the_home_page_asks_both_questions(client, catalog):
     report = {r["set"]: r for r in json.loads((ROOT / "physics" / "data" / "fitted.json").read_text())["report"]}
     decode, prefill = report["decode, batch 1, all"], report["prefill, all"]
     text = " ".join(page.split())
-    assert f"On {decode['rows']} public measurements from {decode['sources']} sources" in text
+    assert f"On {decode['rows']:,} public measurements from {decode['sources']} sources" in text
     assert f"off by {decode['mape']} % on average (median {decode['median_ape']} %)" in text
     assert f"prompt processing by {prefill['mape']} %" in text
 
