@@ -829,7 +829,10 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     w_chunk = _weights_read(t.experts_chunk, t.params_chunk, r)
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
-    chunked = t_chunks > 0
+    # A row has fitted prompt costs when any of them is set: a fit may drive one of them (the re-reads) to 0.
+    chunked = np.logical_or.reduce([r.costs[name] > 0 for name in PREFILL_COST_FIELDS]) & np.ones(
+        np.shape(t_chunks), bool
+    )
     if chunked.all():  # every row has fitted prompt costs: the unfitted formula below would be replaced anyway
         t_pre, prefill_bound = np.zeros(np.shape(chunked)), np.empty(np.shape(chunked), dtype=object)
     else:
