@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from django.db import connection
@@ -30,7 +31,16 @@ POPULAR_MACHINES = [
 
 
 def _shipped_report() -> list[dict]:
-    """Returns the shipped fit's leave-one-source-out report (physics/data/fitted.json), [] when it cannot be read."""
+    """Returns the shipped fit's leave-one-source-out report (physics/data/fitted.json), [] when it cannot be read;
+    read once per version of the file (the home page shows its headline on every view)."""
+    try:
+        return _read_report(FITTED.stat().st_mtime_ns)
+    except OSError:
+        return []
+
+
+@lru_cache(maxsize=2)
+def _read_report(version: int) -> list[dict]:
     try:
         return json.loads(FITTED.read_text(encoding="utf-8"))["report"]
     except (OSError, ValueError, KeyError):
