@@ -67,6 +67,12 @@ IRLS_ROUNDS = 4
 # may run int8 tensor kernels, twice the fp16 tensor rate the set records (prefill efficiency <= 2).
 DECODE_LOWER = np.array([1.0] + [0.0] * (len(DECODE_PARAMS) - 1))
 PREFILL_LOWER = np.array([0.5] + [0.0] * (len(PREFILL_PARAMS) - 1))
+# ... and its costs stay physically plausible, set before any fit and never tuned to its score: a prompt's fixed time
+# (graph, launches, the first token's sampling) at most 50 ms, each layer's at most 2 ms per prompt (some twenty
+# kernels per 512-token micro-batch at a few microseconds each, over a handful of micro-batches), and the weights
+# re-read per micro-batch at no less than half the datasheet bandwidth. Without them a group with few sources put
+# 0.9 s on every Intel prompt and 5 ms on every layer of a single-card prompt.
+PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf])
 # Parts with HBM stacks (the set records no memory type; the catalog's memory_type decides in the estimator).
 # A fast GDDR7 card such as the RTX 5090 (1,792 GB/s) is not one of them.
 HBM_PARTS = r"\b(?:[ABH]100|[AH]800|H200|H20|B200|GB200|V100|P100|Instinct|Data Center GPU Max|Gaudi)\b"
@@ -310,6 +316,7 @@ def _fit_group(
     parent: np.ndarray | None,
     lower: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> np.ndarray:
     """Returns non-negative parameters minimising relative error, pulled towards the parent's values.
 
@@ -317,8 +324,9 @@ def _fit_group(
     predicted rate / measured rate - 1: the measure the report gives (MAPE), so the fit minimises what it is scored
     on. An estimate twice too fast costs 100 %, one twice too slow 50 %, as in the report. It is solved as a few
     rounds of weighted non-negative least squares (IRLS), starting from the error relative to the measurement. Each
-    parameter stays at or above `lower` (0 by default). `offsets`: seconds of each row taken as known (predicted =
-    features x parameters + offset).
+    parameter stays at or above `lower` (0 by default) and at or below `upper` (none by default): a parameter the
+    solution puts above its bound is held at the bound and the rest solved again. `offsets`: seconds of each row
+    taken as known (predicted = features x parameters + offset).
     """
     lower = np.zeros(features.shape[1]) if lower is None else lower
     offsets = np.zeros(len(times)) if offsets is None else offsets
@@ -333,10 +341,23 @@ def _fit_group(
             weight = np.where(informative, np.sqrt(SHRINK), 1e3)  # a parameter no row sees keeps its parent's
             a = np.vstack([a, np.diag(weight / scale)])
             b = np.concatenate([b, weight * np.where(parent > 0, 1.0, 0.0)])
-        x = lower + nnls(a, b - a @ lower)
+        x = lower + _bounded_nnls(a, b - a @ lower, None if upper is None else upper - lower)
         predicted = np.maximum(features @ x + offsets, 1e-9)
         scale_rows = predicted
     return x
+
+
+def _bounded_nnls(a: np.ndarray, b: np.ndarray, upper: np.ndarray | None) -> np.ndarray:
+    """Returns nnls(a, b) with each parameter at most `upper`: one over it is held there and the others solved again."""
+    held = np.zeros(a.shape[1], dtype=bool)
+    while True:
+        x = np.zeros(a.shape[1])
+        x[held] = upper[held] if upper is not None else 0.0
+        x[~held] = nnls(a[:, ~held], b - a[:, held] @ x[held])
+        over = ~held & (x > upper) if upper is not None else np.zeros_like(held)
+        if not over.any():
+            return x
+        held |= over
 
 
 LEVELS = (
@@ -347,7 +368,11 @@ LEVELS = (
 
 
 def fit_table(
-    rows: pd.DataFrame, features: np.ndarray, lower: np.ndarray | None = None, offsets: np.ndarray | None = None
+    rows: pd.DataFrame,
+    features: np.ndarray,
+    lower: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> dict[tuple[str, str, str], tuple[np.ndarray, int, int]]:
     """Returns {(engine, hardware class, precision class): (params, rows, sources)}, '*' for a wider group.
 
@@ -357,13 +382,13 @@ def fit_table(
     table: dict[tuple[str, str, str], tuple[np.ndarray, int, int]] = {}
     times = rows["time_s"].to_numpy(dtype=float)
     offsets = np.zeros(len(rows)) if offsets is None else offsets
-    root = _fit_group(features, times, None, lower, offsets)
+    root = _fit_group(features, times, None, lower, offsets, upper)
     table[("*", "*", "*")] = (root, len(rows), rows["source"].nunique())
     for hw, group in rows.groupby("hardware_class"):
         if len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
             continue
         index = rows.index.get_indexer(group.index)
-        params = _fit_group(features[index], times[index], root, lower, offsets[index])
+        params = _fit_group(features[index], times[index], root, lower, offsets[index], upper)
         table[("*", hw, "*")] = (params, len(group), group["source"].nunique())
     for level in LEVELS:
         for key, group in rows.groupby(list(level)):
@@ -373,7 +398,7 @@ def fit_table(
             if parent_key not in table or len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
                 continue
             index = rows.index.get_indexer(group.index)
-            params = _fit_group(features[index], times[index], table[parent_key][0], lower, offsets[index])
+            params = _fit_group(features[index], times[index], table[parent_key][0], lower, offsets[index], upper)
             table[full] = (params, len(group), group["source"].nunique())
     return table
 
@@ -418,6 +443,7 @@ def leave_one_source_out(
     depths: np.ndarray | None = None,
     lower: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> np.ndarray:
     """Returns each row's predicted time from a fit made without any row of its source.
 
@@ -428,7 +454,7 @@ def leave_one_source_out(
     for source in np.unique(sources):
         held = sources == source
         known = None if offsets is None else offsets[~held]
-        table = fit_table(rows[~held], features[~held], lower, known)
+        table = fit_table(rows[~held], features[~held], lower, known, upper)
         part = np.empty(held.sum(), dtype=int)
         out[held] = predict(table, rows[held], features[held], part, None if offsets is None else offsets[held])
         if depths is not None:
@@ -495,10 +521,10 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     d = decode_rows(df).reset_index(drop=True)
     p = prefill_rows(df).reset_index(drop=True)
     fd, fp, op = decode_features(d), prefill_features(p), prefill_offsets(p)
-    decode_table, prefill_table = fit_table(d, fd, DECODE_LOWER), fit_table(p, fp, PREFILL_LOWER, op)
+    decode_table, prefill_table = fit_table(d, fd, DECODE_LOWER), fit_table(p, fp, PREFILL_LOWER, op, PREFILL_UPPER)
     depths = np.empty(len(d), dtype=int)
     loso_d = leave_one_source_out(d, fd, depths, DECODE_LOWER)
-    loso_p = leave_one_source_out(p, fp, lower=PREFILL_LOWER, offsets=op)
+    loso_p = leave_one_source_out(p, fp, lower=PREFILL_LOWER, offsets=op, upper=PREFILL_UPPER)
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
     covered = rate_error(d["time_s"].to_numpy(), loso_d) <= row_widths(widths, depths, several)
@@ -591,15 +617,15 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
     """
     df = load_measurements() if df is None else df
     out = []
-    for label, rows, features, lower, offsets in (
-        ("decode", decode_rows(df), decode_features, DECODE_LOWER, None),
-        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, prefill_offsets),
+    for label, rows, features, lower, upper, offsets in (
+        ("decode", decode_rows(df), decode_features, DECODE_LOWER, None, None),
+        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, PREFILL_UPPER, prefill_offsets),
     ):
         rows = rows.reset_index(drop=True)
         if rows.empty:
             continue
         known = None if offsets is None else offsets(rows)
-        predicted = leave_one_source_out(rows, features(rows), lower=lower, offsets=known)
+        predicted = leave_one_source_out(rows, features(rows), lower=lower, offsets=known, upper=upper)
         ratio = rows["time_s"].to_numpy() / predicted
         frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
         table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,3 +144,23 @@ def test_the_readme_and_the_method_doc_quote_the_shipped_report():
     # docs/estimator.md carries the whole table as `python -m physics.fit --report` prints it.
     doc = (root / "docs" / "estimator.md").read_text()
     assert all(row.rstrip() in doc for row in fit.render(shipped).splitlines() if row.strip())
+
+
+def test_a_bounded_fit_holds_a_parameter_at_its_bound_and_solves_the_rest_again():
+    # y = 2 a + 3 b exactly; with b at most 1 the best is b = 1 and a taking up what it can, not a clipped b alone.
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 2)) + 0.1
+    b = a @ np.array([2.0, 3.0])
+    free = fit._bounded_nnls(a, b, None)
+    assert free == pytest.approx([2.0, 3.0], rel=1e-9)
+    held = fit._bounded_nnls(a, b, np.array([np.inf, 1.0]))
+    assert held[1] == 1.0
+    assert held[0] == pytest.approx(fit.nnls(a[:, :1], b - a[:, 1] * 1.0)[0], rel=1e-9) and held[0] > 2.0
+
+
+def test_the_shipped_prompt_costs_stay_within_their_physical_bounds():
+    shipped = json.loads(fit.FITTED.read_text())["factors"]
+    names = dict(zip(fit.PREFILL_PARAMS[1:], fit.PREFILL_UPPER[1:], strict=True))
+    for row in shipped:
+        for name, bound in names.items():
+            assert row[name] <= bound * (1 + 1e-6), (row["backend"], row["hardware_class"], name, row[name])
