@@ -280,6 +280,21 @@ class CompareForm(WorkloadFields):
 # One GPU model, optionally with a count: "rtx-3090" or "rtx-3090:2" (the machine page's shareable form).
 GPU_WITH_COUNT = re.compile(r"^\s*(?P<name>[^:]+?)\s*(?::\s*(?P<count>\d{1,2}))?\s*$")
 MACHINE_SORTS = {"speed": "Fastest first", "size": "Largest model first", "name": "Name"}
+# What a model is for, as the catalog tags it (LanguageModel.tags).
+MACHINE_USES = {
+    "chat": "Chat",
+    "coding": "Coding",
+    "reasoning": "Reasoning",
+    "vision": "Vision",
+    "multilingual": "Multilingual",
+    "base": "Base (not tuned to chat)",
+}
+# Model size classes by total parameters, billions: (label, lowest, below).
+MACHINE_SIZES = {
+    "small": ("Under 10B", 0.0, 10.0),
+    "medium": ("10B to 40B", 10.0, 40.0),
+    "large": ("40B and up", 40.0, float("inf")),
+}
 
 
 class MachineForm(forms.Form):
@@ -300,6 +315,10 @@ class MachineForm(forms.Form):
     users = forms.IntegerField(label="Concurrent users", required=False, min_value=1, max_value=256)
     sort = forms.ChoiceField(label="Sort", required=False, choices=list(MACHINE_SORTS.items()))
     family = forms.CharField(label="Family", required=False, max_length=60)
+    use = forms.ChoiceField(label="Use", required=False, choices=[("", "Any"), *MACHINE_USES.items()])
+    size = forms.ChoiceField(
+        label="Size", required=False, choices=[("", "Any"), *((k, v[0]) for k, v in MACHINE_SIZES.items())]
+    )
     moe = forms.ChoiceField(
         label="Architecture", required=False, choices=[("", "Any"), ("dense", "Dense"), ("moe", "MoE")]
     )

@@ -37,6 +37,23 @@ def test_two_3090s_and_64_gb_list_the_models_that_run_with_speeds(client, catalo
     assert speeds == sorted(speeds, reverse=True)
 
 
+def test_the_machine_list_filters_by_use_and_size(client, catalog):
+    machine = {"gpu": "rtx-3090", "count": 2, "ram": 64}
+    every = client.get("/machine/", machine).context["rows"]
+    coding = client.get("/machine/", {**machine, "use": "coding"}).context["rows"]
+    assert coding and len(coding) < len(every)
+    assert all("coding" in m.model.tag_list for m in coding)
+    assert {m.model.pk for m in every if "coding" in m.model.tag_list} == {m.model.pk for m in coding}
+    small = client.get("/machine/", {**machine, "size": "small"}).context["rows"]
+    large = client.get("/machine/", {**machine, "size": "large"}).context["rows"]
+    assert small and large and all(m.model.total_params < 10e9 for m in small)
+    assert all(m.model.total_params >= 40e9 for m in large)
+    both = client.get("/machine/", {**machine, "use": "chat", "size": "medium"}).context["rows"]
+    assert all("chat" in m.model.tag_list and 10e9 <= m.model.total_params < 40e9 for m in both)
+    bad = client.get("/machine/", {**machine, "use": "gaming"})
+    assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
+
+
 def test_a_count_in_the_name_is_the_same_machine(client, catalog):
     one = client.get("/machine/", {"gpu": "rtx-3090:2", "ram": 64}).context["rows"]
     two = client.get("/machine/", {"gpu": "rtx-3090", "count": 2, "ram": 64}).context["rows"]

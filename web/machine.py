@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from hardware.machine import MIXED_GPUS, match_machine, parse_machine
 from physics.estimator import Workload
 from planner import charts, published
-from planner.forms import MACHINE_SORTS, MachineForm, PasteForm
+from planner.forms import MACHINE_SIZES, MACHINE_SORTS, MachineForm, PasteForm
 from planner.pagecache import catalog_page
 from planner.services import machine_models, model_capacity
 from web.fragments import machine_rows, published_section
@@ -35,6 +35,11 @@ def machine(request):
             rows = [m for m in rows if m.model.family == data["family"]]
         if data["moe"]:
             rows = [m for m in rows if m.model.is_moe == (data["moe"] == "moe")]
+        if data["use"]:
+            rows = [m for m in rows if data["use"] in m.model.tag_list]
+        if data["size"]:
+            _, lowest, below = MACHINE_SIZES[data["size"]]
+            rows = [m for m in rows if lowest <= m.model.total_params / 1e9 < below]
         key, reverse_ = SORT_KEYS[data["sort"]]
         rows.sort(key=key, reverse=reverse_)
         # The links that open one model's serving capacity keep every other setting of this view.
