@@ -446,12 +446,10 @@ def hardware_classes(gpus: pd.DataFrame) -> np.ndarray:
     A frame that carries them as a ``hardware_class`` column (worked out once per catalog) is not reclassified.
     """
     unified = _flag_col(gpus, "unified_memory")
-    # A column the frame lacks is one value for every row (classified once, broadcast by the rules).
-    memory_type = _col(gpus, "memory_type", "") if "memory_type" in gpus.columns else np.array([""], dtype=object)
     return _hardware_class_vec(
         _col(gpus, "vendor", "other"),
         _col(gpus, "segment", ""),
-        memory_type,
+        _col(gpus, "memory_type", ""),
         _col(gpus, "bandwidth_gb_s", np.nan),
         unified,
     )
@@ -763,6 +761,12 @@ def _weights_read(experts: float | np.ndarray, params: float | np.ndarray, r: _R
     return r.read_fixed + experts * r.read_expert
 
 
+def _has_costs(costs: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Returns, per row, whether any of the named fitted costs is set (a row written by hand or by benchmark jobs
+    has none)."""
+    return np.logical_or.reduce([costs[name] > 0 for name in names])
+
+
 def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     """Return every figure for every row; estimate() and the rank_* functions both read from here.
 
@@ -802,7 +806,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     bytes_step = w_step + kv_step
     sharing = np.where(tensor, n, 1.0)
     # Fitted fixed costs include the link's latency; without them the modelled latency stands in.
-    fitted = np.logical_or.reduce([r.costs[name] > 0 for name in COST_FIELDS])
+    fitted = _has_costs(r.costs, COST_FIELDS)
     latency = 0.0 if fitted.all() else np.where(fitted, 0.0, r.ic_latency_s)
     pcie = r.ic_latency_s > LATENCY_S["nvlink"]
     t_mem = speed.memory_s(bytes_step - w_step * frac_ram, r.bandwidth, r.eff_decode, sharing)
@@ -830,9 +834,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
     # A row has fitted prompt costs when any of them is set: a fit may drive one of them (the re-reads) to 0.
-    chunked = np.logical_or.reduce([r.costs[name] > 0 for name in PREFILL_COST_FIELDS]) & np.ones(
-        np.shape(t_chunks), bool
-    )
+    chunked = np.broadcast_to(_has_costs(r.costs, PREFILL_COST_FIELDS), np.shape(t_chunks))
     if chunked.all():  # every row has fitted prompt costs: the unfitted formula below would be replaced anyway
         t_pre, prefill_bound = np.zeros(np.shape(chunked)), np.empty(np.shape(chunked), dtype=object)
     else:
@@ -1277,9 +1279,7 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         ic_lat=ic_lat_g,
         bandwidth=bandwidth_g,
         count=np.maximum(np.nan_to_num(gcol("count", np.nan), nan=1.0).astype(np.int64), 1),
-        split=_per_value(gpus["split"].to_numpy(), lambda v: v if isinstance(v, str) else "layer")
-        if "split" in gpus.columns
-        else np.full(len(gpus), "layer", dtype=object),
+        split=_per_value(gcol("split", "layer"), lambda v: v if isinstance(v, str) else "layer"),
         usable=_usable_vec(gpus, _col(gpus, "build_gpu_memory_share", np.nan)),
         memory=gcol("memory_gb", np.nan),
         tdp=gcol("tdp_w", np.nan),

@@ -382,24 +382,25 @@ def fit_table(
     table: dict[tuple[str, str, str], tuple[np.ndarray, int, int]] = {}
     times = rows["time_s"].to_numpy(dtype=float)
     offsets = np.zeros(len(rows)) if offsets is None else offsets
-    root = _fit_group(features, times, None, lower, offsets, upper)
-    table[("*", "*", "*")] = (root, len(rows), rows["source"].nunique())
-    for hw, group in rows.groupby("hardware_class"):
-        if len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
-            continue
+
+    def add(key: tuple[str, str, str], group: pd.DataFrame, parent: tuple[str, str, str] | None) -> None:
+        """Fits one group, pulled towards its parent's parameters, when it has enough rows and sources."""
+        if parent is not None and (
+            parent not in table or len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES
+        ):
+            return
         index = rows.index.get_indexer(group.index)
-        params = _fit_group(features[index], times[index], root, lower, offsets[index], upper)
-        table[("*", hw, "*")] = (params, len(group), group["source"].nunique())
+        prior = None if parent is None else table[parent][0]
+        params = _fit_group(features[index], times[index], prior, lower, offsets[index], upper)
+        table[key] = (params, len(group), group["source"].nunique())
+
+    add(("*", "*", "*"), rows, None)
+    for hw, group in rows.groupby("hardware_class"):
+        add(("*", hw, "*"), group, ("*", "*", "*"))
     for level in LEVELS:
         for key, group in rows.groupby(list(level)):
             key = key if isinstance(key, tuple) else (key,)
-            full = tuple(key) + ("*",) * (3 - len(key))
-            parent_key = tuple(key[:-1]) + ("*",) * (4 - len(key))
-            if parent_key not in table or len(group) < MIN_ROWS or group["source"].nunique() < MIN_SOURCES:
-                continue
-            index = rows.index.get_indexer(group.index)
-            params = _fit_group(features[index], times[index], table[parent_key][0], lower, offsets[index], upper)
-            table[full] = (params, len(group), group["source"].nunique())
+            add(tuple(key) + ("*",) * (3 - len(key)), group, tuple(key[:-1]) + ("*",) * (4 - len(key)))
     return table
 
 

