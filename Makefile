@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
+# llama-cpp-python compiles llama.cpp at install. Its default build targets every instruction set of the CPU it is
+# built on: on a virtual Xeon with AVX-512 and AMX, that build crashed in llama_decode (segfault) on the tests' tiny
+# model, and the portable build passes. A GPU build sets its own (README, "Building llama.cpp for your GPU").
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_ARGS
 
 .PHONY: run test venv lint bench accuracy gpu-check clean
 
