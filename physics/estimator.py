@@ -637,6 +637,10 @@ class _Rows:
     costs: dict[str, np.ndarray]  # COST_FIELDS -> per-row fitted seconds (0: not fitted)
     read_fixed: np.ndarray | None = None  # weight bytes every pass reads (weight_read_split); None: from bpp
     read_expert: np.ndarray | None = None  # bytes of one routed expert over all MoE layers
+    # llama.cpp's prompt kernels on this GPU: the int8 rate its CUDA backend runs a quantized prompt's weight products
+    # at (NaN: not an NVIDIA part with an int8 figure), and whether a layer split pipelines the prompt (CUDA, HIP).
+    mmq_tflops: np.ndarray | None = None
+    pipelined: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -832,7 +836,15 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # Fitted prompt costs: the weights re-read once per micro-batch, and per-prompt and per-layer fixed time.
     w_chunk = _weights_read(t.experts_chunk, t.params_chunk, r)
     chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
-    t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
+    # llama.cpp, as fitted (physics/fit.py load_measurements): a quantized prompt's weight products at the int8 rate
+    # on CUDA, and a layer split's work pipelined over its cards' micro-batches (speed.pipeline_share).
+    llama = wl.backend == "llama.cpp"
+    linear_tflops, share = r.tflops, 1.0
+    if llama and r.mmq_tflops is not None:
+        linear_tflops = np.where((r.bytes_per_param < 1.5) & (r.mmq_tflops > 0), r.mmq_tflops, r.tflops)
+    if llama and r.pipelined is not None:
+        share = np.where(r.pipelined & ~tensor & (n > 1), speed.pipeline_share(p, n), 1.0)
+    t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks * share
     # A row has fitted prompt costs when any of them is set: a fit may drive one of them (the re-reads) to 0.
     chunked = np.broadcast_to(_has_costs(r.costs, PREFILL_COST_FIELDS), np.shape(t_chunks))
     if chunked.all():  # every row has fitted prompt costs: the unfitted formula below would be replaced anyway
@@ -846,9 +858,11 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
     # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
     # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
-    t_linear = speed.compute_s(2.0 * t.active_params * p, r.tflops, r.eff_prefill, sharing)
-    t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
-        speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing
+    t_linear = speed.compute_s(2.0 * t.active_params * p, linear_tflops, r.eff_prefill, sharing) * share
+    t_attention = (
+        r.costs["prefill_attention_inv_efficiency"]
+        * speed.compute_s(speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing)
+        * share
     )
     t_fitted_compute = t_linear + t_attention
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
@@ -906,6 +920,17 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     over = np.asarray(override, dtype=float)
     bw = np.where(np.isnan(over), bw, over)
     return bw, lat
+
+
+def _mmq_tflops(vendor, int8_tops) -> np.ndarray:
+    """Return the int8 rate llama.cpp's CUDA prompt kernels reach per row: the int8 TOPS of an NVIDIA part, else NaN."""
+    nvidia = _text_array(vendor, "", str.lower) == "nvidia"
+    return np.where(nvidia, np.asarray(int8_tops, dtype=float), np.nan)
+
+
+def _pipelined(vendor) -> np.ndarray:
+    """Return whether llama.cpp pipelines a layer split's prompt on each row's GPUs (its CUDA and HIP backends)."""
+    return np.isin(_text_array(vendor, "", str.lower), ("nvidia", "amd"))
 
 
 def _tflops_vec(fp16, fp32, segment, int8=None, with_source: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -979,6 +1004,8 @@ def estimate(
         ram_gb=np.array([build.offload_ram_gb]),
         ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
         costs={name: np.array([getattr(cal, name)]) for name in COST_FIELDS},
+        mmq_tflops=_mmq_tflops([gpu.vendor], [gpu.int8_tops if gpu.int8_tops else np.nan]),
+        pipelined=_pipelined([gpu.vendor]),
     )
     c = {k: v[0] for k, v in _core(_model_terms((model,), workload), workload, rows).items()}
 
@@ -1215,6 +1242,8 @@ class GPUPrep:
     hw_levels: np.ndarray
     hw_codes: np.ndarray
     tflops: np.ndarray
+    mmq_tflops: np.ndarray
+    pipelined: np.ndarray
     vector: np.ndarray
     ic_bw: np.ndarray
     ic_lat: np.ndarray
@@ -1255,6 +1284,7 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         return _col(gpus, name, default)
 
     segment_g = gcol("segment", "")
+    vendor_g = gcol("vendor", "")
     bandwidth_g = gcol("bandwidth_gb_s", np.nan)
     hw_g = gpus["hardware_class"].to_numpy(dtype=object) if "hardware_class" in gpus.columns else hardware_classes(gpus)
     hw_codes, hw_levels = pd.factorize(hw_g.astype(str), sort=True)
@@ -1274,6 +1304,8 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
             gcol("int8_tops", np.nan),
             with_source=False,
         )[0],
+        mmq_tflops=_mmq_tflops(vendor_g, gcol("int8_tops", np.nan)),
+        pipelined=_pipelined(vendor_g),
         vector=np.nan_to_num(np.asarray(gcol("fp32_tflops", np.nan), dtype=float)),
         ic_bw=ic_bw_g,
         ic_lat=ic_lat_g,
@@ -1357,6 +1389,8 @@ def _rank_arrays(
         usable_gb=prep.usable[None, :],
         bandwidth=prep.bandwidth[None, :],
         tflops=prep.tflops[None, :],
+        mmq_tflops=prep.mmq_tflops[None, :],
+        pipelined=prep.pipelined[None, :],
         vector_tflops=prep.vector[None, :],
         tdp_w=prep.tdp[None, :],
         price_usd=prep.price[None, :],

@@ -76,6 +76,12 @@ PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf])
 # Parts with HBM stacks (the set records no memory type; the catalog's memory_type decides in the estimator).
 # A fast GDDR7 card such as the RTX 5090 (1,792 GB/s) is not one of them.
 HBM_PARTS = r"\b(?:[ABH]100|[AH]800|H200|H20|B200|GB200|V100|P100|Instinct|Data Center GPU Max|Gaudi)\b"
+# llama.cpp's CUDA backend runs a quantized prompt's matrix products as int8 tensor-core kernels (MMQ) from June
+# 2024 (pull requests 7676 and 7860), at the int8 rate; before that it unpacked the weights to fp16 for cuBLAS. A row
+# of a build from before this date is read at the fp16 rate; an undated row is read as a current build.
+INT8_MMQ_SINCE = pd.Timestamp("2024-06-08")
+# Backends whose layer split pipelines a prompt's micro-batches over the cards (speed.pipeline_share).
+PIPELINED_BACKENDS = ("cuda", "rocm")
 # A range class needs this many leave-one-source-out rows for its own width.
 MIN_RANGE_ROWS = 20
 # Efficiencies are written as 1 / inverse; an inverse the fit drove to 0 is read as this (efficiency 1,000).
@@ -172,7 +178,22 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     df["link_gb_s"] = link_gb_s(df)
     df["gpu_vector_tflops"] = vector_tflops(df)
     df["prompt_tflops"] = speed.prompt_tflops(df["gpu_fp16_tensor_tflops"], df["gpu_int8_tops"])
+    llama = (df["engine_family"] == "llama.cpp").to_numpy()
+    dated = source_dates(df["source_date"])
+    current = (dated >= INT8_MMQ_SINCE).to_numpy() | dated.isna().to_numpy()
+    quantized = df["precision_class"].isin(["int4", "int8"]).to_numpy()
+    int8_mmq = llama & (df["backend"] == "cuda").to_numpy() & quantized & (df["gpu_int8_tops"] > 0).to_numpy() & current
+    # The rate a prompt's weight products run at (the attention stays at the fp16 rate).
+    df["linear_tflops"] = np.where(int8_mmq, df["gpu_int8_tops"], df["prompt_tflops"])
+    layer_split = (df["split"] == "layer") & (df["gpu_count"] > 1)
+    df["pipelined"] = llama & layer_split.to_numpy() & df["backend"].isin(PIPELINED_BACKENDS).to_numpy()
     return df
+
+
+def source_dates(dates: pd.Series) -> pd.Series:
+    """Returns each row's source date as a timestamp (a month alone reads as its first day; none: NaT)."""
+    text = dates.fillna("").astype(str)
+    return pd.to_datetime(text.where(text.str.len() != 7, text + "-01"), format="%Y-%m-%d", errors="coerce")
 
 
 def link_gb_s(df: pd.DataFrame) -> np.ndarray:
@@ -245,8 +266,10 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights and of
     the KV cache already there once per prompt micro-batch, at the bandwidth; and the attention FLOPs over the
     cache depth D and the prompt itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak.
-    The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate); query heads come from
-    physics/data/model_heads.csv.
+    The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate), and for the weights' products of a
+    quantized prompt on llama.cpp's CUDA backend the int8 rate (`linear_tflops`); query heads come from
+    physics/data/model_heads.csv. On a pipelined layer split (CUDA, HIP) the work that scales with the prompt takes
+    speed.pipeline_share of its sequential time.
     """
     tokens = p["prompt_tokens"].to_numpy(dtype=float)
     layers = p["layers"].to_numpy(dtype=float)
@@ -255,13 +278,14 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     flops = 2 * p["active_params_b"].to_numpy(dtype=float) * 1e9 * tokens
     sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)
     peak = p["prompt_tflops"].to_numpy(dtype=float)
-    compute = speed.compute_s(flops, peak, 1.0, sharing)
+    compute = speed.compute_s(flops, p["linear_tflops"].to_numpy(dtype=float), 1.0, sharing)
     weights = p["active_params_b"].to_numpy(dtype=float) * 1e9 * p["bits_per_weight"].to_numpy(dtype=float) / 8
     kv = 2 * layers * kv_dim * 2 * depth
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
     q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     attention = speed.compute_s(speed.attention_flops(layers, q_dim, tokens, depth), peak, 1.0, sharing)
-    return np.column_stack([compute, np.ones(len(p)), layers, chunks, attention])
+    share = np.where(p["pipelined"].to_numpy(dtype=bool), speed.pipeline_share(tokens, p["gpu_count"]), 1.0)
+    return np.column_stack([compute * share, np.ones(len(p)), layers, chunks * share, attention * share])
 
 
 def prefill_offsets(p: pd.DataFrame) -> np.ndarray:

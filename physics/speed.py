@@ -12,6 +12,9 @@ GB = 1e9
 # Engines take a long prompt in micro-batches of this many tokens (llama.cpp's default ubatch), reading the weights
 # once per micro-batch.
 PROMPT_CHUNK = 512
+# ... and hand the engine a prompt in batches of this many tokens (llama.cpp's default n_batch), each of which a
+# layer split pipelines over its cards micro-batch by micro-batch.
+PROMPT_BATCH = 2048
 # What binds a step, as the functions below name it; object arrays taken from these are cheaper than text arrays.
 BOUNDS = np.array(["bandwidth", "compute"], dtype=object)
 
@@ -134,6 +137,27 @@ def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
         + hops * costs["hop_s"]
         + allreduces * per_allreduce
     )
+
+
+def pipeline_share(prompt_tokens, count):
+    """Returns the share of a prompt's sequential time that llama.cpp's layer split takes over ``count`` cards.
+
+    Since March 2024 (pipeline parallelism, CUDA and HIP backends) a batch of u micro-batches flows through the n
+    cards as a pipeline: card k starts micro-batch j while card k + 1 runs micro-batch j - 1, so the batch takes
+    u + n - 1 card-slots of 1/n of the work each instead of u x n: a share of (u + n - 1) / (u n). A prompt of one
+    micro-batch (P <= 512) gains nothing; every full batch of PROMPT_BATCH tokens gains alike, and the last,
+    shorter batch by its own micro-batches. 1 on one card.
+    """
+    p = np.asarray(prompt_tokens, dtype=float)
+    n = np.maximum(np.asarray(count, dtype=float), 1.0)
+    full, rest = np.floor(p / PROMPT_BATCH), np.mod(p, PROMPT_BATCH)
+
+    def share(tokens):
+        u = np.maximum(np.ceil(tokens / PROMPT_CHUNK), 1.0)
+        return (u + n - 1) / (u * n)
+
+    summed = full * PROMPT_BATCH * share(PROMPT_BATCH) + rest * share(rest)
+    return np.where(p > 0, summed / np.where(p > 0, p, 1.0), 1.0)
 
 
 def chunked_weights_s(prompt_tokens, weights_read_s):

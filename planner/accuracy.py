@@ -30,6 +30,7 @@ from physics.estimator import (
     Workload,
     estimate,
 )
+from physics.fit import catalog_int8_tops
 from physics.presets import MIXTRAL_8X7B_ARCH, read_config
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -43,8 +44,9 @@ MODELS["LLaMA-7B"] = LLAMA_2_7B  # LLaMA-1 7B has the same shapes and count
 
 
 def load_gpus(path: Path = DATA / "gpus.csv") -> dict[str, GPUSpec]:
-    """Return the GPUs of the measurement set by name."""
+    """Return the GPUs of the measurement set by name (the int8 rate, which the file does not hold, from the catalog)."""
     df = pd.read_csv(path)
+    int8 = catalog_int8_tops()
     out = {}
     for r in df.itertuples(index=False):
         out[r.name] = GPUSpec(
@@ -58,6 +60,7 @@ def load_gpus(path: Path = DATA / "gpus.csv") -> dict[str, GPUSpec]:
             unified_memory=bool(r.unified_memory),
             memory_type=str(r.memory_type),
             nvlink_gb_s=None if pd.isna(r.nvlink_gb_s) else float(r.nvlink_gb_s),
+            int8_tops=int8.get(r.name),
         )
     return out
 

@@ -334,3 +334,28 @@ def test_a_fitted_re_read_factor_of_zero_keeps_the_fitted_prompt_formula():
     unfitted = dataclasses.replace(none, prefill_s=0.0, prefill_layer_s=0.0, prefill_attention_inv_efficiency=0.0)
     c = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), workload, calibration=[unfitted])
     assert a.ttft_s > c.ttft_s * 1.2
+
+
+def test_llama_cpp_runs_a_quantized_prompt_at_the_int8_rate_on_nvidia_and_pipelines_a_layer_split():
+    workload = Workload(context=4096, prompt_tokens=4096, backend="llama.cpp")
+    with_int8 = dataclasses.replace(RTX4090, int8_tops=660.6)
+    # A quantized prompt's weight products run as int8 kernels: faster with the int8 figure than without it.
+    assert (
+        estimate(MIXTRAL_8X7B, Q4_K_M, Build(with_int8, count=2), workload).prefill_tok_s
+        > estimate(MIXTRAL_8X7B, Q4_K_M, Build(RTX4090, count=2), workload).prefill_tok_s * 1.2
+    )
+    # An F16 prompt stays on the fp16 rate, and another engine on the same card never takes the int8 rate.
+    small = ModelArch("small", 1_000_000_000, 1_000_000_000, 16, 2048, 16, 8, 128, 32000, 8192)
+    for quant, backend in ((FP16, "llama.cpp"), (Q4_K_M, "vllm")):
+        wl = dataclasses.replace(workload, backend=backend)
+        a = estimate(small, quant, Build(with_int8), wl)
+        b = estimate(small, quant, Build(RTX4090), wl)
+        assert a.prefill_tok_s == pytest.approx(b.prefill_tok_s, rel=1e-9)
+    # Pipelining over a layer split: four cards take a 4,096-token prompt in less time than one, one micro-batch not.
+    one = estimate(small, Q4_K_M, Build(with_int8), workload)
+    four = estimate(small, Q4_K_M, Build(with_int8, count=4), workload)
+    assert four.ttft_s < one.ttft_s * 0.8
+    short = dataclasses.replace(workload, context=512, prompt_tokens=512)
+    one_short = estimate(small, Q4_K_M, Build(with_int8), short)
+    four_short = estimate(small, Q4_K_M, Build(with_int8, count=4), short)
+    assert four_short.ttft_s >= one_short.ttft_s * 0.99

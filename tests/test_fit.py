@@ -164,3 +164,24 @@ def test_the_shipped_prompt_costs_stay_within_their_physical_bounds():
     for row in shipped:
         for name, bound in names.items():
             assert row[name] <= bound * (1 + 1e-6), (row["backend"], row["hardware_class"], name, row[name])
+
+
+def test_quantized_cuda_prompts_of_current_llama_cpp_are_read_at_the_int8_rate_and_older_builds_at_fp16():
+    df = fit.load_measurements()
+    llama_cuda = (df["engine_family"] == "llama.cpp") & (df["backend"] == "cuda") & (df["gpu_int8_tops"] > 0)
+    dated = fit.source_dates(df["source_date"])
+    quantized = df["precision_class"].isin(["int4", "int8"])
+    old = llama_cuda & quantized & (dated < fit.INT8_MMQ_SINCE)
+    new = llama_cuda & quantized & (dated >= fit.INT8_MMQ_SINCE)
+    assert old.sum() > 100 and new.sum() > 10  # xiongjiedai's May-2024 build; the MMQ pull requests and later
+    assert (df.loc[old, "linear_tflops"] == df.loc[old, "prompt_tflops"]).all()
+    assert (df.loc[new, "linear_tflops"] == df.loc[new, "gpu_int8_tops"]).all()
+    floats = llama_cuda & ~quantized
+    assert (df.loc[floats, "linear_tflops"] == df.loc[floats, "prompt_tflops"]).all()
+    # A month alone reads as its first day; no date reads as none.
+    parsed = fit.source_dates(pd.Series(["2024-07", "2024-06-08", ""]))
+    assert list(parsed[:2]) == [pd.Timestamp("2024-07-01"), pd.Timestamp("2024-06-08")] and pd.isna(parsed[2])
+    # Only llama.cpp's CUDA and HIP layer splits pipeline a prompt.
+    piped = df[df["pipelined"]]
+    assert set(piped["backend"]) <= {"cuda", "rocm"} and (piped["gpu_count"] > 1).all()
+    assert (piped["split"] == "layer").all() and len(piped) > 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from physics import speed
@@ -54,3 +55,19 @@ def test_vector_time_is_weights_over_the_fp32_rate_and_nothing_without_one():
     assert speed.vector_s(1e9, 10.0) == pytest.approx(1e9 / 10e12)
     assert speed.vector_s(1e9, 10.0, cards_sharing=2) == pytest.approx(1e9 / 20e12)
     assert speed.vector_s(1e9, 0.0) == 0.0 and speed.vector_s(1e9, float("nan")) == 0.0
+
+
+def test_a_layer_split_pipelines_a_prompt_of_several_micro_batches_and_nothing_else():
+    # One card, or one micro-batch on any number of cards: the whole sequential time.
+    assert speed.pipeline_share(8192, 1) == 1.0
+    assert speed.pipeline_share(512, 4) == 1.0
+    # A full batch of 2,048 tokens is four micro-batches: (4 + 4 - 1) / (4 x 4) over four cards.
+    assert speed.pipeline_share(2048, 4) == pytest.approx(7 / 16)
+    assert speed.pipeline_share(4096, 4) == pytest.approx(7 / 16)
+    # Two micro-batches over two cards: (2 + 1) / 4.
+    assert speed.pipeline_share(1024, 2) == pytest.approx(3 / 4)
+    # A last, shorter batch counts by its own micro-batches: 2,048 tokens at 7/16 and 952 (two) at 5/8.
+    assert speed.pipeline_share(3000, 4) == pytest.approx((2048 * 7 / 16 + 952 * 5 / 8) / 3000)
+    # Never below what n cards working at once could do.
+    shares = speed.pipeline_share(np.arange(1, 20000, 97), 8)
+    assert (shares >= 1 / 8).all() and (shares <= 1).all()
