@@ -839,12 +839,14 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # llama.cpp, as fitted (physics/fit.py load_measurements): a quantized prompt's weight products at the int8 rate
     # on CUDA, and a layer split's work pipelined over its cards' micro-batches (speed.pipeline_share).
     llama = wl.backend == "llama.cpp"
-    linear_tflops, share = r.tflops, 1.0
+    linear_tflops, share = r.tflops, None
     if llama and r.mmq_tflops is not None:
         linear_tflops = np.where((r.bytes_per_param < 1.5) & (r.mmq_tflops > 0), r.mmq_tflops, r.tflops)
-    if llama and r.pipelined is not None:
-        share = np.where(r.pipelined & ~tensor & (n > 1), speed.pipeline_share(p, n), 1.0)
-    t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks * share
+    piped = None if not llama or r.pipelined is None else r.pipelined & ~tensor & (n > 1)
+    if piped is not None and piped.any():
+        share = np.where(piped, speed.pipeline_share(p, n), 1.0)
+        chunks = chunks * share
+    t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
     # A row has fitted prompt costs when any of them is set: a fit may drive one of them (the re-reads) to 0.
     chunked = np.broadcast_to(_has_costs(r.costs, PREFILL_COST_FIELDS), np.shape(t_chunks))
     if chunked.all():  # every row has fitted prompt costs: the unfitted formula below would be replaced anyway
@@ -858,13 +860,11 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         t_pre, prefill_bound = speed.prefill_s(t_pre_compute, t_pre_mem, t_pre_comm)
     # With fitted prompt costs every term adds, as fitted (physics/fit.py prefill_features): the weights' FLOPs at
     # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
-    t_linear = speed.compute_s(2.0 * t.active_params * p, linear_tflops, r.eff_prefill, sharing) * share
-    t_attention = (
-        r.costs["prefill_attention_inv_efficiency"]
-        * speed.compute_s(speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing)
-        * share
+    t_linear = speed.compute_s(2.0 * t.active_params * p, linear_tflops, r.eff_prefill, sharing)
+    t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
+        speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing
     )
-    t_fitted_compute = t_linear + t_attention
+    t_fitted_compute = t_linear + t_attention if share is None else (t_linear + t_attention) * share
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
     prefill_bound = np.where(chunked, speed.BOUNDS[(t_fitted_compute >= t_chunks).astype(np.intp)], prefill_bound)
     t_pre = t_pre + r.costs["prefill_s"] + t.layers * r.costs["prefill_layer_s"]
@@ -922,15 +922,14 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     return bw, lat
 
 
-def _mmq_tflops(vendor, int8_tops) -> np.ndarray:
-    """Return the int8 rate llama.cpp's CUDA prompt kernels reach per row: the int8 TOPS of an NVIDIA part, else NaN."""
-    nvidia = _text_array(vendor, "", str.lower) == "nvidia"
-    return np.where(nvidia, np.asarray(int8_tops, dtype=float), np.nan)
-
-
-def _pipelined(vendor) -> np.ndarray:
-    """Return whether llama.cpp pipelines a layer split's prompt on each row's GPUs (its CUDA and HIP backends)."""
-    return np.isin(_text_array(vendor, "", str.lower), ("nvidia", "amd"))
+def _llama_cpp_prompt(hw_levels, hw_codes, int8_tops) -> tuple[np.ndarray, np.ndarray]:
+    """Return per row what llama.cpp's prompt kernels do on its GPU, as physics.fit reads the measurements: the int8
+    rate its CUDA backend runs a quantized prompt's weight products at (an NVIDIA part's int8 TOPS; NaN elsewhere or
+    without the figure), and whether its layer split pipelines a prompt (the CUDA and HIP backends: NVIDIA and AMD)."""
+    levels = np.asarray(hw_levels, dtype=str)
+    nvidia = np.char.startswith(levels, "nvidia")[hw_codes]
+    amd = np.char.startswith(levels, "amd")[hw_codes]
+    return np.where(nvidia, np.asarray(int8_tops, dtype=float), np.nan), nvidia | amd
 
 
 def _tflops_vec(fp16, fp32, segment, int8=None, with_source: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -977,6 +976,7 @@ def estimate(
     tf, tf_src = _tflops_vec(
         [gpu.fp16_tflops], [gpu.fp32_tflops], [gpu.segment], [gpu.int8_tops if gpu.int8_tops else np.nan]
     )
+    mmq, pipelined = _llama_cpp_prompt([hw], [0], [gpu.int8_tops if gpu.int8_tops else np.nan])
     ic_bw, ic_lat = _interconnect(
         [gpu.nvlink_gb_s if gpu.nvlink_gb_s else np.nan],
         [gpu.pcie_gen if gpu.pcie_gen else np.nan],
@@ -1004,8 +1004,8 @@ def estimate(
         ram_gb=np.array([build.offload_ram_gb]),
         ram_gb_s=np.array([build.ram_bandwidth_gb_s]),
         costs={name: np.array([getattr(cal, name)]) for name in COST_FIELDS},
-        mmq_tflops=_mmq_tflops([gpu.vendor], [gpu.int8_tops if gpu.int8_tops else np.nan]),
-        pipelined=_pipelined([gpu.vendor]),
+        mmq_tflops=mmq,
+        pipelined=pipelined,
     )
     c = {k: v[0] for k, v in _core(_model_terms((model,), workload), workload, rows).items()}
 
@@ -1284,11 +1284,12 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
         return _col(gpus, name, default)
 
     segment_g = gcol("segment", "")
-    vendor_g = gcol("vendor", "")
     bandwidth_g = gcol("bandwidth_gb_s", np.nan)
     hw_g = gpus["hardware_class"].to_numpy(dtype=object) if "hardware_class" in gpus.columns else hardware_classes(gpus)
     hw_codes, hw_levels = pd.factorize(hw_g.astype(str), sort=True)
     hw_levels = np.asarray(hw_levels, dtype=str)
+    int8_g = gcol("int8_tops", np.nan)
+    mmq, pipelined = _llama_cpp_prompt(hw_levels, hw_codes, int8_g)
     ic_bw_g, ic_lat_g = _interconnect(
         gcol("nvlink_gb_s", np.nan), gcol("pcie_gen", np.nan), gcol("interconnect_gb_s", np.nan)
     )
@@ -1301,11 +1302,11 @@ def prepare_gpus(gpus: pd.DataFrame) -> GPUPrep:
             gcol("fp16_tflops", np.nan),
             gcol("fp32_tflops", np.nan),
             segment_g,
-            gcol("int8_tops", np.nan),
+            int8_g,
             with_source=False,
         )[0],
-        mmq_tflops=_mmq_tflops(vendor_g, gcol("int8_tops", np.nan)),
-        pipelined=_pipelined(vendor_g),
+        mmq_tflops=mmq,
+        pipelined=pipelined,
         vector=np.nan_to_num(np.asarray(gcol("fp32_tflops", np.nan), dtype=float)),
         ic_bw=ic_bw_g,
         ic_lat=ic_lat_g,
