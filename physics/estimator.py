@@ -922,6 +922,23 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     return bw, lat
 
 
+def _prompt_rule(workload: Workload, quant: Quant, build: Build, tflops: float, mmq: float, pipelined: bool) -> str:
+    """Return in words the rate a prompt's weight products run at and whether a layer split pipelines it."""
+    llama = workload.backend == "llama.cpp"
+    if llama and precision_class(quant) != "float" and mmq > 0:
+        rule = f"weights' products at {mmq:g} int8 TOPS (llama.cpp's CUDA int8 kernels)"
+    else:
+        rule = f"weights' products at {tflops:g} TFLOPS"
+    n = max(build.count, 1)
+    if llama and pipelined and build.split != "tensor" and n > 1:
+        share = float(speed.pipeline_share(workload.prompt_tokens, n))
+        rule += (
+            f"; the layer split pipelines each {speed.PROMPT_BATCH:,}-token batch over {n} cards ({share:.2f} of the "
+        )
+        rule += "sequential time)"
+    return rule
+
+
 def _llama_cpp_prompt(hw_levels, hw_codes, int8_tops) -> tuple[np.ndarray, np.ndarray]:
     """Return per row what llama.cpp's prompt kernels do on its GPU, as physics.fit reads the measurements: the int8
     rate its CUDA backend runs a quantized prompt's weight products at (an NVIDIA part's int8 TOPS; NaN elsewhere or
@@ -1028,6 +1045,7 @@ def estimate(
         "bandwidth_gb_s": gpu.bandwidth_gb_s,
         "tflops": float(tf[0]),
         "tflops_source": str(tf_src[0]),
+        "prompt_rule": _prompt_rule(workload, quant, build, float(tf[0]), float(mmq[0]), bool(pipelined[0])),
         "decode_efficiency": cal.decode_efficiency,
         "prefill_efficiency": cal.prefill_efficiency,
         "efficiency_source": cal.source,

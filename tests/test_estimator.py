@@ -355,6 +355,10 @@ def test_llama_cpp_runs_a_quantized_prompt_at_the_int8_rate_on_nvidia_and_pipeli
     one = estimate(small, Q4_K_M, Build(with_int8), workload)
     four = estimate(small, Q4_K_M, Build(with_int8, count=4), workload)
     assert four.ttft_s < one.ttft_s * 0.8
+    # The basis says which rate and whether the prompt was pipelined.
+    assert four.basis["prompt_rule"].startswith("weights' products at 660.6 int8 TOPS")
+    assert "pipelines each 2,048-token batch over 4 cards (0.44 of the sequential time)" in four.basis["prompt_rule"]
+    assert one.basis["prompt_rule"] == "weights' products at 660.6 int8 TOPS (llama.cpp's CUDA int8 kernels)"
     short = dataclasses.replace(workload, context=512, prompt_tokens=512)
     one_short = estimate(small, Q4_K_M, Build(with_int8), short)
     four_short = estimate(small, Q4_K_M, Build(with_int8, count=4), short)
