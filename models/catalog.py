@@ -104,6 +104,11 @@ def read_models() -> list[tuple[dict, object]]:
             facts = arch_from_config(json.loads(config_path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, ConfigError) as exc:
             raise CatalogError(f"model {entry.get('slug')}: {exc}") from exc
+        for bench in entry.get("benchmarks", []):
+            if not str(bench.get("source_url", "")).startswith("https://"):
+                raise CatalogError(
+                    f"model {entry.get('slug')}: the {bench.get('name')!r} score has no public source URL (https://…)."
+                )
         out.append((entry, facts))
     return out
 
@@ -246,13 +251,17 @@ def _load_vram(model: LanguageModel, entry: dict, quants: dict[str, QuantFormat]
 
 
 def _load_scores(model: LanguageModel, entry: dict) -> int:
-    changed = 0
+    """Adds or updates the entry's quality scores; a score the catalog withdrew (``retired_benchmarks``) is deleted
+    where it still stands without a source URL, as shipped (an editor's row carries one and stays)."""
+    retired = entry.get("retired_benchmarks", [])
+    changed, _ = model.benchmarks.filter(name__in=retired, source_url="").delete() if retired else (0, None)
     existing = {s.name: s for s in model.benchmarks.all()}
     for bench in entry.get("benchmarks", []):
         values = {
             "score": float(bench["score"]),
+            "out_of": float(bench.get("out_of", 100.0)),
             "source": bench.get("source", "")[:200],
-            "source_url": bench.get("source_url", ""),
+            "source_url": bench["source_url"],
         }
         row = existing.get(bench["name"])
         if row is None:

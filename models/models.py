@@ -280,8 +280,15 @@ class BenchmarkScore(models.Model):
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="benchmarks", verbose_name="model")
     name = models.CharField("benchmark", max_length=60)
     score = models.FloatField("score")
-    source = models.CharField("source", max_length=200, blank=True)
-    source_url = models.URLField("source URL", max_length=400, blank=True)
+    out_of = models.FloatField(
+        "out of", default=100.0, help_text="The score's full scale: 100 for a percentage, 10 for MT-Bench."
+    )
+    source = models.CharField("source", max_length=200, blank=True, help_text="Who published the score, in words.")
+    source_url = models.URLField(
+        "source URL",
+        max_length=400,
+        help_text="The public page that states the score; a score without one is not kept.",
+    )
 
     class Meta:
         verbose_name = "quality benchmark score"

@@ -189,3 +189,36 @@ def test_a_retired_alias_goes_on_reload_unless_an_editor_moved_it():
         assert LanguageModelAlias.objects.get(normalised="deepseek-r1:8b").model == qwen
     finally:
         moved.delete()
+
+
+def test_a_withdrawn_score_without_a_source_goes_on_reload_and_an_editors_sourced_one_stays():
+    mixtral = LanguageModel.objects.get(slug=MIXTRAL_INSTRUCT)
+    # As an older load left it: the reference page's IFEval, with no public source.
+    mixtral.benchmarks.create(name="IFEval", score=59.0, source="reference/mixtral-8x7b-page.txt")
+    load_models()
+    assert not mixtral.benchmarks.filter(name="IFEval").exists()
+    assert list(mixtral.benchmarks.values_list("name", flat=True)) == ["MT-Bench"]
+    editors = mixtral.benchmarks.create(name="BBH", score=37.1, source="x", source_url="https://example.org/bbh")
+    try:
+        load_models()
+        assert mixtral.benchmarks.filter(name="BBH", source_url="https://example.org/bbh").exists()
+    finally:
+        editors.delete()
+
+
+def test_a_score_without_a_public_source_url_stops_the_load_and_changes_nothing(tmp_path, monkeypatch):
+    from models import catalog as model_catalog
+
+    entries = json.loads(MODELS_JSON.read_text())
+    entries[0]["benchmarks"] = [{"name": "IFEval", "score": 59.0, "source": "a file in a repository"}]
+    data = tmp_path / "data"
+    (data / "configs").mkdir(parents=True)
+    (data / "models.json").write_text(json.dumps(entries))
+    (data / "formats.csv").write_bytes((MODELS_JSON.parent / "formats.csv").read_bytes())
+    for config in (MODELS_JSON.parent / "configs").iterdir():
+        (data / "configs" / config.name).write_bytes(config.read_bytes())
+    monkeypatch.setattr(model_catalog, "DATA_DIR", data)
+    before = sorted(LanguageModel.objects.values_list("slug", "name"))
+    with pytest.raises(CatalogError, match="'IFEval' score has no public source URL"):
+        load_models()
+    assert sorted(LanguageModel.objects.values_list("slug", "name")) == before

@@ -189,7 +189,9 @@ class VRAMRowOut(Schema):
 class ScoreOut(Schema):
     name: str
     score: float
+    out_of: float = Field(description="the score's full scale (100 for a percentage)")
     source: str
+    source_url: str = Field(description="the public page that states the score")
 
 
 class ModelOut(ModelSummary):
@@ -587,7 +589,10 @@ def get_model(request: HttpRequest, slug: str, context: int = Query(4096, ge=1, 
             }
             for m in rows
         ],
-        "benchmarks": [{"name": b.name, "score": b.score, "source": b.source} for b in model.benchmarks.all()],
+        "benchmarks": [
+            {"name": b.name, "score": b.score, "out_of": b.out_of, "source": b.source, "source_url": b.source_url}
+            for b in model.benchmarks.all()
+        ],
     }
 
 
