@@ -35,6 +35,7 @@ from physics import speed
 from physics.estimator import (
     DECODE_COST_FIELDS,
     PREFILL_COST_FIELDS,
+    _experts_visited,
     _hardware_class_vec,
     _interconnect,
     _precision_class_bpw,
@@ -45,6 +46,8 @@ MEASUREMENTS = DATA / "measurements"
 FITTED = DATA / "fitted.json"
 # Query heads per model of the set (the measurement files record KV heads only), each with its config.json basis.
 MODEL_HEADS = DATA / "model_heads.csv"
+# Experts and experts per token of each mixture-of-experts model of the set, each with its config.json basis.
+MODEL_EXPERTS = DATA / "model_experts.csv"
 # The GPU catalog: the int8 rate that, halved, gives the dense fp16-accumulate tensor rate (speed.prompt_tflops).
 GPU_CATALOG = DATA.parent.parent / "hardware" / "data" / "gpus"
 
@@ -114,6 +117,27 @@ def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
         return {row["model"]: int(row["heads"]) for row in csv.DictReader(fh)}
 
 
+def model_experts(path: Path = MODEL_EXPERTS) -> dict[str, tuple[int, int]]:
+    """Returns {model name as the set writes it: (experts, experts per token)} for its mixture-of-experts models."""
+    with path.open(encoding="utf-8") as fh:
+        return {row["model"]: (int(row["experts"]), int(row["experts_per_token"])) for row in csv.DictReader(fh)}
+
+
+def chunk_params(p: pd.DataFrame) -> np.ndarray:
+    """Returns the parameters one prompt micro-batch reads, as the estimator counts them (`params_chunk`): a dense
+    model's all; a MoE's shared part plus the experts min(P, 512) tokens visit, E (1 - (1 - k/E)^u) per layer, each
+    expert (over all layers) (total - active) / (E - k) parameters. A 512-token micro-batch of gpt-oss-120b visits
+    nearly all 128 experts: about 22 times its 5.1B active parameters."""
+    total = p["params_b"].to_numpy(dtype=float) * 1e9
+    active = p["active_params_b"].to_numpy(dtype=float) * 1e9
+    e, k = p["experts"].to_numpy(dtype=float), p["experts_per_token"].to_numpy(dtype=float)
+    moe = e > k
+    expert = np.where(moe, (total - active) / np.where(moe, e - k, 1.0), 0.0)
+    tokens = np.minimum(p["prompt_tokens"].to_numpy(dtype=float), speed.PROMPT_CHUNK)
+    visited = _experts_visited(np.where(moe, e, 0.0), k, tokens)
+    return np.where(moe, active - k * expert + visited * expert, active)
+
+
 def catalog_int8_tops(folder: Path = GPU_CATALOG) -> dict[str, float]:
     """Returns {GPU name or alias: dense int8 TOPS} from the catalog rows that state one."""
     return catalog_figure("int8_tops", folder)
@@ -173,6 +197,13 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{MODEL_HEADS.name} lacks the query heads of {missing}")
     df["heads"] = df["model"].map(heads).astype(float)
+    experts = model_experts()
+    moe = df["active_params_b"] < df["params_b"] * 0.95
+    missing = sorted(set(df.loc[moe, "model"]) - set(experts))
+    if missing:
+        raise ValueError(f"{MODEL_EXPERTS.name} lacks the experts of {missing}")
+    df["experts"] = df["model"].map(lambda m: experts.get(m, (0, 0))[0]).astype(float)
+    df["experts_per_token"] = df["model"].map(lambda m: experts.get(m, (0, 0))[1]).astype(float)
     int8 = catalog_int8_tops()
     df["gpu_int8_tops"] = df["gpu"].map(lambda g: int8.get(g, np.nan)).astype(float)
     df["link_gb_s"] = link_gb_s(df)
@@ -263,8 +294,9 @@ def decode_features(d: pd.DataFrame) -> np.ndarray:
 def prefill_features(p: pd.DataFrame) -> np.ndarray:
     """Returns the prefill design matrix, one row per measurement, in PREFILL_PARAMS order.
 
-    Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights and of
-    the KV cache already there once per prompt micro-batch, at the bandwidth; and the attention FLOPs over the
+    Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights a
+    micro-batch touches (chunk_params: a MoE's visited experts) and of the KV cache already there once per prompt
+    micro-batch, at the bandwidth; and the attention FLOPs over the
     cache depth D and the prompt itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak.
     The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate), and for the weights' products of a
     quantized prompt on llama.cpp's CUDA backend the int8 rate (`linear_tflops`); query heads come from
@@ -279,7 +311,7 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)
     peak = p["prompt_tflops"].to_numpy(dtype=float)
     compute = speed.compute_s(flops, p["linear_tflops"].to_numpy(dtype=float), 1.0, sharing)
-    weights = p["active_params_b"].to_numpy(dtype=float) * 1e9 * p["bits_per_weight"].to_numpy(dtype=float) / 8
+    weights = chunk_params(p) * p["bits_per_weight"].to_numpy(dtype=float) / 8
     kv = 2 * layers * kv_dim * 2 * depth
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
     q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)

@@ -185,3 +185,23 @@ def test_quantized_cuda_prompts_of_current_llama_cpp_are_read_at_the_int8_rate_a
     piped = df[df["pipelined"]]
     assert set(piped["backend"]) <= {"cuda", "rocm"} and (piped["gpu_count"] > 1).all()
     assert (piped["split"] == "layer").all() and len(piped) > 100
+
+
+def test_a_moe_prompt_micro_batch_reads_the_experts_it_visits_as_the_estimator_counts_them():
+    df = fit.load_measurements()
+    p = fit.prefill_rows(df)
+    params = fit.chunk_params(p)
+    dense = (p["active_params_b"] >= p["params_b"] * 0.95).to_numpy()
+    assert (params[dense] == p["active_params_b"].to_numpy()[dense] * 1e9).all()
+    # gpt-oss-120b (128 experts, 4 per token): a 512-token micro-batch visits nearly all of them, close to the total.
+    big = (p["model"] == "gpt-oss-120b").to_numpy() & (p["prompt_tokens"] >= 512).to_numpy()
+    assert big.any()
+    total = p["params_b"].to_numpy()[big] * 1e9
+    assert ((params[big] > 0.95 * total) & (params[big] <= total * 1.0001)).all()
+    # Mixtral (8 experts, 2 per token) at 512 tokens: all eight, the whole model.
+    mixtral = p["model"].str.startswith("Mixtral").to_numpy() & (p["prompt_tokens"] >= 512).to_numpy()
+    if mixtral.any():
+        assert params[mixtral] == pytest.approx(p["params_b"].to_numpy()[mixtral] * 1e9, rel=1e-6)
+    # Every MoE model of the set has its experts on file (the load refuses one without).
+    moe = df[df["active_params_b"] < df["params_b"] * 0.95]
+    assert set(moe["model"]) <= set(fit.model_experts())
