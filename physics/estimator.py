@@ -658,6 +658,7 @@ class _ModelTerms:
     attention_width: float | np.ndarray  # query heads x head dim: the width the prompt's attention FLOPs scale with
     kv_gb: float | np.ndarray  # the cache as the engine holds it, at the workload's context and batch
     kv_step_bytes: float | np.ndarray  # KV bytes one decode step reads
+    kv_prompt_bytes: float | np.ndarray  # one sequence's cache before its prompt (depth = context - prompt)
     overhead_gb: float | np.ndarray  # one GPU's runtime overhead
     full_rate: float | np.ndarray  # cache bytes per token of context while every layer grows (x batch)
     global_rate: float | np.ndarray  # ... once the sliding layers hold their window
@@ -730,6 +731,9 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
         return _experts_visited(c["experts"], c["top_k"], tokens)
 
     windowed = c["cache_sliding_layers"] > 0
+    # A prompt follows the context already cached (llama-bench -d: context - prompt), one sequence's worth.
+    depth = max(ctx - p, 0.0)
+    prompt_cache = token_layers(layers, c["cache_sliding_layers"], c["cache_window"], depth) * per_layer / b
     steps = {"step": experts(b), "prompt": experts(p), "chunk": experts(min(p, speed.PROMPT_CHUNK))}
     return _ModelTerms(
         layers=layers,
@@ -739,6 +743,7 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
         attention_width=c["attention_width"],
         kv_gb=cache_bytes(c["cache_sliding_layers"], c["cache_window"]) / GB,
         kv_step_bytes=cache_bytes(c["own_sliding_layers"], c["own_window"]),
+        kv_prompt_bytes=np.round(prompt_cache),
         overhead_gb=_overhead_gb(c["vocab"], c["hidden"], wl),
         full_rate=layers * per_layer,
         global_rate=np.where(windowed, layers - c["cache_sliding_layers"], layers) * per_layer,
@@ -835,7 +840,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     t_pre_comm = speed.comm_s(t.hidden, p, t.layers, r.count, tensor, r.ic_gb_s, latency)
     # Fitted prompt costs: the weights re-read once per micro-batch, and per-prompt and per-layer fixed time.
     w_chunk = _weights_read(t.experts_chunk, t.params_chunk, r)
-    chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk, r.bandwidth, 1.0, sharing))
+    chunks = speed.chunked_weights_s(p, speed.memory_s(w_chunk + t.kv_prompt_bytes, r.bandwidth, 1.0, sharing))
     # llama.cpp, as fitted (physics/fit.py load_measurements): a quantized prompt's weight products at the int8 rate
     # on CUDA, and a layer split's work pipelined over its cards' micro-batches (speed.pipeline_share).
     llama = wl.backend == "llama.cpp"
@@ -862,7 +867,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
     t_linear = speed.compute_s(2.0 * t.active_params * p, linear_tflops, r.eff_prefill, sharing)
     t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
-        speed.attention_flops(t.layers, t.attention_width, p, 0), r.tflops, 1.0, sharing
+        speed.attention_flops(t.layers, t.attention_width, p, max(float(wl.context) - p, 0.0)), r.tflops, 1.0, sharing
     )
     t_fitted_compute = t_linear + t_attention if share is None else (t_linear + t_attention) * share
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)

@@ -365,3 +365,15 @@ def test_llama_cpp_runs_a_quantized_prompt_at_the_int8_rate_on_nvidia_and_pipeli
     one_short = estimate(small, Q4_K_M, Build(with_int8), short)
     four_short = estimate(small, Q4_K_M, Build(with_int8, count=4), short)
     assert four_short.ttft_s >= one_short.ttft_s * 0.99
+
+
+def test_a_prompt_after_cached_context_pays_for_the_depth_its_check_command_measures():
+    # The check command runs llama-bench -d (context - prompt); the prompt's attention and re-reads cover that depth.
+    fresh = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=512, prompt_tokens=512))
+    deep = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=32768 + 512, prompt_tokens=512))
+    assert "-d 32768" in deep.basis["check_command"] and "-d" not in fresh.basis["check_command"]
+    assert deep.ttft_s > fresh.ttft_s * 1.5
+    # A prompt that is the whole context has no depth: the same time whatever the context field says beyond it.
+    whole = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=4096, prompt_tokens=4096))
+    shorter = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=2048, prompt_tokens=4096))
+    assert whole.ttft_s == pytest.approx(shorter.ttft_s, rel=1e-9)
