@@ -175,7 +175,9 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     numeric += ["prompt_tokens", "gen_tokens", "value"]
     for column in numeric:
         df[column] = pd.to_numeric(df[column], errors="coerce")
-    # A row without a stated depth is read as generation after its prompt (0 when no prompt is stated either).
+    # A prompt runs after the cache its row states (llama-bench -d; none stated: a fresh prompt). A decode row without
+    # a stated depth is read as generation after its prompt (0 when no prompt is stated either).
+    df["prompt_depth"] = df["context"].fillna(0)
     df["context"] = df["context"].fillna(df["prompt_tokens"]).fillna(0)
     df["source"] = df["source_url"].map(source_group)
     df["engine_family"] = df["engine"].map(lambda e: ENGINE_FAMILY.get(e, e))
@@ -305,7 +307,7 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     """
     tokens = p["prompt_tokens"].to_numpy(dtype=float)
     layers = p["layers"].to_numpy(dtype=float)
-    depth = p["context"].to_numpy(dtype=float)
+    depth = p["prompt_depth"].to_numpy(dtype=float)
     kv_dim = p["kv_heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     flops = 2 * p["active_params_b"].to_numpy(dtype=float) * 1e9 * tokens
     sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)

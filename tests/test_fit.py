@@ -205,3 +205,14 @@ def test_a_moe_prompt_micro_batch_reads_the_experts_it_visits_as_the_estimator_c
     # Every MoE model of the set has its experts on file (the load refuses one without).
     moe = df[df["active_params_b"] < df["params_b"] * 0.95]
     assert set(moe["model"]) <= set(fit.model_experts())
+
+
+def test_a_prompt_row_runs_after_the_depth_it_states_and_fresh_without_one():
+    df = fit.load_measurements()
+    p = fit.prefill_rows(df)
+    stated = p["source"].eq("ggml-org/llama.cpp#19378") & p["notes"].str.contains("@d32768")
+    assert stated.any() and (p.loc[stated, "prompt_depth"] == 32768).all()
+    # The ExLlama README states prompts (1,920 tokens and others) and no depth: fresh prompts, not after as many cached.
+    fresh = p["file"].eq("exllama-v1-readme.csv")
+    assert fresh.any() and (p.loc[fresh, "prompt_depth"] == 0).all()
+    assert (p.loc[fresh, "context"] == p.loc[fresh, "prompt_tokens"]).all()  # decode after it still counts the prompt
