@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from physics import speed
+from physics.arch import token_layers
 from physics.estimator import (
     DECODE_COST_FIELDS,
     PREFILL_COST_FIELDS,
@@ -48,6 +49,8 @@ FITTED = DATA / "fitted.json"
 MODEL_HEADS = DATA / "model_heads.csv"
 # Experts and experts per token of each mixture-of-experts model of the set, each with its config.json basis.
 MODEL_EXPERTS = DATA / "model_experts.csv"
+# Sliding-window layers and their window of each model of the set that has both kinds of layer (from the configs).
+MODEL_WINDOWS = DATA / "model_windows.csv"
 # The GPU catalog: the int8 rate that, halved, gives the dense fp16-accumulate tensor rate (speed.prompt_tflops).
 GPU_CATALOG = DATA.parent.parent / "hardware" / "data" / "gpus"
 
@@ -115,6 +118,25 @@ def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
     """Returns {model name as the set writes it: query heads}."""
     with path.open(encoding="utf-8") as fh:
         return {row["model"]: int(row["heads"]) for row in csv.DictReader(fh)}
+
+
+def model_windows(path: Path = MODEL_WINDOWS) -> dict[str, tuple[int, int]]:
+    """Returns {model name as the set writes it: (sliding-window layers, window)} for its hybrid-attention models."""
+    with path.open(encoding="utf-8") as fh:
+        return {row["model"]: (int(row["sliding_layers"]), int(row["sliding_window"])) for row in csv.DictReader(fh)}
+
+
+def kv_bytes(d: pd.DataFrame, tokens) -> np.ndarray:
+    """Returns one sequence's fp16 KV cache over ``tokens`` of context: K and V per layer and token, each layer
+    holding the context or, for a sliding-window layer, at most its window (arch.token_layers)."""
+    per_token_layer = 2 * d["kv_heads"].to_numpy(dtype=float) * d["head_dim"].to_numpy(dtype=float) * 2
+    layers = token_layers(
+        d["layers"].to_numpy(dtype=float),
+        d["sliding_layers"].to_numpy(dtype=float),
+        d["sliding_window"].to_numpy(dtype=float),
+        np.asarray(tokens, dtype=float),
+    )
+    return per_token_layer * layers
 
 
 def model_experts(path: Path = MODEL_EXPERTS) -> dict[str, tuple[int, int]]:
@@ -189,10 +211,13 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
         vendor, segment, np.where(hbm, "HBM", "GDDR"), df["gpu_bandwidth_gb_s"], unified
     )
     df["precision_class"] = [_precision_class_bpw(b) for b in df["bits_per_weight"]]
-    # Weights one batch-1 step reads (active parameters) and the KV cache at the stated depth, fp16.
+    # Weights one batch-1 step reads (active parameters) and the KV cache at the stated depth, fp16; a sliding-window
+    # layer holds at most its window (arch.token_layers, as the estimator reads the cache).
+    windows = model_windows()
+    df["sliding_layers"] = df["model"].map(lambda m: windows.get(m, (0, 0))[0]).astype(float)
+    df["sliding_window"] = df["model"].map(lambda m: windows.get(m, (0, 0))[1]).astype(float)
     weights = df["active_params_b"] * 1e9 * df["bits_per_weight"] / 8
-    kv = 2 * df["layers"] * df["kv_heads"] * df["head_dim"] * 2 * df["context"] * df["batch"]
-    df["bytes_step"] = weights + kv
+    df["bytes_step"] = weights + kv_bytes(df, df["context"]) * df["batch"]
     df["tensor"] = df["split"].isin(["tensor", "row"])
     heads = model_heads()
     missing = sorted(set(df["model"]) - set(heads))
@@ -308,13 +333,12 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     tokens = p["prompt_tokens"].to_numpy(dtype=float)
     layers = p["layers"].to_numpy(dtype=float)
     depth = p["prompt_depth"].to_numpy(dtype=float)
-    kv_dim = p["kv_heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     flops = 2 * p["active_params_b"].to_numpy(dtype=float) * 1e9 * tokens
     sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)
     peak = p["prompt_tflops"].to_numpy(dtype=float)
     compute = speed.compute_s(flops, p["linear_tflops"].to_numpy(dtype=float), 1.0, sharing)
     weights = chunk_params(p) * p["bits_per_weight"].to_numpy(dtype=float) / 8
-    kv = 2 * layers * kv_dim * 2 * depth
+    kv = kv_bytes(p, depth)
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
     q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     attention = speed.compute_s(speed.attention_flops(layers, q_dim, tokens, depth), peak, 1.0, sharing)

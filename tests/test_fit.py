@@ -216,3 +216,15 @@ def test_a_prompt_row_runs_after_the_depth_it_states_and_fresh_without_one():
     fresh = p["file"].eq("exllama-v1-readme.csv")
     assert fresh.any() and (p.loc[fresh, "prompt_depth"] == 0).all()
     assert (p.loc[fresh, "context"] == p.loc[fresh, "prompt_tokens"]).all()  # decode after it still counts the prompt
+
+
+def test_a_sliding_window_layer_holds_at_most_its_window_in_the_kv_the_fit_counts():
+    df = fit.load_measurements()
+    oss = df[(df["model"] == "gpt-oss-20b") & (df["context"] >= 32768)]
+    assert len(oss)
+    row = oss.iloc[[0]]
+    # 24 layers, 12 of them with a 128-token window: (12 x context + 12 x 128) layer-tokens of 8 KV heads x 64 x 2 x 2.
+    ctx = float(row["context"].iloc[0])
+    assert fit.kv_bytes(row, [ctx])[0] == pytest.approx((12 * ctx + 12 * 128) * 8 * 64 * 2 * 2)
+    llama = df[df["model"] == "Meta-Llama-3-8B"].iloc[[0]]
+    assert fit.kv_bytes(llama, [4096])[0] == pytest.approx(32 * 4096 * 8 * 128 * 2 * 2)
