@@ -104,6 +104,9 @@ def serving_capacity(
         return Capacity(0, memory_users, speed_users, min_tok_s, workload.context, None, None, None, binds, curve)
     at = point(users)
     binds = "memory" if memory_users <= speed_users else at.bound
+    # A new user's first prompt: nothing of that conversation is cached yet (the estimate's prompt depth is 0).
+    fresh = replace(workload, batch=1, context=max(int(workload.prompt_tokens), 1))
+    ttft_s = estimate(model, quant, build, fresh, calibration).ttft_s
     return Capacity(
         users,
         memory_users,
@@ -112,7 +115,7 @@ def serving_capacity(
         workload.context,
         at.per_user_tok_s,
         at.total_tok_s,
-        point(1).ttft_s,
+        ttft_s,
         binds,
         curve,
     )

@@ -26,6 +26,10 @@ def test_the_answer_is_the_smaller_of_the_memory_and_speed_limits():
     at = estimate(MIXTRAL_8X7B_ARCH, Q4_K_M, Build(H100), Workload(context=8192, batch=cap.users))
     assert at.fits and at.decode_tok_s >= 10
     assert cap.total_tok_s == pytest.approx(cap.per_user_tok_s * cap.users)
+    # A new user's first prompt has nothing cached: its TTFT is a fresh 512-token prompt's, not one after 7,680 tokens.
+    fresh = estimate(MIXTRAL_8X7B_ARCH, Q4_K_M, Build(H100), Workload(context=512, prompt_tokens=512))
+    deep = estimate(MIXTRAL_8X7B_ARCH, Q4_K_M, Build(H100), Workload(context=8192, prompt_tokens=512))
+    assert cap.ttft_s == pytest.approx(fresh.ttft_s) and cap.ttft_s < deep.ttft_s
 
 
 def test_a_higher_speed_floor_means_fewer_users_and_names_the_step_bound():
