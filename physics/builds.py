@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 
 from physics.arch import ModelArch
+from physics.speed import prompt_depth
 from physics.vocab import Engine, Split
 
 # Weight formats by the engine family that serves them.
@@ -78,7 +79,7 @@ def check_command(
     """
     prompt = max(int(prompt_tokens), 1)
     if engine == Engine.LLAMA_CPP:
-        depth = max(int(context) - prompt, 0)
+        depth = int(prompt_depth(context, prompt))
         gguf = f"{_file_stem(model_name)}-{quant_name}.gguf"
         parts = ["llama-bench", "-m", gguf, "-p", str(prompt), "-n", str(BENCH_DEFAULT_GENERATED), "-ngl", "99"]
         parts += ["-fa", "1"]

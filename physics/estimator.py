@@ -732,7 +732,7 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
 
     windowed = c["cache_sliding_layers"] > 0
     # A prompt follows the context already cached (llama-bench -d: context - prompt), one sequence's worth.
-    depth = max(ctx - p, 0.0)
+    depth = speed.prompt_depth(ctx, p)
     prompt_cache = token_layers(layers, c["cache_sliding_layers"], c["cache_window"], depth) * per_layer / b
     steps = {"step": experts(b), "prompt": experts(p), "chunk": experts(min(p, speed.PROMPT_CHUNK))}
     return _ModelTerms(
@@ -867,7 +867,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     # the fitted efficiency, the attention counted on the query width at its own fitted factor, and the reads.
     t_linear = speed.compute_s(2.0 * t.active_params * p, linear_tflops, r.eff_prefill, sharing)
     t_attention = r.costs["prefill_attention_inv_efficiency"] * speed.compute_s(
-        speed.attention_flops(t.layers, t.attention_width, p, max(float(wl.context) - p, 0.0)), r.tflops, 1.0, sharing
+        speed.attention_flops(t.layers, t.attention_width, p, speed.prompt_depth(wl.context, p)), r.tflops, 1.0, sharing
     )
     t_fitted_compute = t_linear + t_attention if share is None else (t_linear + t_attention) * share
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
@@ -937,10 +937,8 @@ def _prompt_rule(workload: Workload, quant: Quant, build: Build, tflops: float, 
     n = max(build.count, 1)
     if llama and pipelined and build.split != "tensor" and n > 1:
         share = float(speed.pipeline_share(workload.prompt_tokens, n))
-        rule += (
-            f"; the layer split pipelines each {speed.PROMPT_BATCH:,}-token batch over {n} cards ({share:.2f} of the "
-        )
-        rule += "sequential time)"
+        batch = f"{speed.PROMPT_BATCH:,}-token batch"
+        rule += f"; the layer split pipelines each {batch} over {n} cards ({share:.2f} of the sequential time)"
     return rule
 
 

@@ -116,14 +116,24 @@ def _vendor(gpu: str, backend: str) -> str:
 
 def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
     """Returns {model name as the set writes it: query heads}."""
+    return {model: heads for model, (heads,) in _per_model(path, "heads").items()}
+
+
+def _per_model(path: Path, *columns: str) -> dict[str, tuple[int, ...]]:
+    """Returns {model name as the set writes it: the columns' whole numbers} from one of the per-model files."""
     with path.open(encoding="utf-8") as fh:
-        return {row["model"]: int(row["heads"]) for row in csv.DictReader(fh)}
+        return {row["model"]: tuple(int(row[c]) for c in columns) for row in csv.DictReader(fh)}
 
 
-def model_windows(path: Path = MODEL_WINDOWS) -> dict[str, tuple[int, int]]:
+def _add_per_model(df: pd.DataFrame, table: dict[str, tuple[int, ...]], *columns: str) -> None:
+    """Adds the table's figures to every row by model (0 for a model the table does not list)."""
+    for i, column in enumerate(columns):
+        df[column] = df["model"].map(lambda m, i=i: table[m][i] if m in table else 0).astype(float)
+
+
+def model_windows(path: Path = MODEL_WINDOWS) -> dict[str, tuple[int, ...]]:
     """Returns {model name as the set writes it: (sliding-window layers, window)} for its hybrid-attention models."""
-    with path.open(encoding="utf-8") as fh:
-        return {row["model"]: (int(row["sliding_layers"]), int(row["sliding_window"])) for row in csv.DictReader(fh)}
+    return _per_model(path, "sliding_layers", "sliding_window")
 
 
 def kv_bytes(d: pd.DataFrame, tokens) -> np.ndarray:
@@ -139,10 +149,9 @@ def kv_bytes(d: pd.DataFrame, tokens) -> np.ndarray:
     return per_token_layer * layers
 
 
-def model_experts(path: Path = MODEL_EXPERTS) -> dict[str, tuple[int, int]]:
+def model_experts(path: Path = MODEL_EXPERTS) -> dict[str, tuple[int, ...]]:
     """Returns {model name as the set writes it: (experts, experts per token)} for its mixture-of-experts models."""
-    with path.open(encoding="utf-8") as fh:
-        return {row["model"]: (int(row["experts"]), int(row["experts_per_token"])) for row in csv.DictReader(fh)}
+    return _per_model(path, "experts", "experts_per_token")
 
 
 def chunk_params(p: pd.DataFrame) -> np.ndarray:
@@ -213,9 +222,7 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     df["precision_class"] = [_precision_class_bpw(b) for b in df["bits_per_weight"]]
     # Weights one batch-1 step reads (active parameters) and the KV cache at the stated depth, fp16; a sliding-window
     # layer holds at most its window (arch.token_layers, as the estimator reads the cache).
-    windows = model_windows()
-    df["sliding_layers"] = df["model"].map(lambda m: windows.get(m, (0, 0))[0]).astype(float)
-    df["sliding_window"] = df["model"].map(lambda m: windows.get(m, (0, 0))[1]).astype(float)
+    _add_per_model(df, model_windows(), "sliding_layers", "sliding_window")
     weights = df["active_params_b"] * 1e9 * df["bits_per_weight"] / 8
     df["bytes_step"] = weights + kv_bytes(df, df["context"]) * df["batch"]
     df["tensor"] = df["split"].isin(["tensor", "row"])
@@ -229,8 +236,7 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     missing = sorted(set(df.loc[moe, "model"]) - set(experts))
     if missing:
         raise ValueError(f"{MODEL_EXPERTS.name} lacks the experts of {missing}")
-    df["experts"] = df["model"].map(lambda m: experts.get(m, (0, 0))[0]).astype(float)
-    df["experts_per_token"] = df["model"].map(lambda m: experts.get(m, (0, 0))[1]).astype(float)
+    _add_per_model(df, experts, "experts", "experts_per_token")
     int8 = catalog_int8_tops()
     df["gpu_int8_tops"] = df["gpu"].map(lambda g: int8.get(g, np.nan)).astype(float)
     df["link_gb_s"] = link_gb_s(df)

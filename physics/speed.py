@@ -139,6 +139,12 @@ def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
     )
 
 
+def prompt_depth(context, prompt_tokens):
+    """Returns the cache a prompt follows: the context before it (context - prompt, never below 0), which
+    `llama-bench -d` sets and the prompt's attention and micro-batch re-reads cover."""
+    return max(float(context) - max(float(prompt_tokens), 1.0), 0.0)
+
+
 def pipeline_share(prompt_tokens, count):
     """Returns the share of a prompt's sequential time that llama.cpp's layer split takes over ``count`` cards.
 
