@@ -231,6 +231,7 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{MODEL_HEADS.name} lacks the query heads of {missing}")
     df["heads"] = df["model"].map(heads).astype(float)
+    _add_per_model(df, _per_model(MODEL_HEADS, "hidden"), "hidden")
     experts = model_experts()
     moe = df["active_params_b"] < df["params_b"] * 0.95
     missing = sorted(set(df.loc[moe, "model"]) - set(experts))
@@ -358,13 +359,13 @@ def prefill_offsets(p: pd.DataFrame) -> np.ndarray:
     The estimator adds the same term with nothing fitted (speed.comm_s: a layer split's hand-offs, tensor parallel's
     all-reduces; the fitted fixed costs stand for the latency, so none is added here either). llama.cpp's
     `-sm row` / `-sm tensor` rows move far more: every matrix product's output, gathered in fp32
-    (speed.row_split_gather_s). The activation width is read as query heads x head dim, the hidden size of the
-    Llama-family models these multi-GPU rows measure.
+    (speed.row_split_gather_s). The activation is the model's hidden size wide (model_heads.csv, from each config),
+    as the estimator counts it; Qwen3, Gemma 3 and gpt-oss differ from query heads x head dim there.
     """
     tokens = p["prompt_tokens"].to_numpy(dtype=float)
     layers = p["layers"].to_numpy(dtype=float)
     count = p["gpu_count"].to_numpy(dtype=float)
-    width = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
+    width = p["hidden"].to_numpy(dtype=float)
     tensor = p["tensor"].to_numpy(dtype=bool)
     link = p["link_gb_s"].to_numpy(dtype=float)
     generic = speed.comm_s(width, tokens, layers, count, tensor, link, 0.0)
