@@ -220,11 +220,14 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
         vendor, segment, np.where(hbm, "HBM", "GDDR"), df["gpu_bandwidth_gb_s"], unified
     )
     df["precision_class"] = [_precision_class_bpw(b) for b in df["bits_per_weight"]]
-    # Weights one batch-1 step reads (active parameters) and the KV cache at the stated depth, fp16; a sliding-window
-    # layer holds at most its window (arch.token_layers, as the estimator reads the cache).
+    # Weights one batch-1 step reads (active parameters) and the KV cache, fp16; a sliding-window layer holds at most
+    # its window (arch.token_layers, as the estimator reads the cache). A decode rate is the mean over the N tokens
+    # generated after the stated depth, so its mean step reads the cache at depth + N / 2 (llama-bench tg512 from an
+    # empty cache: 256 tokens); the estimator's rate at a context is its step at that context.
     _add_per_model(df, model_windows(), "sliding_layers", "sliding_window")
     weights = df["active_params_b"] * 1e9 * df["bits_per_weight"] / 8
-    df["bytes_step"] = weights + kv_bytes(df, df["context"]) * df["batch"]
+    generating = np.where(df["metric"] == "decode_tok_s", df["gen_tokens"].fillna(0) / 2, 0.0)
+    df["bytes_step"] = weights + kv_bytes(df, df["context"] + generating) * df["batch"]
     df["tensor"] = df["split"].isin(["tensor", "row"])
     heads = model_heads()
     missing = sorted(set(df["model"]) - set(heads))
