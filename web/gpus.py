@@ -3,9 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.core.paginator import Paginator
 from django.http import QueryDict
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
-from hardware.models import GPU, Segment, Vendor
+from hardware.models import GPU, Listing, Segment, Vendor
 from inference.models import BenchmarkResult
 from physics.estimator import Workload
 from planner import published
@@ -73,6 +73,13 @@ class GPUModelsForm(forms.Form):
 @catalog_page
 def gpu_detail(request, slug: str):
     gpu = get_object_or_404(GPU.objects.prefetch_related("aliases"), slug=slug)
+    if gpu.listing == Listing.DUPLICATE:
+        # One product, one page: a duplicate row's address (a die code or board suffix of another row) answers with
+        # the row kept in its place, which holds the duplicate's names as aliases.
+        kept = GPU.objects.resolve(gpu.name)
+        if kept is not None and kept.pk != gpu.pk:
+            query = request.GET.urlencode()
+            return redirect(kept.get_absolute_url() + (f"?{query}" if query else ""))
     query = {"context": 4096, "users": 1, "fits_only": "on", **request.GET.dict()}
     if "context" in request.GET and "fits_only" not in request.GET:
         query.pop("fits_only")  # the form was submitted with the box cleared
