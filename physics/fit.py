@@ -45,7 +45,7 @@ from physics.estimator import (
 DATA = Path(__file__).resolve().parent / "data"
 MEASUREMENTS = DATA / "measurements"
 FITTED = DATA / "fitted.json"
-# Query heads per model of the set (the measurement files record KV heads only), each with its config.json basis.
+# Query heads and hidden size per model of the set (the measurement files record KV heads only), each with its basis.
 MODEL_HEADS = DATA / "model_heads.csv"
 # Experts and experts per token of each mixture-of-experts model of the set, each with its config.json basis.
 MODEL_EXPERTS = DATA / "model_experts.csv"
@@ -112,11 +112,6 @@ def _vendor(gpu: str, backend: str) -> str:
     if "intel" in name or backend == "sycl":
         return "intel"
     return "nvidia"
-
-
-def model_heads(path: Path = MODEL_HEADS) -> dict[str, int]:
-    """Returns {model name as the set writes it: query heads}."""
-    return {model: heads for model, (heads,) in _per_model(path, "heads").items()}
 
 
 def _per_model(path: Path, *columns: str) -> dict[str, tuple[int, ...]]:
@@ -229,12 +224,11 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     generating = np.where(df["metric"] == "decode_tok_s", df["gen_tokens"].fillna(0) / 2, 0.0)
     df["bytes_step"] = weights + kv_bytes(df, df["context"] + generating) * df["batch"]
     df["tensor"] = df["split"].isin(["tensor", "row"])
-    heads = model_heads()
+    heads = _per_model(MODEL_HEADS, "heads", "hidden")
     missing = sorted(set(df["model"]) - set(heads))
     if missing:
         raise ValueError(f"{MODEL_HEADS.name} lacks the query heads of {missing}")
-    df["heads"] = df["model"].map(heads).astype(float)
-    _add_per_model(df, _per_model(MODEL_HEADS, "hidden"), "hidden")
+    _add_per_model(df, heads, "heads", "hidden")
     experts = model_experts()
     moe = df["active_params_b"] < df["params_b"] * 0.95
     missing = sorted(set(df.loc[moe, "model"]) - set(experts))
