@@ -851,6 +851,8 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     if piped is not None and piped.any():
         share = np.where(piped, speed.pipeline_share(p, n), 1.0)
         chunks = chunks * share
+    # What the basis says of the prompt (_prompt_rule): its products' rate, and the pipelined share (NaN: none).
+    prompt_share = np.full(np.shape(n), np.nan) if share is None else np.where(piped, share, np.nan)
     t_chunks = r.costs["prefill_chunk_inv_efficiency"] * chunks
     # A row has fitted prompt costs when any of them is set: a fit may drive one of them (the re-reads) to 0.
     chunked = np.broadcast_to(_has_costs(r.costs, PREFILL_COST_FIELDS), np.shape(t_chunks))
@@ -911,6 +913,9 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         "usd_per_tok_s": price / decode,
         "usd_per_million_tokens": usd_per_mtok,
         "tokens_per_joule": aggregate / watts,
+        # per GPU row, not broadcast: estimate() reads them, rankings leave them (RESULT_COLUMNS)
+        "prompt_linear_tflops": linear_tflops,
+        "prompt_share": prompt_share,
     }
 
 
@@ -927,18 +932,16 @@ def _interconnect(gpu_nvlink, gpu_pcie, override) -> tuple[np.ndarray, np.ndarra
     return bw, lat
 
 
-def _prompt_rule(workload: Workload, quant: Quant, build: Build, tflops: float, mmq: float, pipelined: bool) -> str:
-    """Return in words the rate a prompt's weight products run at and whether a layer split pipelines it."""
-    llama = workload.backend == "llama.cpp"
-    if llama and precision_class(quant) != "float" and mmq > 0:
-        rule = f"weights' products at {mmq:g} int8 TOPS (llama.cpp's CUDA int8 kernels)"
+def _prompt_rule(tflops: float, linear_tflops: float, share: float, count: int) -> str:
+    """Return in words the rate _core ran a prompt's weight products at and the share a pipelined layer split took
+    (NaN: not pipelined)."""
+    if np.isfinite(linear_tflops) and linear_tflops != tflops:
+        rule = f"weights' products at {linear_tflops:g} int8 TOPS (llama.cpp's CUDA int8 kernels)"
     else:
         rule = f"weights' products at {tflops:g} TFLOPS"
-    n = max(build.count, 1)
-    if llama and pipelined and build.split != "tensor" and n > 1:
-        share = float(speed.pipeline_share(workload.prompt_tokens, n))
+    if np.isfinite(share):
         batch = f"{speed.PROMPT_BATCH:,}-token batch"
-        rule += f"; the layer split pipelines each {batch} over {n} cards ({share:.2f} of the sequential time)"
+        rule += f"; the layer split pipelines each {batch} over {count} cards ({share:.2f} of the sequential time)"
     return rule
 
 
@@ -1048,7 +1051,9 @@ def estimate(
         "bandwidth_gb_s": gpu.bandwidth_gb_s,
         "tflops": float(tf[0]),
         "tflops_source": str(tf_src[0]),
-        "prompt_rule": _prompt_rule(workload, quant, build, float(tf[0]), float(mmq[0]), bool(pipelined[0])),
+        "prompt_rule": _prompt_rule(
+            float(tf[0]), float(c["prompt_linear_tflops"]), float(c["prompt_share"]), max(build.count, 1)
+        ),
         "decode_efficiency": cal.decode_efficiency,
         "prefill_efficiency": cal.prefill_efficiency,
         "efficiency_source": cal.source,
