@@ -27,6 +27,14 @@ def register_host(hostname: str, devices=None, engines: list[EngineInfo] | None 
 
     devices = detect_devices() if devices is None else devices
     engines = available_engines() if engines is None else engines
+    # Jobs this host was running before it (re)started cannot still be running; they are settled before the host row
+    # says it started, so whoever sees the new start time sees them lost.
+    lost = jobs.mark_lost(worker=f"gpufit@{hostname}")
+    if lost:
+        log.warning("marked %d stale job(s) lost", lost)
+    resent = jobs.requeue_stale()
+    if resent:
+        log.warning("re-sent %d queued job(s) whose message may have been lost", resent)
     aliases = dict(GPUAlias.objects.values_list("name", "gpu__slug"))
     host, _ = WorkerHost.objects.update_or_create(
         hostname=hostname,
@@ -55,13 +63,6 @@ def register_host(hostname: str, devices=None, engines: list[EngineInfo] | None 
     }
     WorkerHost.objects.filter(pk=host.pk).update(software=software)
     register_engines(host, engines)
-    # Jobs this host was running before it (re)started cannot still be running.
-    lost = jobs.mark_lost(worker=f"gpufit@{hostname}")
-    if lost:
-        log.warning("marked %d stale job(s) lost", lost)
-    resent = jobs.requeue_stale()
-    if resent:
-        log.warning("re-sent %d queued job(s) whose message may have been lost", resent)
     return host
 
 
