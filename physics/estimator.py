@@ -471,7 +471,8 @@ def _text_array(values, missing: str, case) -> np.ndarray:
 
 
 _HW_CLASSES = np.array(
-    ["apple", "cpu", "nvidia-soc", "nvidia-hbm", "nvidia-gddr", "amd-hbm", "amd-gddr", "intel", "other"], dtype=str
+    ["apple", "cpu", "nvidia-soc", "nvidia-hbm", "nvidia-gddr", "amd-soc", "amd-hbm", "amd-gddr", "intel", "other"],
+    dtype=str,
 )
 _VENDOR_CODES = {"apple": 0, "cpu": 1, "nvidia": 2, "amd": 3, "intel": 4}
 
@@ -491,9 +492,9 @@ def _hardware_class_vec(vendor, segment, memory_type, bandwidth, unified) -> np.
     soc = np.asarray(unified, dtype=bool) | soc_segment
     nvidia, amd = vendor == 2, vendor == 3
     code = np.select(
-        [vendor == 0, vendor == 1, nvidia & soc, nvidia & hbm, nvidia, amd & hbm, amd, vendor == 4],
-        [0, 1, 2, 3, 4, 5, 6, 7],
-        default=8,
+        [vendor == 0, vendor == 1, nvidia & soc, nvidia & hbm, nvidia, amd & soc, amd & hbm, amd, vendor == 4],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8],
+        default=9,
     )
     return _HW_CLASSES[code]
 

@@ -248,6 +248,16 @@ def test_it_ranks_gpus_with_the_same_figures_as_estimate():
     assert ranked["fits"].iloc[0] and not ranked["fits"].iloc[-1]
 
 
+def test_unified_memory_parts_have_their_own_class_apart_from_the_discrete_cards_of_their_vendor():
+    strix = GPUSpec("Radeon 8060S 128 GB", "amd", "integrated-soc", 128, 256, fp16_tflops=59.4, unified_memory=True)
+    xtx = GPUSpec("RX 7900 XTX", "amd", "consumer", 24, 960, fp16_tflops=122.8, memory_type="GDDR6")
+    mi300x = GPUSpec("MI300X", "amd", "datacenter", 192, 5300, fp16_tflops=1307.4, memory_type="HBM3")
+    spark = GPUSpec("DGX Spark", "nvidia", "embedded", 128, 273, fp16_tflops=62.5, unified_memory=True)
+    expected = ["amd-soc", "amd-gddr", "amd-hbm", "nvidia-soc"]
+    assert [hardware_class(g) for g in (strix, xtx, mi300x, spark)] == expected
+    assert list(hardware_classes(gpus_frame([strix, xtx, mi300x, spark]))) == expected
+
+
 def test_a_frame_that_carries_its_hardware_classes_ranks_the_same():
     gpus = gpus_frame([H100, RTX4090, MAC32, MAC64])
     assert list(hardware_classes(gpus)) == [hardware_class(g) for g in (H100, RTX4090, MAC32, MAC64)]
