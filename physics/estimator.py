@@ -723,7 +723,8 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
     if ctx < 0:
         raise ValueError(f"context must be ≥ 0, got {wl.context}")
     layers = c["layers"]
-    per_layer = c["kv_elements"] * kv_element_bytes(wl.kv_cache) * b
+    per_sequence_layer = c["kv_elements"] * kv_element_bytes(wl.kv_cache)  # bytes per token and layer, one sequence
+    per_layer = per_sequence_layer * b
 
     def cache_bytes(sliding: np.ndarray, window: np.ndarray) -> np.ndarray:
         return np.round(token_layers(layers, sliding, window, ctx) * per_layer)
@@ -734,7 +735,7 @@ def _model_terms(models: tuple[ModelArch, ...], wl: Workload) -> _ModelTerms:
     windowed = c["cache_sliding_layers"] > 0
     # A prompt follows the context already cached (llama-bench -d: context - prompt), one sequence's worth.
     depth = speed.prompt_depth(ctx, p)
-    prompt_cache = token_layers(layers, c["cache_sliding_layers"], c["cache_window"], depth) * per_layer / b
+    prompt_cache = token_layers(layers, c["cache_sliding_layers"], c["cache_window"], depth) * per_sequence_layer
     steps = {"step": experts(b), "prompt": experts(p), "chunk": experts(min(p, speed.PROMPT_CHUNK))}
     return _ModelTerms(
         layers=layers,
