@@ -51,6 +51,10 @@ MODEL_HEADS = DATA / "model_heads.csv"
 MODEL_EXPERTS = DATA / "model_experts.csv"
 # Sliding-window layers and their window of each model of the set that has both kinds of layer (from the configs).
 MODEL_WINDOWS = DATA / "model_windows.csv"
+# Rows a source published that do not measure the GPU's rate (its own other rows contradict them), each with why:
+# they stay in the set's files and are neither fitted, scored nor shown.
+SET_ASIDE = DATA / "set_aside.csv"
+SET_ASIDE_KEY = ("file", "gpu", "model", "format", "metric")
 # The GPU catalog: the int8 rate that, halved, gives the dense fp16-accumulate tensor rate (speed.prompt_tflops).
 GPU_CATALOG = DATA.parent.parent / "hardware" / "data" / "gpus"
 
@@ -126,6 +130,12 @@ def _add_per_model(df: pd.DataFrame, table: dict[str, tuple[int, ...]], *columns
         df[column] = df["model"].map(lambda m, i=i: table[m][i] if m in table else 0).astype(float)
 
 
+def set_aside(path: Path = SET_ASIDE) -> dict[tuple[str, ...], str]:
+    """Returns {(file, gpu, model, format, metric): why its rows are set aside}."""
+    with path.open(encoding="utf-8") as fh:
+        return {tuple(row[c] for c in SET_ASIDE_KEY): row["reason"] for row in csv.DictReader(fh)}
+
+
 def model_windows(path: Path = MODEL_WINDOWS) -> dict[str, tuple[int, ...]]:
     """Returns {model name as the set writes it: (sliding-window layers, window)} for its hybrid-attention models."""
     return _per_model(path, "sliding_layers", "sliding_window")
@@ -196,6 +206,8 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
                 row["file"] = path.name
                 rows.append(row)
     df = pd.DataFrame(rows)
+    reasons = set_aside()
+    df["set_aside"] = [reasons.get(key, "") for key in zip(*(df[c] for c in SET_ASIDE_KEY), strict=True)]
     numeric = ["gpu_memory_gb", "gpu_bandwidth_gb_s", "gpu_fp16_tensor_tflops", "gpu_count", "params_b"]
     numeric += ["active_params_b", "layers", "kv_heads", "head_dim", "bits_per_weight", "batch", "context"]
     numeric += ["prompt_tokens", "gen_tokens", "value"]
@@ -281,7 +293,7 @@ def vector_tflops(df: pd.DataFrame) -> np.ndarray:
 
 def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Returns the single-sequence decode rows the decode fit uses (aggregate batched rows are scored apart)."""
-    d = df[(df["metric"] == "decode_tok_s") & (df["batch"] == 1)].copy()
+    d = df[(df["metric"] == "decode_tok_s") & (df["batch"] == 1) & (df["set_aside"] == "")].copy()
     d["time_s"] = 1.0 / d["value"]
     return d[np.isfinite(decode_features(d)).all(axis=1) & (d["time_s"] > 0)]
 
@@ -289,7 +301,7 @@ def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
 def prefill_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Returns the prompt-processing rows with a tensor rate and a prompt length, timed for the whole prompt."""
     # One sequence only: a batched TTFT includes queueing behind the other prompts.
-    one = df["batch"].fillna(1) == 1
+    one = (df["batch"].fillna(1) == 1) & (df["set_aside"] == "")
     p = df[df["metric"].isin(["prefill_tok_s", "ttft_s"]) & (df["prompt_tokens"] > 0) & one].copy()
     p = p[p["gpu_fp16_tensor_tflops"] > 0]
     p["time_s"] = np.where(p["metric"] == "ttft_s", p["value"], p["prompt_tokens"] / p["value"])

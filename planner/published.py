@@ -69,7 +69,7 @@ class Published:
 @lru_cache(maxsize=4)
 def _rows(stamp: tuple) -> list[dict]:  # noqa: ARG001 - the file stamp is the cache key
     df = load_measurements()
-    df = df[df["metric"].isin(list(METRICS))]
+    df = df[df["metric"].isin(list(METRICS)) & (df["set_aside"] == "")]
     return df.to_dict("records")
 
 

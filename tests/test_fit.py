@@ -228,3 +228,20 @@ def test_a_sliding_window_layer_holds_at_most_its_window_in_the_kv_the_fit_count
     assert fit.kv_bytes(row, [ctx])[0] == pytest.approx((12 * ctx + 12 * 128) * 8 * 64 * 2 * 2)
     llama = df[df["model"] == "Meta-Llama-3-8B"].iloc[[0]]
     assert fit.kv_bytes(llama, [4096])[0] == pytest.approx(32 * 4096 * 8 * 128 * 2 * 2)
+
+
+def test_set_aside_rows_are_loaded_with_their_reason_and_neither_fitted_nor_shown():
+    from planner.published import measurement_rows
+
+    df = fit.load_measurements()
+    aside = df[df["set_aside"] != ""]
+    assert len(aside) >= 4 and (aside["metric"] == "prefill_tok_s").all()
+    # The same card's other rows stay: its Q4_K_M prompts and its F16 decode.
+    same_card = df[(df["gpu"] == aside["gpu"].iloc[0]) & (df["file"] == aside["file"].iloc[0])]
+    assert (same_card["set_aside"] == "").sum() > 0
+    for rows in (fit.prefill_rows(df), fit.decode_rows(df)):
+        assert not set(rows.index) & set(aside.index)
+    assert fit.prefill_rows(df)["file"].eq(aside["file"].iloc[0]).any()
+    shown = {(r["file"], r["gpu"], r["format"], r["metric"], r["prompt_tokens"]) for r in measurement_rows()}
+    for _, r in aside.iterrows():
+        assert (r["file"], r["gpu"], r["format"], r["metric"], r["prompt_tokens"]) not in shown

@@ -157,3 +157,19 @@ def test_there_are_no_duplicate_rows():
         key = tuple(row[column] for column in HEADER)
         assert key not in seen, f"{name}:{line_no} repeats {seen[key]}"
         seen[key] = f"{name}:{line_no}"
+
+
+SET_ASIDE = MEASUREMENTS_DIR.parent / "set_aside.csv"
+SET_ASIDE_KEY = ("file", "gpu", "model", "format", "metric")
+
+
+def test_every_set_aside_entry_names_rows_of_the_set_and_says_why():
+    rows = {(name, row["gpu"], row["model"], row["format"], row["metric"]) for name, _, row in _rows()}
+    with SET_ASIDE.open(newline="", encoding="utf-8") as fh:
+        entries = list(csv.DictReader(fh))
+    assert entries
+    for entry in entries:
+        key = tuple(entry[c] for c in SET_ASIDE_KEY)
+        assert key in rows, f"set_aside.csv names no row of the set: {key}"
+        assert entry["metric"] in METRICS
+        assert len(entry["reason"].split()) >= 10, f"a set-aside entry needs its reason: {key}"
