@@ -70,19 +70,28 @@ RANGE_TARGET = 0.80
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
 # The bandwidth (decode) or tensor-rate (prefill) share, then the estimator's costs under their own names.
 DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
-PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS)
+# ... and, for the fit alone, a prompt without flash attention: the score matrix it writes and reads back. The
+# estimator assumes flash attention, as its check command runs (`llama-bench -fa 1`), so it has no such cost.
+FIT_ONLY_PREFILL = ("prefill_scores_inv_efficiency",)
+PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS, *FIT_ONLY_PREFILL)
 # Rounds of reweighting in each group's fit (the error measure converges in two or three).
 IRLS_ROUNDS = 4
 # Physical floors: decode reads memory no faster than the datasheet bandwidth (efficiency <= 1); a quantized prompt
-# may run int8 tensor kernels, twice the fp16 tensor rate the set records (prefill efficiency <= 2).
+# may run int8 tensor kernels, twice the fp16 tensor rate the set records (prefill efficiency <= 2), while its
+# attention (fp16) runs no faster than that rate (attention factor >= 1).
 DECODE_LOWER = np.array([1.0] + [0.0] * (len(DECODE_PARAMS) - 1))
-PREFILL_LOWER = np.array([0.5] + [0.0] * (len(PREFILL_PARAMS) - 1))
+PREFILL_LOWER = np.array(
+    [{"inv_efficiency": 0.5, "prefill_attention_inv_efficiency": 1.0}.get(n, 0.0) for n in PREFILL_PARAMS]
+)
 # ... and its costs stay physically plausible, set before any fit and never tuned to its score: a prompt's fixed time
 # (graph, launches, the first token's sampling) at most 50 ms, each layer's at most 2 ms per prompt (some twenty
 # kernels per 512-token micro-batch at a few microseconds each, over a handful of micro-batches), and the weights
 # re-read per micro-batch at no less than half the datasheet bandwidth. Without them a group with few sources put
 # 0.9 s on every Intel prompt and 5 ms on every layer of a single-card prompt.
-PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf])
+PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf, np.inf])
+# The prompt parameters set by the hardware's own kernels (a backend's flash attention): where an engine's rows on a
+# hardware class barely inform one, it comes from that class's rows of every engine (fit_table).
+PREFILL_HARDWARE_BOUND = np.array([name == "prefill_attention_inv_efficiency" for name in PREFILL_PARAMS])
 # Parts with HBM stacks (the set records no memory type; the catalog's memory_type decides in the estimator).
 # A fast GDDR7 card such as the RTX 5090 (1,792 GB/s) is not one of them.
 HBM_PARTS = r"\b(?:[ABH]100|[AH]800|H200|H20|B200|GB200|V100|P100|Instinct|Data Center GPU Max|Gaudi)\b"
@@ -259,6 +268,9 @@ def load_measurements(folder: Path = MEASUREMENTS) -> pd.DataFrame:
     int8_mmq = llama & (df["backend"] == "cuda").to_numpy() & quantized & (df["gpu_int8_tops"] > 0).to_numpy() & current
     # The rate a prompt's weight products run at (the attention stays at the fp16 rate).
     df["linear_tflops"] = np.where(int8_mmq, df["gpu_int8_tops"], df["prompt_tflops"])
+    # Flash attention as the row states it; unstated, llama.cpp's is read as off (llama-bench's `-fa 0` default for
+    # most of the set's builds) and every other engine's as on (they run fused attention kernels).
+    df["flash_attention"] = df["flash_attention"].where(df["flash_attention"] != "", np.where(llama, "off", "on"))
     layer_split = (df["split"] == "layer") & (df["gpu_count"] > 1)
     df["pipelined"] = llama & layer_split.to_numpy() & df["backend"].isin(PIPELINED_BACKENDS).to_numpy()
     return df
@@ -339,8 +351,10 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
 
     Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights a
     micro-batch touches (chunk_params: a MoE's visited experts) and of the KV cache already there once per prompt
-    micro-batch, at the bandwidth; and the attention FLOPs over the
-    cache depth D and the prompt itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak.
+    micro-batch, at the bandwidth; with flash attention, the attention FLOPs over the cache depth D and the prompt
+    itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak; without it, the score matrix
+    the prompt writes in fp32, layers x heads x P x (D + P / 2) x 4 bytes, at the bandwidth (its fitted factor
+    counts the passes over it: written, read by the softmax, written again, read by the product with V).
     The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate), and for the weights' products of a
     quantized prompt on llama.cpp's CUDA backend the int8 rate (`linear_tflops`); query heads come from
     physics/data/model_heads.csv. On a pipelined layer split (CUDA, HIP) the work that scales with the prompt takes
@@ -358,8 +372,21 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
     q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     attention = speed.compute_s(speed.attention_flops(layers, q_dim, tokens, depth), peak, 1.0, sharing)
+    scores = speed.memory_s(
+        speed.attention_flops(layers, p["heads"], tokens, depth), p["gpu_bandwidth_gb_s"], 1.0, sharing
+    )  # 4 bytes per score, as attention_flops counts 4 FLOPs per score and head dim
+    flash = (p["flash_attention"] == "on").to_numpy()
     share = np.where(p["pipelined"].to_numpy(dtype=bool), speed.pipeline_share(tokens, p["gpu_count"]), 1.0)
-    return np.column_stack([compute * share, np.ones(len(p)), layers, chunks * share, attention * share])
+    return np.column_stack(
+        [
+            compute * share,
+            np.ones(len(p)),
+            layers,
+            chunks * share,
+            np.where(flash, attention, 0.0) * share,
+            np.where(flash, 0.0, scores) * share,
+        ]
+    )
 
 
 def prefill_offsets(p: pd.DataFrame) -> np.ndarray:
@@ -471,13 +498,19 @@ def fit_table(
     lower: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    hardware_bound: np.ndarray | None = None,
 ) -> dict[tuple[str, str, str], tuple[np.ndarray, int, int]]:
     """Returns {(engine, hardware class, precision class): (params, rows, sources)}, '*' for a wider group.
 
     Besides the engine's own groups, every hardware class gets one over all engines ('*', class, '*'): an engine the
-    set barely measures (one source) is estimated from the same hardware's other engines before all rows.
+    set barely measures (one source) is estimated from the same hardware's other engines before all rows. Within an
+    engine, a `hardware_bound` parameter that fewer than MIN_ROWS of a hardware class's rows inform (a feature they
+    all lack, such as flash-attention prompts where the engine's rows on that hardware ran without it) is pulled
+    towards that hardware class's value over all engines, where enough rows inform it there, rather than the
+    engine's over all hardware.
     """
     table: dict[tuple[str, str, str], tuple[np.ndarray, int, int]] = {}
+    informed: dict[tuple[str, str, str], np.ndarray] = {}
     times = rows["time_s"].to_numpy(dtype=float)
     offsets = np.zeros(len(rows)) if offsets is None else offsets
 
@@ -488,9 +521,15 @@ def fit_table(
         ):
             return
         index = rows.index.get_indexer(group.index)
-        prior = None if parent is None else table[parent][0]
+        seen = (features[index] != 0).sum(axis=0) >= MIN_ROWS
+        prior = None if parent is None else table[parent][0].copy()
+        hardware = ("*", key[1], "*")
+        if prior is not None and hardware_bound is not None and "*" not in key[:2] and hardware in table:
+            take = hardware_bound & ~seen & informed[hardware]
+            prior[take] = table[hardware][0][take]
         params = _fit_group(features[index], times[index], prior, lower, offsets[index], upper)
         table[key] = (params, len(group), group["source"].nunique())
+        informed[key] = seen
 
     add(("*", "*", "*"), rows, None)
     for hw, group in rows.groupby("hardware_class"):
@@ -543,6 +582,7 @@ def leave_one_source_out(
     lower: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    hardware_bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """Returns each row's predicted time from a fit made without any row of its source.
 
@@ -553,7 +593,7 @@ def leave_one_source_out(
     for source in np.unique(sources):
         held = sources == source
         known = None if offsets is None else offsets[~held]
-        table = fit_table(rows[~held], features[~held], lower, known, upper)
+        table = fit_table(rows[~held], features[~held], lower, known, upper, hardware_bound)
         part = np.empty(held.sum(), dtype=int)
         out[held] = predict(table, rows[held], features[held], part, None if offsets is None else offsets[held])
         if depths is not None:
@@ -620,10 +660,13 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     d = decode_rows(df).reset_index(drop=True)
     p = prefill_rows(df).reset_index(drop=True)
     fd, fp, op = decode_features(d), prefill_features(p), prefill_offsets(p)
-    decode_table, prefill_table = fit_table(d, fd, DECODE_LOWER), fit_table(p, fp, PREFILL_LOWER, op, PREFILL_UPPER)
+    decode_table = fit_table(d, fd, DECODE_LOWER)
+    prefill_table = fit_table(p, fp, PREFILL_LOWER, op, PREFILL_UPPER, PREFILL_HARDWARE_BOUND)
     depths = np.empty(len(d), dtype=int)
     loso_d = leave_one_source_out(d, fd, depths, DECODE_LOWER)
-    loso_p = leave_one_source_out(p, fp, lower=PREFILL_LOWER, offsets=op, upper=PREFILL_UPPER)
+    loso_p = leave_one_source_out(
+        p, fp, lower=PREFILL_LOWER, offsets=op, upper=PREFILL_UPPER, hardware_bound=PREFILL_HARDWARE_BOUND
+    )
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
     covered = rate_error(d["time_s"].to_numpy(), loso_d) <= row_widths(widths, depths, several)
@@ -662,7 +705,7 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
             "batch_class": "*",
         }
         row.update({name: _rounded(dec[name]) for name in DECODE_PARAMS[1:]})
-        row.update({name: _rounded(pre[name]) for name in PREFILL_PARAMS[1:]})
+        row.update({name: _rounded(pre[name]) for name in PREFILL_COST_FIELDS})
         out.append(row)
     return out
 
@@ -724,7 +767,8 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
         if rows.empty:
             continue
         known = None if offsets is None else offsets(rows)
-        predicted = leave_one_source_out(rows, features(rows), lower=lower, offsets=known, upper=upper)
+        bound = PREFILL_HARDWARE_BOUND if label == "prefill" else None
+        predicted = leave_one_source_out(rows, features(rows), None, lower, known, upper, bound)
         ratio = rows["time_s"].to_numpy() / predicted
         frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
         table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))

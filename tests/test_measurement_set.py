@@ -14,10 +14,10 @@ import pytest
 MEASUREMENTS_DIR = Path(__file__).resolve().parent.parent / "physics" / "data" / "measurements"
 
 HEADER = [
-    "source_url", "source_date", "licence", "engine", "engine_version", "backend", "gpu", "gpu_memory_gb",
-    "gpu_bandwidth_gb_s", "gpu_fp16_tensor_tflops", "gpu_count", "split", "interconnect", "model", "model_hf_repo",
-    "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "format", "bits_per_weight", "batch", "context",
-    "prompt_tokens", "gen_tokens", "metric", "value", "notes",
+    "source_url", "source_date", "licence", "engine", "engine_version", "backend", "flash_attention", "gpu",
+    "gpu_memory_gb", "gpu_bandwidth_gb_s", "gpu_fp16_tensor_tflops", "gpu_count", "split", "interconnect", "model",
+    "model_hf_repo", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "format", "bits_per_weight",
+    "batch", "context", "prompt_tokens", "gen_tokens", "metric", "value", "notes",
 ]  # fmt: skip
 
 ENGINES = {
@@ -28,6 +28,7 @@ BACKENDS = {"cuda", "metal", "rocm", "vulkan", "sycl", "cpu"}
 METRICS = {"decode_tok_s", "prefill_tok_s", "ttft_s"}
 SPLITS = {"none", "layer", "row", "tensor"}
 INTERCONNECTS = {"none", "pcie", "nvlink", "unified"}
+FLASH_ATTENTION = {"on", "off", ""}  # "": the source does not say
 
 
 def _csv_files() -> list[Path]:
@@ -90,6 +91,17 @@ def test_vocabulary_columns_use_the_allowed_values():
         assert row["metric"] in METRICS, where
         assert row["split"] in SPLITS, where
         assert row["interconnect"] in INTERCONNECTS, where
+        assert row["flash_attention"] in FLASH_ATTENTION, where
+
+
+def test_flash_attention_agrees_with_what_the_notes_say():
+    # The notes keep the source's own flags; a row whose notes give -fa 0 or -fa 1 records the same in the column.
+    for name, line_no, row in _rows():
+        notes = row["notes"]
+        if re.search(r"-fa 1\b|\bFA on\b|flash attention on", notes, re.IGNORECASE):
+            assert row["flash_attention"] == "on", f"{name}:{line_no}"
+        if re.search(r"-fa 0\b|\bFA off\b|flash attention off", notes, re.IGNORECASE):
+            assert row["flash_attention"] == "off", f"{name}:{line_no}"
 
 
 def test_every_row_names_a_public_https_source():
