@@ -70,10 +70,12 @@ RANGE_TARGET = 0.80
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
 # The bandwidth (decode) or tensor-rate (prefill) share, then the estimator's costs under their own names.
 DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
-# ... and, for the fit alone, a prompt without flash attention: the score matrix it writes and reads back. The
-# estimator assumes flash attention, as its check command runs (`llama-bench -fa 1`), so it has no such cost.
-FIT_ONLY_PREFILL = ("prefill_scores_inv_efficiency",)
-PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS, *FIT_ONLY_PREFILL)
+PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS)
+# A prompt without flash attention writes its fp32 score matrix and reads it back, bytes per score (llama.cpp's
+# CUDA path: the K x Q product written, 4; the softmax reading it and writing its own, 8; the fp16 copy the product
+# with V takes, 4 + 2; that product reading it, 2). The fit takes that traffic at the bandwidth as known physics
+# (prefill_known); the estimator has none, as it assumes flash attention, which its check command turns on.
+SCORE_BYTES = 20
 # Rounds of reweighting in each group's fit (the error measure converges in two or three).
 IRLS_ROUNDS = 4
 # Physical floors: decode reads memory no faster than the datasheet bandwidth (efficiency <= 1); a quantized prompt
@@ -88,7 +90,7 @@ PREFILL_LOWER = np.array(
 # kernels per 512-token micro-batch at a few microseconds each, over a handful of micro-batches), and the weights
 # re-read per micro-batch at no less than half the datasheet bandwidth. Without them a group with few sources put
 # 0.9 s on every Intel prompt and 5 ms on every layer of a single-card prompt.
-PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf, np.inf])
+PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf])
 # The prompt parameters set by the hardware's own kernels (a backend's flash attention): where an engine's rows on a
 # hardware class barely inform one, it comes from that class's rows of every engine (fit_table).
 PREFILL_HARDWARE_BOUND = np.array([name == "prefill_attention_inv_efficiency" for name in PREFILL_PARAMS])
@@ -351,10 +353,9 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
 
     Columns: the weights' FLOPs (2 x active x P) at the tensor peak; 1; layers; the reads of the weights a
     micro-batch touches (chunk_params: a MoE's visited experts) and of the KV cache already there once per prompt
-    micro-batch, at the bandwidth; with flash attention, the attention FLOPs over the cache depth D and the prompt
-    itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak; without it, the score matrix
-    the prompt writes in fp32, layers x heads x P x (D + P / 2) x 4 bytes, at the bandwidth (its fitted factor
-    counts the passes over it: written, read by the softmax, written again, read by the product with V).
+    micro-batch, at the bandwidth; and, with flash attention, the attention FLOPs over the cache depth D and the
+    prompt itself, 4 x layers x heads x head_dim x P x (D + P / 2), at the tensor peak (without it, the score
+    matrix's traffic is known physics: prefill_known).
     The tensor peak is speed.prompt_tflops (the dense fp16-accumulate rate), and for the weights' products of a
     quantized prompt on llama.cpp's CUDA backend the int8 rate (`linear_tflops`); query heads come from
     physics/data/model_heads.csv. On a pipelined layer split (CUDA, HIP) the work that scales with the prompt takes
@@ -372,21 +373,28 @@ def prefill_features(p: pd.DataFrame) -> np.ndarray:
     chunks = speed.chunked_weights_s(tokens, speed.memory_s(weights + kv, p["gpu_bandwidth_gb_s"], 1.0, sharing))
     q_dim = p["heads"].to_numpy(dtype=float) * p["head_dim"].to_numpy(dtype=float)
     attention = speed.compute_s(speed.attention_flops(layers, q_dim, tokens, depth), peak, 1.0, sharing)
-    scores = speed.memory_s(
-        speed.attention_flops(layers, p["heads"], tokens, depth), p["gpu_bandwidth_gb_s"], 1.0, sharing
-    )  # 4 bytes per score, as attention_flops counts 4 FLOPs per score and head dim
     flash = (p["flash_attention"] == "on").to_numpy()
-    share = np.where(p["pipelined"].to_numpy(dtype=bool), speed.pipeline_share(tokens, p["gpu_count"]), 1.0)
+    share = _pipeline_share(p)
     return np.column_stack(
-        [
-            compute * share,
-            np.ones(len(p)),
-            layers,
-            chunks * share,
-            np.where(flash, attention, 0.0) * share,
-            np.where(flash, 0.0, scores) * share,
-        ]
+        [compute * share, np.ones(len(p)), layers, chunks * share, np.where(flash, attention, 0.0) * share]
     )
+
+
+def _pipeline_share(p: pd.DataFrame) -> np.ndarray:
+    """Returns the share of its sequential time a prompt's work takes: speed.pipeline_share on a pipelined split."""
+    tokens = p["prompt_tokens"].to_numpy(dtype=float)
+    return np.where(p["pipelined"].to_numpy(dtype=bool), speed.pipeline_share(tokens, p["gpu_count"]), 1.0)
+
+
+def score_matrix_s(p: pd.DataFrame) -> np.ndarray:
+    """Returns the seconds a prompt without flash attention spends writing and reading back its fp32 score matrix:
+    layers x query heads x P x (D + P / 2) scores of SCORE_BYTES each at the bandwidth (0 with flash attention)."""
+    tokens = p["prompt_tokens"].to_numpy(dtype=float)
+    scores = p["layers"].to_numpy(dtype=float) * p["heads"].to_numpy(dtype=float) * tokens
+    scores = scores * (p["prompt_depth"].to_numpy(dtype=float) + tokens / 2)
+    sharing = np.where(p["tensor"].to_numpy(dtype=bool), p["gpu_count"].to_numpy(dtype=float), 1.0)
+    seconds = speed.memory_s(scores * SCORE_BYTES, p["gpu_bandwidth_gb_s"], 1.0, sharing) * _pipeline_share(p)
+    return np.where((p["flash_attention"] == "on").to_numpy(), 0.0, seconds)
 
 
 def prefill_offsets(p: pd.DataFrame) -> np.ndarray:
@@ -409,6 +417,12 @@ def prefill_offsets(p: pd.DataFrame) -> np.ndarray:
     gathered = speed.row_split_gather_s(layers, tokens, out_width, count, link)
     llama_split = tensor & (p["engine_family"] == "llama.cpp").to_numpy()
     return np.where(llama_split, gathered, generic)
+
+
+def prefill_known(p: pd.DataFrame) -> np.ndarray:
+    """Returns the seconds of each prompt the fit takes as known physics: the link (prefill_offsets) and, without
+    flash attention, the score matrix's traffic (score_matrix_s)."""
+    return prefill_offsets(p) + score_matrix_s(p)
 
 
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 200) -> np.ndarray:
@@ -659,7 +673,7 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     df = load_measurements() if df is None else df
     d = decode_rows(df).reset_index(drop=True)
     p = prefill_rows(df).reset_index(drop=True)
-    fd, fp, op = decode_features(d), prefill_features(p), prefill_offsets(p)
+    fd, fp, op = decode_features(d), prefill_features(p), prefill_known(p)
     decode_table = fit_table(d, fd, DECODE_LOWER)
     prefill_table = fit_table(p, fp, PREFILL_LOWER, op, PREFILL_UPPER, PREFILL_HARDWARE_BOUND)
     depths = np.empty(len(d), dtype=int)
@@ -761,7 +775,7 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
     out = []
     for label, rows, features, lower, upper, offsets in (
         ("decode", decode_rows(df), decode_features, DECODE_LOWER, None, None),
-        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, PREFILL_UPPER, prefill_offsets),
+        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, PREFILL_UPPER, prefill_known),
     ):
         rows = rows.reset_index(drop=True)
         if rows.empty:
