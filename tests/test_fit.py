@@ -265,3 +265,33 @@ def test_a_prompt_without_flash_attention_pays_its_score_matrix_as_known_physics
     assert known == pytest.approx(fit.prefill_offsets(p) + seconds, rel=1e-12)
     # The estimator's figures assume flash attention, as its check command turns it on.
     assert "prefill_scores_inv_efficiency" not in fit.PREFILL_PARAMS
+
+
+def test_a_hardware_bound_parameter_the_engines_rows_there_lack_comes_from_that_hardware():
+    # Two features: x0 every row has; x1 (say, flash-attention work) only engine "b" on hardware "h" and engine "a"
+    # on hardware "g" have, at a cost of 1 and 9 per unit. Engine "a" on "h" has no x1 rows: with x1 hardware-bound
+    # its group takes h's value (about 1, from "b" there), not the 9 its own rows on "g" set.
+    groups = [("a", "h", 0.0, 0.0), ("b", "h", 1.0, 1.0), ("a", "g", 1.0, 9.0)]
+    frames, columns = [], []
+    for engine, hw, has_x1, cost in groups:
+        for source in ("s1", "s2"):
+            x0 = np.linspace(1.0, 2.0, 8)
+            x1 = np.linspace(0.5, 1.5, 8) * has_x1
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "engine_family": engine,
+                        "hardware_class": hw,
+                        "precision_class": "int4",
+                        "source": f"{engine}{hw}{source}",
+                        "time_s": x0 + cost * x1,
+                    }
+                )
+            )
+            columns.append(np.column_stack([x0, x1]))
+    rows, features = pd.concat(frames, ignore_index=True), np.vstack(columns)
+    bound = fit.fit_table(rows, features, hardware_bound=np.array([False, True]))
+    hardware = bound[("*", "h", "*")][0][1]
+    assert hardware < 2.0 and bound[("a", "h", "*")][0][1] == pytest.approx(hardware, rel=1e-3)
+    plain = fit.fit_table(rows, features)
+    assert plain[("a", "h", "*")][0][1] > 3.0
