@@ -200,6 +200,10 @@ class Estimate:
     decode_tok_s_high: float
     prefill_tok_s: float
     ttft_s: float
+    prefill_tok_s_low: float  # the prompt's range (PREFILL_RANGE_WIDTHS), as a rate ...
+    prefill_tok_s_high: float
+    ttft_s_low: float  # ... and as the time to the first token
+    ttft_s_high: float
     decode_bound: str
     prefill_bound: str
     bytes_per_token: float
@@ -230,6 +234,10 @@ class Estimate:
             "decode_tok_s_high": self.decode_tok_s_high,
             "prefill_tok_s": self.prefill_tok_s,
             "ttft_s": self.ttft_s,
+            "prefill_tok_s_low": self.prefill_tok_s_low,
+            "prefill_tok_s_high": self.prefill_tok_s_high,
+            "ttft_s_low": self.ttft_s_low,
+            "ttft_s_high": self.ttft_s_high,
             "decode_bound": self.decode_bound,
             "prefill_bound": self.prefill_bound,
             "bytes_per_token": self.bytes_per_token,
@@ -522,6 +530,11 @@ def read_default_calibration(path: Path = CALIBRATION_FILE) -> tuple[Calibration
 DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = read_default_calibration()
 # The most GPUs of any measured build; estimates beyond it are extrapolated and get a wider range.
 MEASURED_MAX_GPUS: int = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")).get("max_gpu_count", 8)
+# The prompt range's half-width, for one GPU and for several: the fit's leave-one-source-out prompt errors, 80 % of
+# them inside it (one width for all engines and hardware: the set's prompt rows are too few to split further).
+PREFILL_RANGE_WIDTHS: dict[str, float] = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")).get(
+    "prefill_range_widths", {"one": UNCALIBRATED_SPREAD, "several": UNCALIBRATED_SPREAD}
+)
 EXTRAPOLATED_WIDEN = 1.5
 
 
@@ -877,6 +890,8 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
     prefill_bound = np.where(chunked, speed.BOUNDS[(t_fitted_compute >= t_chunks).astype(np.intp)], prefill_bound)
     t_pre = t_pre + r.costs["prefill_s"] + t.layers * r.costs["prefill_layer_s"]
+    # At most 0.9, so that the slow end of the first token's time stays finite.
+    prompt_spread = np.minimum(_range_width(PREFILL_RANGE_WIDTHS["one"], PREFILL_RANGE_WIDTHS["several"], r.count), 0.9)
 
     # Cost: price per tok/s of one stream; $ per million tokens over the amortisation window at full batch;
     # tokens per joule at TDP (the board's rated power, an upper bound on what decode draws).
@@ -904,6 +919,10 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
         "decode_tok_s_high": decode_high,
         "prefill_tok_s": p / t_pre,
         "ttft_s": t_pre,
+        "prefill_tok_s_low": p / t_pre * (1 - prompt_spread),
+        "prefill_tok_s_high": p / t_pre * (1 + prompt_spread),
+        "ttft_s_low": t_pre / (1 + prompt_spread),
+        "ttft_s_high": t_pre / (1 - prompt_spread),
         "decode_bound": decode_bound,
         "prefill_bound": prefill_bound,
         "bytes_per_token": bytes_step / b,
@@ -1120,6 +1139,10 @@ def estimate(
         decode_tok_s_high=float(c["decode_tok_s_high"]),
         prefill_tok_s=float(c["prefill_tok_s"]),
         ttft_s=float(c["ttft_s"]),
+        prefill_tok_s_low=float(c["prefill_tok_s_low"]),
+        prefill_tok_s_high=float(c["prefill_tok_s_high"]),
+        ttft_s_low=float(c["ttft_s_low"]),
+        ttft_s_high=float(c["ttft_s_high"]),
         decode_bound=str(c["decode_bound"]),
         prefill_bound=str(c["prefill_bound"]),
         bytes_per_token=float(c["bytes_per_token"]),
@@ -1216,6 +1239,10 @@ RESULT_COLUMNS = (
     "decode_tok_s_high",
     "prefill_tok_s",
     "ttft_s",
+    "prefill_tok_s_low",
+    "prefill_tok_s_high",
+    "ttft_s_low",
+    "ttft_s_high",
     "decode_bound",
     "prefill_bound",
     "bytes_per_token",

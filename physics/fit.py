@@ -661,6 +661,16 @@ def range_widths(error: np.ndarray, depths: np.ndarray, several: np.ndarray) -> 
     return widths
 
 
+def prefill_range_widths(error: np.ndarray, several: np.ndarray) -> dict[str, float]:
+    """Returns the prompt range's half-width for one GPU and for several, each holding RANGE_TARGET of its
+    leave-one-source-out rows (all rows' width for a class of fewer than MIN_RANGE_ROWS)."""
+    pooled = float(np.quantile(error, RANGE_TARGET))
+    return {
+        gpus: round(float(np.quantile(error[mask], RANGE_TARGET)) if mask.sum() >= MIN_RANGE_ROWS else pooled, 4)
+        for gpus, mask in (("one", ~several), ("several", several))
+    }
+
+
 def row_widths(widths: dict[str, float], depths: np.ndarray, several: np.ndarray) -> np.ndarray:
     """Returns each row's range half-width from its group depth and GPU count class."""
     return np.array(
@@ -684,11 +694,15 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
     covered = rate_error(d["time_s"].to_numpy(), loso_d) <= row_widths(widths, depths, several)
-    report = _report(d, loso_d, p, loso_p, covered)
+    prompt_error, prompt_several = rate_error(p["time_s"].to_numpy(), loso_p), (p["gpu_count"] > 1).to_numpy()
+    prompt_widths = prefill_range_widths(prompt_error, prompt_several)
+    prompt_covered = prompt_error <= np.where(prompt_several, prompt_widths["several"], prompt_widths["one"])
+    report = _report(d, loso_d, p, loso_p, covered, prompt_covered)
     return {
         "about": "Written by `python -m physics.fit` from physics/data/measurements/; do not edit by hand.",
         "max_gpu_count": int(d["gpu_count"].max()),
         "range_widths": widths,
+        "prefill_range_widths": prompt_widths,
         "factors": _factors(decode_table, prefill_table, widths),
         "decode": _as_rows(decode_table, DECODE_PARAMS),
         "prefill": _as_rows(prefill_table, PREFILL_PARAMS),
@@ -738,7 +752,12 @@ def _as_rows(table: dict, names: tuple[str, ...]) -> list[dict]:
 
 
 def _report(
-    d: pd.DataFrame, loso_d: np.ndarray, p: pd.DataFrame, loso_p: np.ndarray, covered: np.ndarray
+    d: pd.DataFrame,
+    loso_d: np.ndarray,
+    p: pd.DataFrame,
+    loso_p: np.ndarray,
+    covered: np.ndarray,
+    prompt_covered: np.ndarray,
 ) -> list[dict]:
     lines = []
 
@@ -759,9 +778,9 @@ def _report(
     add("decode — one GPU", d, loso_d, (d["gpu_count"] == 1).to_numpy(), covered)
     add("decode — layer split", d, loso_d, ((d["gpu_count"] > 1) & ~d["tensor"]).to_numpy(), covered)
     add("decode — tensor parallel", d, loso_d, ((d["gpu_count"] > 1) & d["tensor"]).to_numpy(), covered)
-    add("prefill, all", p, loso_p, np.ones(len(p), dtype=bool))
+    add("prefill, all", p, loso_p, np.ones(len(p), dtype=bool), prompt_covered)
     for engine in sorted(p["engine_family"].unique()):
-        add(f"prefill — {engine}", p, loso_p, (p["engine_family"] == engine).to_numpy())
+        add(f"prefill — {engine}", p, loso_p, (p["engine_family"] == engine).to_numpy(), prompt_covered)
     return lines
 
 

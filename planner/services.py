@@ -68,6 +68,8 @@ CSV_COLUMNS = [
     "decode_tok_s_low",
     "decode_tok_s_high",
     "prefill_tok_s",
+    "prefill_tok_s_low",
+    "prefill_tok_s_high",
     "decode_bound",
     "price_usd",
     "usd_per_tok_s",
@@ -198,6 +200,10 @@ RECORD_COLUMNS = [
     "decode_tok_s_high",
     "prefill_tok_s",
     "ttft_s",
+    "prefill_tok_s_low",
+    "prefill_tok_s_high",
+    "ttft_s_low",
+    "ttft_s_high",
     "decode_bound",
     "prefill_bound",
     "price_usd",
@@ -239,6 +245,10 @@ SHOWN = {
     "decode_tok_s_high": 1,
     "prefill_tok_s": 0,
     "ttft_s": 2,
+    "prefill_tok_s_low": 0,
+    "prefill_tok_s_high": 0,
+    "ttft_s_low": 2,
+    "ttft_s_high": 2,
     "price_usd": 0,
     "usd_per_tok_s": 0,
     "usd_per_million_tokens": 2,
@@ -575,6 +585,8 @@ class MachineModel:
     decode_tok_s_low: float
     decode_tok_s_high: float
     ttft_s: float
+    ttft_s_low: float
+    ttft_s_high: float
     decode_bound: str
     quality_pct: float | None
     url: str = ""
@@ -594,6 +606,8 @@ class MachineModel:
             "decode_tok_s_low": f"{self.decode_tok_s_low:,.1f}",
             "decode_tok_s_high": f"{self.decode_tok_s_high:,.1f}",
             "ttft_s": f"{self.ttft_s:,.2f}",
+            "ttft_s_low": f"{self.ttft_s_low:,.2f}",
+            "ttft_s_high": f"{self.ttft_s_high:,.2f}",
             "quality_pct": "—" if self.quality_pct is None else f"{self.quality_pct:.0f} %",
         }
 
@@ -637,7 +651,7 @@ def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: floa
     columns = {
         c: ranked[c].to_numpy()[first].tolist()
         for c in ("model", "quant", "bits_per_weight", "total_gb", "offloaded_gb", "decode_tok_s")
-        + ("decode_tok_s_low", "decode_tok_s_high", "ttft_s", "decode_bound")
+        + ("decode_tok_s_low", "decode_tok_s_high", "ttft_s", "ttft_s_low", "ttft_s_high", "decode_bound")
     }
     out = []
     for i in range(len(first)):
@@ -653,6 +667,8 @@ def machine_models(gpu: GPU, count: int, ram_gb: float, ram_bandwidth_gb_s: floa
                 decode_tok_s_low=float(columns["decode_tok_s_low"][i]),
                 decode_tok_s_high=float(columns["decode_tok_s_high"][i]),
                 ttft_s=float(columns["ttft_s"][i]),
+                ttft_s_low=float(columns["ttft_s_low"][i]),
+                ttft_s_high=float(columns["ttft_s_high"][i]),
                 decode_bound=str(columns["decode_bound"][i]),
                 quality_pct=tables.quality.get((name, quant)),
                 url=tables.urls[name],
@@ -670,6 +686,8 @@ MODEL_ROW_FIGURES = {
     "decode_tok_s_high": 1,
     "prefill_tok_s": 0,
     "ttft_s": 2,
+    "ttft_s_low": 2,
+    "ttft_s_high": 2,
     "usd_per_million_tokens": 2,
 }
 MODEL_ROW_COLUMNS = ["model", "quant", *MODEL_ROW_FIGURES, "decode_bound", "fits"]

@@ -117,6 +117,9 @@ def test_the_estimate_matches_the_cli_json(client, catalog):
         stdout=out,
     )
     assert r.json() == json.loads(out.getvalue())
+    body = r.json()
+    assert body["prefill_tok_s_low"] < body["prefill_tok_s"] < body["prefill_tok_s_high"]
+    assert body["ttft_s_low"] < body["ttft_s"] < body["ttft_s_high"]
 
 
 def test_a_bare_ollama_name_says_how_it_was_read(client, catalog):

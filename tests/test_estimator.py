@@ -9,9 +9,11 @@ import pytest
 
 from physics.arch import ModelArch, kv_cache_bytes
 from physics.estimator import (
+    CALIBRATION_FILE,
     DEFAULT_CALIBRATION,
     EXTRAPOLATED_WIDEN,
     MEASURED_MAX_GPUS,
+    PREFILL_RANGE_WIDTHS,
     Build,
     CalibrationFactor,
     GPUSpec,
@@ -391,3 +393,28 @@ def test_a_prompt_after_cached_context_pays_for_the_depth_its_check_command_meas
     whole = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=4096, prompt_tokens=4096))
     shorter = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), Workload(context=2048, prompt_tokens=4096))
     assert whole.ttft_s == pytest.approx(shorter.ttft_s, rel=1e-9)
+
+
+def test_a_prompt_estimate_carries_the_fitted_range_as_a_rate_and_as_a_time_to_first_token():
+    work = Workload(context=4096, prompt_tokens=2048)
+    one = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), work)
+    w = PREFILL_RANGE_WIDTHS["one"]
+    assert 0.1 < w < 0.9
+    assert one.prefill_tok_s_low == pytest.approx(one.prefill_tok_s * (1 - w))
+    assert one.prefill_tok_s_high == pytest.approx(one.prefill_tok_s * (1 + w))
+    assert one.ttft_s_low < one.ttft_s < one.ttft_s_high
+    assert one.ttft_s_high == pytest.approx(one.ttft_s / (1 - w))
+    # Several GPUs take their own width; more GPUs than any measured build are wider still, never past 0.9.
+    two = estimate(MIXTRAL_8X7B, Q4_K_M, Build(RTX4090, count=2), work)
+    assert two.prefill_tok_s_high / two.prefill_tok_s - 1 == pytest.approx(PREFILL_RANGE_WIDTHS["several"])
+    many = estimate(MIXTRAL_8X7B, Q4_K_M, Build(RTX4090, count=MEASURED_MAX_GPUS + 2), work)
+    widened = min(PREFILL_RANGE_WIDTHS["several"] * EXTRAPOLATED_WIDEN, 0.9)
+    assert many.prefill_tok_s_high / many.prefill_tok_s - 1 == pytest.approx(widened)
+    assert {"prefill_tok_s_low", "prefill_tok_s_high", "ttft_s_low", "ttft_s_high"} <= one.to_dict().keys()
+
+
+def test_the_shipped_prompt_range_holds_about_four_in_five_left_out_prompts():
+    shipped = json.loads(CALIBRATION_FILE.read_text())
+    line = next(line for line in shipped["report"] if line["set"] == "prefill, all")
+    assert 70 <= line["range_coverage"] <= 90
+    assert shipped["prefill_range_widths"] == PREFILL_RANGE_WIDTHS

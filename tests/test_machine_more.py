@@ -398,7 +398,7 @@ def test_cards_and_rows_escape_catalog_text():
     assert "<script>" not in card and "&lt;script&gt;" in card and "2× " in card and "$3 each" in card
     assert 'class="gpu-card measured"' in card and "NVIDIA" in card
     shown = dict.fromkeys(["total_gb", "headroom_gb", "decode_tok_s", "decode_tok_s_low", "decode_tok_s_high"], "1")
-    shown |= {"prefill_tok_s": "1", "ttft_s": "1", "usd_per_million_tokens": "—"}
+    shown |= {"prefill_tok_s": "1", "ttft_s": "1", "ttft_s_low": "1", "ttft_s_high": "1", "usd_per_million_tokens": "—"}
     table_row = model_row(
         {
             "model": 'A "model" <b>',

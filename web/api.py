@@ -272,6 +272,10 @@ class EstimateOut(Schema):
     decode_tok_s_high: float | None
     prefill_tok_s: float | None
     ttft_s: float | None
+    prefill_tok_s_low: float | None = Field(description="the prompt's range: about 80 % of measurements fall in it")
+    prefill_tok_s_high: float | None
+    ttft_s_low: float | None
+    ttft_s_high: float | None
     decode_bound: str
     prefill_bound: str
     bytes_per_token: float | None

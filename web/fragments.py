@@ -70,7 +70,8 @@ def model_row(row: dict) -> str:
         f'<td class="num">{show["total_gb"]} GB</td><td class="num">{show["headroom_gb"]} GB</td>\n'
         f'<td class="num">{show["decode_tok_s"]} <span class="muted small">({show["decode_tok_s_low"]}–'
         f"{show['decode_tok_s_high']})</span></td>\n"
-        f'<td class="num">{show["prefill_tok_s"]}</td><td class="num">{show["ttft_s"]} s</td>'
+        f'<td class="num">{show["prefill_tok_s"]}</td><td class="num">{show["ttft_s"]} s '
+        f'<span class="muted small">({show["ttft_s_low"]}–{show["ttft_s_high"]})</span></td>'
         f"<td>{_e(row['decode_bound'])}</td>\n"
         f'<td class="num">{"$" if cost != "—" else ""}{cost}</td></tr>\n'
     )
@@ -96,7 +97,8 @@ def machine_row(m, count: int, query: str) -> str:
         f'<td class="num">{show["total_gb"]} GB</td>\n'
         f'<td class="num">{show["decode_tok_s"]} <span class="muted small">({show["decode_tok_s_low"]}–'
         f"{show['decode_tok_s_high']})</span></td>\n"
-        f'<td class="num">{show["ttft_s"]} s</td>\n<td>{runs}</td>\n'
+        f'<td class="num">{show["ttft_s"]} s <span class="muted small">({show["ttft_s_low"]}–{show["ttft_s_high"]})'
+        f"</span></td>\n<td>{runs}</td>\n"
         f'<td class="num">{show["quality_pct"]}</td>\n<td>{serving}</td></tr>\n'
     )
 

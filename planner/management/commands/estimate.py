@@ -96,7 +96,9 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"  decode {data['decode_tok_s']:.1f} tok/s ({data['decode_tok_s_low']:.1f}–{data['decode_tok_s_high']:.1f}), "
-            f"{data['decode_bound']}-bound; prefill {data['prefill_tok_s']:.0f} tok/s, TTFT {data['ttft_s']:.2f} s"
+            f"{data['decode_bound']}-bound; prefill {data['prefill_tok_s']:.0f} tok/s "
+            f"({data['prefill_tok_s_low']:.0f}–{data['prefill_tok_s_high']:.0f}), "
+            f"TTFT {data['ttft_s']:.2f} s ({data['ttft_s_low']:.2f}–{data['ttft_s_high']:.2f})"
         )
         for note in data["notes"]:
             self.stdout.write(f"  note: {note}")
