@@ -555,14 +555,31 @@ def fit_table(
     return table
 
 
-def lookup(table: dict, engine: str, hw: str, prec: str) -> tuple[tuple[str, str, str], np.ndarray]:
+def lookup(
+    table: dict, engine: str, hw: str, prec: str, siblings: bool = False
+) -> tuple[tuple[str, str, str], np.ndarray]:
     """Returns the most specific fitted group for a row and its parameters: the engine's own (hardware and precision
     class, hardware class, all its rows), then the hardware class's over all engines, then all rows; the estimator's
-    find_calibration ranks them the same way (engine outranks hardware)."""
-    for key in ((engine, hw, prec), (engine, hw, "*"), (engine, "*", "*"), ("*", hw, "*"), ("*", "*", "*")):
+    find_calibration ranks them the same way (engine outranks hardware).
+
+    With `siblings` (prompts), a precision class the engine has no group for on this hardware class is taken from
+    the engine's group for it on another class of the same vendor (NVIDIA's GDDR and HBM parts run the same cuBLAS
+    and int8 kernels) before the engine's other precisions on this class: an F16 prompt on an H100 runs as an F16
+    prompt on an RTX 4090 does, not as a Q4_K_M one on the H100."""
+    near = [(engine, other, prec) for other in _vendor_siblings(table, engine, hw, prec)] if siblings else []
+    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), ("*", hw, "*"), ("*", "*", "*")):
         if key in table:
             return key, table[key][0]
     raise KeyError("no root group")
+
+
+def _vendor_siblings(table: dict, engine: str, hw: str, prec: str) -> list[str]:
+    """Returns, for an NVIDIA hardware class, the engine's other NVIDIA classes that have a group for the precision
+    class, the one with most rows first (AMD's HBM and GDDR parts are CDNA and RDNA, with kernels of their own)."""
+    if not hw.startswith("nvidia-"):
+        return []
+    found = [k for k in table if k[0] == engine and k[2] == prec and k[1].startswith("nvidia-") and k[1] != hw]
+    return [k[1] for k in sorted(found, key=lambda k: (-table[k][1], k[1]))]
 
 
 def depth(key: tuple[str, str, str]) -> int:
@@ -576,13 +593,14 @@ def predict(
     features: np.ndarray,
     depths: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
+    siblings: bool = False,
 ) -> np.ndarray:
     """Returns the predicted time of each row from the table's most specific group (its depth into `depths`)."""
     out = np.zeros(len(rows)) if offsets is None else offsets.astype(float).copy()
     for i, (engine, hw, prec) in enumerate(
         zip(rows["engine_family"], rows["hardware_class"], rows["precision_class"], strict=True)
     ):
-        key, params = lookup(table, engine, hw, prec)
+        key, params = lookup(table, engine, hw, prec, siblings)
         out[i] += features[i] @ params
         if depths is not None:
             depths[i] = depth(key)
@@ -597,6 +615,7 @@ def leave_one_source_out(
     offsets: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     hardware_bound: np.ndarray | None = None,
+    siblings: bool = False,
 ) -> np.ndarray:
     """Returns each row's predicted time from a fit made without any row of its source.
 
@@ -609,7 +628,8 @@ def leave_one_source_out(
         known = None if offsets is None else offsets[~held]
         table = fit_table(rows[~held], features[~held], lower, known, upper, hardware_bound)
         part = np.empty(held.sum(), dtype=int)
-        out[held] = predict(table, rows[held], features[held], part, None if offsets is None else offsets[held])
+        known_held = None if offsets is None else offsets[held]
+        out[held] = predict(table, rows[held], features[held], part, known_held, siblings)
         if depths is not None:
             depths[held] = part
     return out
@@ -689,7 +709,13 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     depths = np.empty(len(d), dtype=int)
     loso_d = leave_one_source_out(d, fd, depths, DECODE_LOWER)
     loso_p = leave_one_source_out(
-        p, fp, lower=PREFILL_LOWER, offsets=op, upper=PREFILL_UPPER, hardware_bound=PREFILL_HARDWARE_BOUND
+        p,
+        fp,
+        lower=PREFILL_LOWER,
+        offsets=op,
+        upper=PREFILL_UPPER,
+        hardware_bound=PREFILL_HARDWARE_BOUND,
+        siblings=True,
     )
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
@@ -711,21 +737,35 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
 
 
 def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) -> list[dict]:
-    """Returns the estimator's calibration rows (physics.estimator.CalibrationFactor fields), one per decode group."""
+    """Returns the estimator's calibration rows (physics.estimator.CalibrationFactor fields): one per decode group, and
+    one per engine x hardware x precision that only the prompt fit tells apart (its decode from the decode group the
+    same lookup finds), so that the estimator finds each prompt's group as the fit does."""
     out = []
-    for key, (params, n, sources) in sorted(decode_table.items()):
+    prompt_keys = {
+        (engine, hw, prec)
+        for engine, hw, _ in decode_table
+        for (e, _, prec) in prefill_table
+        if engine != "*"
+        and hw != "*"
+        and e == engine
+        and prec != "*"
+        and lookup(prefill_table, engine, hw, prec, True)[0][2] == prec
+    }
+    for key in sorted(set(decode_table) | prompt_keys):
         engine, hw, prec = key
+        dec_key, params = lookup(decode_table, engine, hw, prec)
+        n, sources = decode_table[dec_key][1:]
         dec = dict(zip(DECODE_PARAMS, params, strict=True))
-        pre_key, pre_params = lookup(prefill_table, engine, hw, prec)
+        pre_key, pre_params = lookup(prefill_table, engine, hw, prec, siblings=True)
         pre = dict(zip(PREFILL_PARAMS, pre_params, strict=True))
-        level = depth(key)
+        level = depth(dec_key)
         row = {
             "backend": engine,
             "hardware_class": hw,
             "precision_class": prec,
             "decode_efficiency": _rounded(1 / max(dec["inv_efficiency"], MIN_INVERSE)),
             "prefill_efficiency": _rounded(1 / max(pre["inv_efficiency"], MIN_INVERSE)),
-            "source": f"fit: {n} decode rows from {sources} sources ({'/'.join(key)}), prefill group "
+            "source": f"fit: {n} decode rows from {sources} sources ({'/'.join(dec_key)}), prefill group "
             f"{'/'.join(pre_key)}; physics/data/measurements/",
             "runs": n,
             "spread": widths[f"{level}/one"],
@@ -801,7 +841,7 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
             continue
         known = None if offsets is None else offsets(rows)
         bound = PREFILL_HARDWARE_BOUND if label == "prefill" else None
-        predicted = leave_one_source_out(rows, features(rows), None, lower, known, upper, bound)
+        predicted = leave_one_source_out(rows, features(rows), None, lower, known, upper, bound, label == "prefill")
         ratio = rows["time_s"].to_numpy() / predicted
         frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
         table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))

@@ -172,10 +172,12 @@ def test_it_slows_decode_as_the_context_grows():
 
 def test_it_is_compute_bound_for_a_long_prompt_and_memory_bound_for_a_short_one_on_h100():
     # llama.cpp takes a prompt 512 tokens at a time, and each micro-batch of Mixtral reads all eight experts (each
-    # sees some 128 tokens): bandwidth binds up to a few thousand tokens; at 8K the attention's arithmetic does.
-    long = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), Workload(prompt_tokens=8192))
+    # sees some 128 tokens, too few to keep the tensor cores busy on fp16 weights): bandwidth binds a short prompt,
+    # and a long one too at an F16 prompt's fitted efficiency. A dense model's long prompt is the arithmetic's.
+    long = estimate(GEMMA2_9B, FP16, Build(H100, count=2, split="tensor"), Workload(prompt_tokens=8192))
     short = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), Workload(prompt_tokens=4))
-    assert long.prefill_bound == "compute"
+    moe_long = estimate(MIXTRAL_8X7B, FP16, Build(H100, count=2, split="tensor"), Workload(prompt_tokens=8192))
+    assert long.prefill_bound == "compute" and moe_long.prefill_bound == "bandwidth"
     assert short.prefill_bound == "bandwidth"
     # Four tokens already touch 8 x (1 - 0.75^4) = 5.47 of 8 experts per layer.
     assert short.basis["distinct_experts_per_layer_prefill"] == pytest.approx(5.4688, abs=1e-4)

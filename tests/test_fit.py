@@ -295,3 +295,39 @@ def test_a_hardware_bound_parameter_the_engines_rows_there_lack_comes_from_that_
     assert hardware < 2.0 and bound[("a", "h", "*")][0][1] == pytest.approx(hardware, rel=1e-3)
     plain = fit.fit_table(rows, features)
     assert plain[("a", "h", "*")][0][1] > 3.0
+
+
+def test_a_prompt_precision_an_nvidia_class_lacks_comes_from_another_nvidia_class_not_from_other_precisions():
+    table = {
+        ("*", "*", "*"): (np.array([1.0]), 100, 9),
+        ("e", "*", "*"): (np.array([2.0]), 90, 8),
+        ("e", "nvidia-hbm", "*"): (np.array([3.0]), 20, 2),
+        ("e", "nvidia-gddr", "float"): (np.array([4.0]), 12, 3),
+        ("e", "amd-gddr", "float"): (np.array([5.0]), 12, 3),
+    }
+    assert fit.lookup(table, "e", "nvidia-hbm", "float", siblings=True)[0] == ("e", "nvidia-gddr", "float")
+    assert fit.lookup(table, "e", "nvidia-hbm", "float")[0] == ("e", "nvidia-hbm", "*")
+    # AMD's HBM (CDNA) and GDDR (RDNA) parts run kernels of their own: no borrowing there.
+    assert fit.lookup(table, "e", "amd-hbm", "float", siblings=True)[0] == ("e", "*", "*")
+    # The shipped calibration carries the row the estimator needs for it: F16 prompts on an H100 as on GDDR cards.
+    shipped = json.loads(fit.FITTED.read_text())["factors"]
+    row = next(
+        r
+        for r in shipped
+        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-hbm", "float")
+    )
+    gddr = next(
+        r
+        for r in shipped
+        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-gddr", "float")
+    )
+    assert (
+        row["prefill_efficiency"] == gddr["prefill_efficiency"]
+        and "prefill group llama.cpp/nvidia-gddr/float" in row["source"]
+    )
+    hbm = next(
+        r
+        for r in shipped
+        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-hbm", "*")
+    )
+    assert row["decode_efficiency"] == hbm["decode_efficiency"]
