@@ -524,15 +524,20 @@ CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "fitted.json"
 
 def read_default_calibration(path: Path = CALIBRATION_FILE) -> tuple[CalibrationFactor, ...]:
     """Returns the shipped default calibration rows from the file the fit command writes."""
-    return tuple(CalibrationFactor(**row) for row in json.loads(path.read_text(encoding="utf-8")).get("factors", ()))
+    return _calibration_rows(json.loads(path.read_text(encoding="utf-8")))
 
 
-DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = read_default_calibration()
+def _calibration_rows(fitted: dict) -> tuple[CalibrationFactor, ...]:
+    return tuple(CalibrationFactor(**row) for row in fitted.get("factors", ()))
+
+
+_FITTED = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))  # read once, at import
+DEFAULT_CALIBRATION: tuple[CalibrationFactor, ...] = _calibration_rows(_FITTED)
 # The most GPUs of any measured build; estimates beyond it are extrapolated and get a wider range.
-MEASURED_MAX_GPUS: int = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")).get("max_gpu_count", 8)
+MEASURED_MAX_GPUS: int = _FITTED.get("max_gpu_count", 8)
 # The prompt range's half-width, for one GPU and for several: the fit's leave-one-source-out prompt errors, 80 % of
 # them inside it (one width for all engines and hardware: the set's prompt rows are too few to split further).
-PREFILL_RANGE_WIDTHS: dict[str, float] = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")).get(
+PREFILL_RANGE_WIDTHS: dict[str, float] = _FITTED.get(
     "prefill_range_widths", {"one": UNCALIBRATED_SPREAD, "several": UNCALIBRATED_SPREAD}
 )
 EXTRAPOLATED_WIDEN = 1.5

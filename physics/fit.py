@@ -94,6 +94,10 @@ PREFILL_UPPER = np.array([np.inf, 0.05, 0.002, 2.0, np.inf])
 # The prompt parameters set by the hardware's own kernels (a backend's flash attention): where an engine's rows on a
 # hardware class barely inform one, it comes from that class's rows of every engine (fit_table).
 PREFILL_HARDWARE_BOUND = np.array([name == "prefill_attention_inv_efficiency" for name in PREFILL_PARAMS])
+# How each kind of row is fitted (fit_table and leave_one_source_out take these); a prompt is also looked up with
+# NVIDIA precision siblings (lookup).
+DECODE_FIT = {"lower": DECODE_LOWER}
+PREFILL_FIT = {"lower": PREFILL_LOWER, "upper": PREFILL_UPPER, "hardware_bound": PREFILL_HARDWARE_BOUND}
 # Parts with HBM stacks (the set records no memory type; the catalog's memory_type decides in the estimator).
 # A fast GDDR7 card such as the RTX 5090 (1,792 GB/s) is not one of them.
 HBM_PARTS = r"\b(?:[ABH]100|[AH]800|H200|H20|B200|GB200|V100|P100|Instinct|Data Center GPU Max|Gaudi)\b"
@@ -704,19 +708,10 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     d = decode_rows(df).reset_index(drop=True)
     p = prefill_rows(df).reset_index(drop=True)
     fd, fp, op = decode_features(d), prefill_features(p), prefill_known(p)
-    decode_table = fit_table(d, fd, DECODE_LOWER)
-    prefill_table = fit_table(p, fp, PREFILL_LOWER, op, PREFILL_UPPER, PREFILL_HARDWARE_BOUND)
+    decode_table, prefill_table = fit_table(d, fd, **DECODE_FIT), fit_table(p, fp, offsets=op, **PREFILL_FIT)
     depths = np.empty(len(d), dtype=int)
-    loso_d = leave_one_source_out(d, fd, depths, DECODE_LOWER)
-    loso_p = leave_one_source_out(
-        p,
-        fp,
-        lower=PREFILL_LOWER,
-        offsets=op,
-        upper=PREFILL_UPPER,
-        hardware_bound=PREFILL_HARDWARE_BOUND,
-        siblings=True,
-    )
+    loso_d = leave_one_source_out(d, fd, depths, **DECODE_FIT)
+    loso_p = leave_one_source_out(p, fp, offsets=op, siblings=True, **PREFILL_FIT)
     several = (d["gpu_count"] > 1).to_numpy()
     widths = range_widths(rate_error(d["time_s"].to_numpy(), loso_d), depths, several)
     covered = rate_error(d["time_s"].to_numpy(), loso_d) <= row_widths(widths, depths, several)
@@ -741,15 +736,13 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
     one per engine x hardware x precision that only the prompt fit tells apart (its decode from the decode group the
     same lookup finds), so that the estimator finds each prompt's group as the fit does."""
     out = []
+    engine_hardware = {(engine, hw) for engine, hw, _ in decode_table if "*" not in (engine, hw)}
+    precisions = {(engine, prec) for engine, _, prec in prefill_table if prec != "*"}
     prompt_keys = {
         (engine, hw, prec)
-        for engine, hw, _ in decode_table
-        for (e, _, prec) in prefill_table
-        if engine != "*"
-        and hw != "*"
-        and e == engine
-        and prec != "*"
-        and lookup(prefill_table, engine, hw, prec, True)[0][2] == prec
+        for engine, hw in engine_hardware
+        for other, prec in precisions
+        if other == engine and lookup(prefill_table, engine, hw, prec, siblings=True)[0][2] == prec
     }
     for key in sorted(set(decode_table) | prompt_keys):
         engine, hw, prec = key
@@ -832,16 +825,15 @@ def source_breakdown(df: pd.DataFrame | None = None, top: int = 12) -> str:
     """
     df = load_measurements() if df is None else df
     out = []
-    for label, rows, features, lower, upper, offsets in (
-        ("decode", decode_rows(df), decode_features, DECODE_LOWER, None, None),
-        ("prefill", prefill_rows(df), prefill_features, PREFILL_LOWER, PREFILL_UPPER, prefill_known),
+    for label, rows, features, offsets, options, siblings in (
+        ("decode", decode_rows(df), decode_features, None, DECODE_FIT, False),
+        ("prefill", prefill_rows(df), prefill_features, prefill_known, PREFILL_FIT, True),
     ):
         rows = rows.reset_index(drop=True)
         if rows.empty:
             continue
         known = None if offsets is None else offsets(rows)
-        bound = PREFILL_HARDWARE_BOUND if label == "prefill" else None
-        predicted = leave_one_source_out(rows, features(rows), None, lower, known, upper, bound, label == "prefill")
+        predicted = leave_one_source_out(rows, features(rows), offsets=known, siblings=siblings, **options)
         ratio = rows["time_s"].to_numpy() / predicted
         frame = pd.DataFrame({"source": rows["source"], "ape": np.abs(ratio - 1) * 100, "ratio": ratio})
         table = frame.groupby("source").agg(rows=("ape", "size"), mape=("ape", "mean"), ratio=("ratio", "median"))

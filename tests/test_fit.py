@@ -310,24 +310,14 @@ def test_a_prompt_precision_an_nvidia_class_lacks_comes_from_another_nvidia_clas
     # AMD's HBM (CDNA) and GDDR (RDNA) parts run kernels of their own: no borrowing there.
     assert fit.lookup(table, "e", "amd-hbm", "float", siblings=True)[0] == ("e", "*", "*")
     # The shipped calibration carries the row the estimator needs for it: F16 prompts on an H100 as on GDDR cards.
-    shipped = json.loads(fit.FITTED.read_text())["factors"]
-    row = next(
-        r
-        for r in shipped
-        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-hbm", "float")
-    )
-    gddr = next(
-        r
-        for r in shipped
-        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-gddr", "float")
-    )
+    shipped = {
+        (r["backend"], r["hardware_class"], r["precision_class"]): r
+        for r in json.loads(fit.FITTED.read_text())["factors"]
+    }
+    row = shipped[("llama.cpp", "nvidia-hbm", "float")]
+    gddr, hbm = shipped[("llama.cpp", "nvidia-gddr", "float")], shipped[("llama.cpp", "nvidia-hbm", "*")]
     assert (
         row["prefill_efficiency"] == gddr["prefill_efficiency"]
         and "prefill group llama.cpp/nvidia-gddr/float" in row["source"]
-    )
-    hbm = next(
-        r
-        for r in shipped
-        if (r["backend"], r["hardware_class"], r["precision_class"]) == ("llama.cpp", "nvidia-hbm", "*")
     )
     assert row["decode_efficiency"] == hbm["decode_efficiency"]
