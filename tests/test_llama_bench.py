@@ -1,0 +1,79 @@
+"""bench.llama_bench (llama-bench over generated GGUFs) and manage.py compare_llama_bench on the shipped H200 sweep."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from bench.llama_bench import PLAN, Step, command, parse, row
+from bench.llama_bench import test_label as label
+from physics.gguf import FILE_TYPES
+from physics.presets import CONFIG_DIR
+
+SWEEP = Path(__file__).resolve().parent.parent / "bench" / "data" / "llama-bench-h200-2026-12-04.jsonl"
+H200 = "NVIDIA H200 SXM 141 GB"  # NVML on the lent card: 143,771 MiB, 700 W limit (the SXM part)
+
+
+def records() -> list[dict]:
+    return [json.loads(line) for line in SWEEP.read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_plan_step_names_a_catalog_config_and_a_gguf_format():
+    for step in PLAN:
+        assert (CONFIG_DIR / step.config).is_file(), step.config
+        assert step.fmt in FILE_TYPES, step.fmt
+
+
+def test_the_command_puts_every_layer_on_the_gpu_and_asks_for_json_lines():
+    step = Step("llama-3-2-1b-instruct.json", "Q4_K_M", ("-p", "512", "-fa", "0,1"))
+    cmd = command("/opt/llama-bench", Path("/tmp/m.gguf"), step, 3)
+    assert cmd[:3] == ["/opt/llama-bench", "-m", "/tmp/m.gguf"]
+    assert cmd[cmd.index("-ngl") + 1] == "99" and cmd[cmd.index("-o") + 1] == "jsonl"
+    assert cmd[cmd.index("-r") + 1] == "3" and cmd[-4:] == ["-p", "512", "-fa", "0,1"]
+
+
+def test_parse_keeps_json_records_and_skips_log_lines():
+    out = 'ggml_cuda_init: found 1 CUDA devices\n{"n_prompt": 512, "n_gen": 0, "n_depth": 4096, "avg_ts": 8765.9}\n\n'
+    (r,) = parse(out)
+    assert label(r) == "pp512 @ d4096"
+    assert label({"n_prompt": 0, "n_gen": 128, "n_depth": 0}) == "tg128"
+
+
+def test_a_table_row_names_the_model_format_test_and_flash_attention():
+    step = Step("qwen3-30b-a3b.json", "Q4_K_M", ())
+    r = {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "flash_attn": 1, "n_ubatch": 512, "avg_ts": 305.4, "stddev_ts": 3.6}
+    assert row(step, r) == "| qwen3-30b-a3b | Q4_K_M | tg128 | on | 512 | 305.4 | 3.6 |"
+
+
+def test_the_shipped_sweep_is_one_cuda_build_on_an_h200_with_every_test_twice():
+    rs = records()
+    assert {r["gpu_info"] for r in rs} == {"NVIDIA H200"} and {r["n_threads"] for r in rs} == {16}
+    assert {r["backends"] for r in rs} == {"CUDA"} and {r["n_gpu_layers"] for r in rs} == {99}
+    # Each test ran with flash attention off and on.
+    tests = {(r["config"], r["format"], label(r), bool(r["flash_attn"])) for r in rs}
+    assert len(tests) == len(rs) == 2 * len({t[:3] for t in tests})
+    assert all(r["avg_ts"] > 0 and len(r["samples_ts"]) == 3 for r in rs)
+
+
+@pytest.mark.django_db
+def test_compare_prints_each_flash_attention_test_beside_the_estimate(curated_catalog):
+    out = io.StringIO()
+    call_command("compare_llama_bench", str(SWEEP), "--gpu", H200, stdout=out)
+    text = out.getvalue()
+    lines = [line for line in text.splitlines() if line.startswith("| llama") or line.startswith("| qwen")]
+    assert len(lines) == sum(1 for r in records() if r["flash_attn"]) == 17
+    # The measured figure of each row is the record's own rate (70B tg128: 44.7 tok/s).
+    assert any(line.startswith("| llama-3-1-70b-instruct | Q4_K_M | tg128 | 45 |") for line in lines)
+    assert "prompt: 9 tests, MAPE" in text and "decode: 8 tests, MAPE" in text
+
+
+@pytest.mark.django_db
+def test_compare_answers_a_missing_file_and_an_unknown_gpu_with_a_message(curated_catalog, tmp_path):
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("compare_llama_bench", str(tmp_path / "none.jsonl"), "--gpu", H200)
+    with pytest.raises(CommandError, match="Unknown GPU"):
+        call_command("compare_llama_bench", str(SWEEP), "--gpu", "no such card", stdout=io.StringIO())
