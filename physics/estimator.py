@@ -144,7 +144,6 @@ DECODE_COST_FIELDS = (
 )
 PREFILL_COST_FIELDS = (
     "prefill_s",
-    "prefill_layer_s",
     "prefill_chunk_inv_efficiency",
     "prefill_attention_inv_efficiency",
 )
@@ -173,7 +172,6 @@ class CalibrationFactor:
     allreduce_s: float = 0.0
     allreduce_pcie_s: float = 0.0
     prefill_s: float = 0.0
-    prefill_layer_s: float = 0.0
     prefill_chunk_inv_efficiency: float = 0.0  # weights re-read per prompt micro-batch, x 1 / efficiency
     prefill_attention_inv_efficiency: float = 0.0  # attention FLOPs on the KV width, x this factor
     decode_vector_inv_efficiency: float = 0.0  # a decode step's per-weight work at the FP32 rate, x this factor
@@ -894,7 +892,7 @@ def _core(t: _ModelTerms, wl: Workload, r: _Rows) -> dict[str, np.ndarray]:
     t_fitted_compute = t_linear + t_attention if share is None else (t_linear + t_attention) * share
     t_pre = np.where(chunked, t_fitted_compute + t_pre_comm + t_chunks, t_pre)
     prefill_bound = np.where(chunked, speed.BOUNDS[(t_fitted_compute >= t_chunks).astype(np.intp)], prefill_bound)
-    t_pre = t_pre + r.costs["prefill_s"] + t.layers * r.costs["prefill_layer_s"]
+    t_pre = t_pre + r.costs["prefill_s"]
     # At most 0.9, so that the slow end of the first token's time stays finite.
     prompt_spread = np.minimum(_range_width(PREFILL_RANGE_WIDTHS["one"], PREFILL_RANGE_WIDTHS["several"], r.count), 0.9)
 

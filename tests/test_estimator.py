@@ -339,7 +339,7 @@ def test_a_steps_per_weight_arithmetic_follows_the_fp32_rate():
 def test_a_fitted_re_read_factor_of_zero_keeps_the_fitted_prompt_formula():
     # The fit may drive one prompt cost to 0 (several shipped groups have no micro-batch re-reads); the row still has
     # fitted prompt costs, and its prompt must be the fitted sum, not the older max(compute, memory) rule.
-    fitted = dict(prefill_s=0.01, prefill_layer_s=0.002, prefill_attention_inv_efficiency=8.0)
+    fitted = dict(prefill_s=0.01, prefill_attention_inv_efficiency=8.0)
     none = CalibrationFactor("*", "*", "*", 0.8, 0.5, "test", prefill_chunk_inv_efficiency=0.0, **fitted)
     tiny = dataclasses.replace(none, prefill_chunk_inv_efficiency=1e-12)
     workload = Workload(context=8192, prompt_tokens=8192)
@@ -347,7 +347,7 @@ def test_a_fitted_re_read_factor_of_zero_keeps_the_fitted_prompt_formula():
     b = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), workload, calibration=[tiny])
     assert a.ttft_s == pytest.approx(b.ttft_s, rel=1e-9)
     # The fitted sum at 8K tokens: the attention at 8x its FLOPs is a large part of it, so the two rules differ.
-    unfitted = dataclasses.replace(none, prefill_s=0.0, prefill_layer_s=0.0, prefill_attention_inv_efficiency=0.0)
+    unfitted = dataclasses.replace(none, prefill_s=0.0, prefill_attention_inv_efficiency=0.0)
     c = estimate(MIXTRAL_8X7B, Q4_K_M, Build(H100), workload, calibration=[unfitted])
     assert a.ttft_s > c.ttft_s * 1.2
 
