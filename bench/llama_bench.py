@@ -11,8 +11,11 @@ llama.cpp's per-tensor types (:mod:`bench.gguf_writer`: kernel speed does not de
 
 Files are written once and removed when the plan moves to another model (a 70B file fills much of a small disk).
 ``--budget-s`` starts no new step after that many seconds. No Django, no network; needs gguf and numpy.
+``--ship`` turns a sweep's flash-attention runs into a measured-results file that ``load_catalog`` loads (shown on
+the GPU and model pages beside the estimate, not folded into calibration: the shipped fit answers to the public set).
 
     python3 -m bench.llama_bench --llama-bench build/bin/llama-bench --out llama_bench.jsonl
+    python3 -m bench.llama_bench --ship bench/data/llama-bench-h200-2026-12-04.jsonl bench/data/llama-bench-h200-2026-12-04.about.json
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.gguf_writer import cached_gguf
+from physics.arch import arch_from_config
 from physics.presets import read_config
+from physics.runs import BenchResult, BenchSpec
+from physics.vocab import Engine
 
 
 @dataclass(frozen=True)
@@ -131,15 +137,105 @@ def run(binary: str, out: Path, cache: Path, plan: tuple[Step, ...], repeats: in
     return failures
 
 
+def _result(pp: dict, tg: dict, device: dict, engine_version: str) -> BenchResult:
+    """Returns one measured run: a prompt test and the generation test after the same cache depth."""
+    config = read_config(pp["config"])
+    layers = arch_from_config(config).layers
+    spec = BenchSpec(
+        engine=Engine.LLAMA_CPP.value,
+        model_config=config,
+        gguf_format=pp["format"],
+        device="cuda:0",
+        prompt_tokens=pp["n_prompt"],
+        new_tokens=tg["n_gen"],
+        repeats=len(tg["samples_ts"]),
+        context_depth=pp["n_depth"],
+        flash_attn=bool(pp["flash_attn"]),
+    )
+    prefill, decode = pp["avg_ts"], tg["avg_ts"]
+    return BenchResult(
+        spec=asdict(spec),
+        status="ok",
+        message="llama-bench records (bench/data), mean of the repeats",
+        model_layers=layers,
+        full_layers=layers,
+        prefill_tok_s=prefill,
+        ttft_s=pp["n_prompt"] / prefill,
+        decode_tok_s=decode,
+        decode_tok_s_min=min(tg["samples_ts"]),
+        decode_tok_s_max=max(tg["samples_ts"]),
+        per_token_latency_ms=1000.0 / decode,
+        weight_bytes=pp["model_size"],
+        full_depth_weight_bytes=pp["model_size"],
+        full_depth_decode_tok_s=decode,
+        full_depth_prefill_tok_s=prefill,
+        full_depth_ttft_s=pp["n_prompt"] / prefill,
+        extrapolation="all layers ran: no extrapolation",
+        device_name=device["name"],
+        cuda_version=device.get("cuda_version"),
+        driver_version=device.get("driver_version"),
+        host=device.get("host", ""),
+        engine=Engine.LLAMA_CPP.value,
+        engine_version=engine_version,
+        engine_flags={
+            "timing": "llama-bench",
+            "flash_attn": bool(pp["flash_attn"]),
+            "n_batch": pp["n_batch"],
+            "n_ubatch": pp["n_ubatch"],
+            "n_gpu_layers": pp["n_gpu_layers"],
+            "kv_cache": pp["type_k"],
+        },
+    )
+
+
+def to_measured(records: list[dict], about: dict) -> dict:
+    """Returns the measured-results document (inference/data/measured-*.json) of a sweep's flash-attention runs.
+
+    Each run pairs a prompt test with the generation test at the same model, format and cache depth (pp512 with
+    tg128; pp512 @ d4096 with tg128 @ d4096); prompts with no such partner (pp2048) stay in the sweep's file only.
+    ``about`` gives the document's date, host, catalog GPU, device record, engine version, command and text.
+    """
+    tests = {}
+    for r in records:
+        if r["flash_attn"]:
+            kind = "pp" if r["n_prompt"] else "tg"
+            tests.setdefault((r["config"], r["format"], r["n_depth"]), {}).setdefault(kind, []).append(r)
+    runs = []
+    for (config, _fmt, _depth), found in tests.items():
+        for pp in found.get("pp", []):
+            if pp["n_prompt"] == 512 and found.get("tg"):
+                result = _result(pp, found["tg"][0], about["device"], about["engine_version"])
+                runs.append(
+                    {"command": about["command"], "model": config.removesuffix(".json"), "result": asdict(result)}
+                )
+    if not runs:
+        raise ValueError("no flash-attention pp512 test with a generation test beside it")
+    keys = ("about", "date", "host", "catalog_gpu", "device", "copy_gb_s", "matmul_tflops", "datasheet_gb_s", "fold")
+    return {**{k: about.get(k) for k in keys}, "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run llama-bench over generated GGUFs of catalog models.")
-    p.add_argument("--llama-bench", required=True, help="path of the llama-bench binary")
+    p.add_argument("--llama-bench", default="llama-bench", help="path of the llama-bench binary")
     p.add_argument("--out", default="", help="JSON-lines file; default $OUT/llama_bench.jsonl or ./llama_bench.jsonl")
     p.add_argument("--cache", default="/tmp/gpufit-gguf", help="folder for the generated files")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--budget-s", type=float, default=300.0, help="start no new step after this many seconds")
     p.add_argument("--steps", type=int, default=len(PLAN), help="run only the first N steps of the plan")
+    p.add_argument(
+        "--ship",
+        nargs=2,
+        metavar=("SWEEP_JSONL", "ABOUT_JSON"),
+        help="run nothing: write a sweep's flash-attention runs as inference/data/measured-<host>.json",
+    )
     a = p.parse_args(argv)
+    if a.ship:
+        records = [json.loads(line) for line in Path(a.ship[0]).read_text(encoding="utf-8").splitlines() if line]
+        about = json.loads(Path(a.ship[1]).read_text(encoding="utf-8"))
+        dest = Path(__file__).resolve().parent.parent / "inference" / "data" / f"measured-{about['host']}.json"
+        dest.write_text(json.dumps(to_measured(records, about), indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {dest}")
+        return 0
     out = Path(a.out or Path(os.environ.get("OUT", ".")) / "llama_bench.jsonl")
     return 1 if run(a.llama_bench, out, Path(a.cache), PLAN[: a.steps], a.repeats, a.budget_s) else 0
 

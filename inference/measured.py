@@ -1,7 +1,9 @@
 """Measured results shipped with the repository (inference/data/measured.json), loaded as benchmark results.
 
-They are real runs of the GPU check on a lent GPU; loading them puts them on the GPU and model pages as
-measured results and folds the runs that match the worker's own code path into calibration.
+They are real runs on a lent GPU (the GPU check's torch runs; llama.cpp's llama-bench sweeps, shipped by
+``bench.llama_bench --ship``); loading them puts them on the GPU and model pages as measured results and folds the
+runs that match the worker's own code path into calibration. A file that says ``"fold": false`` is shown only:
+one card's sweep does not refit the shipped defaults, which answer to the public measurement set.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def _load_file(path: Path) -> tuple[int, int]:
 
     data = json.loads(path.read_text(encoding="utf-8"))
     when = timezone.make_aware(dt.datetime.fromisoformat(data["date"]))
+    fold = data.get("fold", True)
     added = refolded = 0
     with transaction.atomic():
         host, _ = WorkerHost.objects.get_or_create(
@@ -89,10 +92,11 @@ def _load_file(path: Path) -> tuple[int, int]:
             key = f"measured:{path.name}:{i}"
             if BenchmarkJob.objects.filter(task_id=key).exists():
                 # A run loaded before the folding rule changed follows the rule of today.
+                folds = fold and folds_into_calibration(run["result"])
                 refolded += (
                     BenchmarkResult.objects.filter(job__task_id=key)
-                    .exclude(folded_into_calibration=folds_into_calibration(run["result"]))
-                    .update(folded_into_calibration=folds_into_calibration(run["result"]))
+                    .exclude(folded_into_calibration=folds)
+                    .update(folded_into_calibration=folds)
                 )
                 continue
             spec = run["result"]["spec"]
@@ -105,7 +109,7 @@ def _load_file(path: Path) -> tuple[int, int]:
                 preset="" if model else spec["preset"],
                 model=model,
                 gguf_format=spec.get("gguf_format", "") if llama else "",
-                layers=spec["layers"] or 32,
+                layers=spec["layers"] or run["result"].get("model_layers") or 32,
                 precision="" if llama else spec["precision"],
                 batch=spec["batch"],
                 prompt_tokens=spec["prompt_tokens"],
@@ -124,7 +128,7 @@ def _load_file(path: Path) -> tuple[int, int]:
             )
             result = BenchResult(**run["result"])
             values = compare_with_estimate(result, host=data["host"], model=model)
-            values["folded_into_calibration"] = folds_into_calibration(run["result"])
+            values["folded_into_calibration"] = fold and folds_into_calibration(run["result"])
             BenchmarkResult.objects.create(job=job, created_at=when, **values)
             added += 1
     return added, refolded

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.llama_bench import PLAN, Step, command, parse, row
+from bench.llama_bench import PLAN, Step, command, parse, row, to_measured
 from bench.llama_bench import test_label as label
 from physics.gguf import FILE_TYPES
 from physics.presets import CONFIG_DIR
 
-SWEEP = Path(__file__).resolve().parent.parent / "bench" / "data" / "llama-bench-h200-2026-12-04.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP = ROOT / "bench" / "data" / "llama-bench-h200-2026-12-04.jsonl"
+ABOUT = ROOT / "bench" / "data" / "llama-bench-h200-2026-12-04.about.json"
+SHIPPED = ROOT / "inference" / "data" / "measured-h200-llamacpp-2026-12-04.json"
 H200 = "NVIDIA H200 SXM 141 GB"  # NVML on the lent card: 143,771 MiB, 700 W limit (the SXM part)
 
 
@@ -77,3 +80,42 @@ def test_compare_answers_a_missing_file_and_an_unknown_gpu_with_a_message(curate
         call_command("compare_llama_bench", str(tmp_path / "none.jsonl"), "--gpu", H200)
     with pytest.raises(CommandError, match="Unknown GPU"):
         call_command("compare_llama_bench", str(SWEEP), "--gpu", "no such card", stdout=io.StringIO())
+
+
+def test_shipping_pairs_each_flash_attention_prompt_with_the_generation_at_its_depth():
+    doc = to_measured(records(), json.loads(ABOUT.read_text(encoding="utf-8")))
+    runs = [r["result"] for r in doc["runs"]]
+    # 8B Q4_K_M at depths 0, 4096 and 16384, 8B Q8_0 and F16, 1B, Qwen3 30B-A3B, 70B; pp2048 has no partner.
+    assert len(runs) == 8 and doc["fold"] is False
+    assert all(r["spec"]["flash_attn"] and r["spec"]["prompt_tokens"] == 512 for r in runs)
+    deep = next(r for r in runs if r["spec"]["context_depth"] == 16384)
+    assert deep["prefill_tok_s"] == pytest.approx(7166.9, abs=0.1) and deep["decode_tok_s"] == pytest.approx(
+        215.5, abs=0.1
+    )
+    assert deep["ttft_s"] == pytest.approx(512 / deep["prefill_tok_s"])
+    seventy = next(r for r in doc["runs"] if r["model"] == "llama-3-1-70b-instruct")["result"]
+    assert seventy["model_layers"] == 80 and seventy["engine"] == "llama.cpp" and seventy["peak_memory_gb"] is None
+    # The shipped file is what the sweep and its description give.
+    assert json.loads(SHIPPED.read_text(encoding="utf-8")) == json.loads(json.dumps(doc))
+
+
+def test_shipping_refuses_a_sweep_without_a_pair():
+    lone = [r for r in records() if r["n_prompt"] == 2048]
+    with pytest.raises(ValueError, match="no flash-attention pp512"):
+        to_measured(lone, json.loads(ABOUT.read_text(encoding="utf-8")))
+
+
+@pytest.mark.django_db
+def test_the_h200_sweep_shows_on_its_gpu_page_and_refits_nothing(curated_catalog, client):
+    from inference.models import BenchmarkResult
+    from planner.models import Calibration
+
+    runs = BenchmarkResult.objects.filter(engine="llama.cpp", job__target_host="h200-llamacpp-2026-12-04")
+    assert runs.count() == 8 and not runs.filter(folded_into_calibration=True).exists()
+    assert not Calibration.objects.filter(backend="llama.cpp", is_fitted=True).exists()
+    seventy = runs.get(job__model__slug="llama-3-1-70b-instruct")
+    assert seventy.layers == 80 and seventy.decode_ratio == pytest.approx(
+        44.7 / seventy.estimated_decode_tok_s, rel=0.01
+    )
+    page = client.get(seventy.gpu.get_absolute_url()).content.decode()
+    assert "after 16384 cached tokens" in page and "0c1e57098" in page

@@ -67,7 +67,7 @@ class Command(BaseCommand):
         out.write(trust_coverage_line())
         out.write(reach_line())
         out.write(f"Calibration: {calib} default rows written (added, or replaced by the current fit).")
-        out.write(f"Measured benchmark results (inference/data/measured.json): {measured} added.")
+        out.write(f"Measured benchmark results (inference/data/measured*.json): {measured} added.")
         total = gpus.changes + llms.changes + calib + measured
         self.stdout.write(self.style.SUCCESS(f"Catalog loaded: {total} changes."))
 
