@@ -12,6 +12,8 @@ build=${LLAMACPP_BUILD:-/tmp/llamacpp-build}
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
 gen=""
 command -v ninja >/dev/null && gen="-G Ninja"
+# The ceiling llama.cpp's int8 prompt kernels face: the mma.sync rate (bench/cuda/mma_sync_rate.cu), printed first.
+nvcc -O3 -arch="sm_$arch" -o "${TMPDIR:-/tmp}/mma_sync_rate" bench/cuda/mma_sync_rate.cu && "${TMPDIR:-/tmp}/mma_sync_rate" >&2 || true
 t0=$(date +%s)
 # shellcheck disable=SC2086
 cmake -S "$src" -B "$build" $gen -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
