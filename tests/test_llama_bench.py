@@ -119,3 +119,42 @@ def test_the_h200_sweep_shows_on_its_gpu_page_and_refits_nothing(curated_catalog
     )
     page = client.get(seventy.gpu.get_absolute_url()).content.decode()
     assert "after 16384 cached tokens" in page and "0c1e57098" in page
+
+
+def test_a_run_records_each_test_as_it_comes_and_removes_the_files(tmp_path, monkeypatch):
+    import bench.llama_bench as lb
+
+    written = []
+
+    def fake_gguf(cache, config, fmt, label=""):
+        path = Path(cache) / f"{label}-{fmt}.gguf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"GGUF")
+        written.append(path)
+        return type("W", (), {"path": path, "file_bytes": 4})()
+
+    monkeypatch.setattr(lb, "cached_gguf", fake_gguf)
+    # A stand-in llama-bench: prints a log line and one record per test it was asked for, or fails on a Q8_0 file.
+    fake = tmp_path / "llama-bench"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in *Q8_0*) echo "CUDA error: out of memory" >&2; exit 1;; esac\n'
+        'echo "ggml_cuda_init: found 1 CUDA devices"\n'
+        'echo \'{"n_prompt": 512, "n_gen": 0, "n_depth": 0, "flash_attn": 1, "n_ubatch": 512, "avg_ts": 100.0}\'\n'
+        'echo \'{"n_prompt": 0, "n_gen": 128, "n_depth": 0, "flash_attn": 1, "n_ubatch": 512, "avg_ts": 10.0}\'\n'
+    )
+    fake.chmod(0o755)
+    plan = (
+        Step("llama-3-2-1b-instruct.json", "Q4_K_M", ("-p", "512")),
+        Step("llama-3-2-1b-instruct.json", "Q4_K_M", ("-p", "512", "-d", "4096")),  # the same file, written once
+        Step("llama-3-2-1b-instruct.json", "Q8_0", ("-p", "512")),
+    )
+    out = tmp_path / "out.jsonl"
+    failures = lb.run(str(fake), out, tmp_path / "cache", plan, repeats=1, budget_s=60)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert failures == 1 and len(rows) == 4 and len(written) == 2
+    assert {r["format"] for r in rows} == {"Q4_K_M"} and rows[0]["command"][-2:] == ["-p", "512"]
+    assert not any(p.exists() for p in written)  # every generated file is gone at the end
+    # A spent budget starts nothing.
+    assert lb.run(str(fake), tmp_path / "none.jsonl", tmp_path / "cache", plan, repeats=1, budget_s=-1) == 0
+    assert not (tmp_path / "none.jsonl").exists()
