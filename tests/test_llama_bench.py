@@ -78,8 +78,14 @@ def test_compare_prints_each_flash_attention_test_beside_the_estimate(curated_ca
 def test_compare_answers_a_missing_file_and_an_unknown_gpu_with_a_message(curated_catalog, tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("compare_llama_bench", str(tmp_path / "none.jsonl"), "--gpu", H200)
+    out = io.StringIO()
     with pytest.raises(CommandError, match="Unknown GPU"):
-        call_command("compare_llama_bench", str(SWEEP), "--gpu", "no such card", stdout=io.StringIO())
+        call_command("compare_llama_bench", str(SWEEP), "--gpu", "no such card", stdout=out)
+    assert out.getvalue() == ""  # no half-printed table before the error
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"model": "x", "tok_s": 5}\n')
+    with pytest.raises(CommandError, match="record 1 .* not a bench.llama_bench record: no config, format"):
+        call_command("compare_llama_bench", str(other), "--gpu", H200)
 
 
 def test_shipping_pairs_each_flash_attention_prompt_with_the_generation_at_its_depth():

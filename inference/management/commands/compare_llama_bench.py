@@ -44,11 +44,16 @@ class Command(BaseCommand):
             records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
-        self.stdout.write("| model | format | test | measured tok/s | estimate (range) | error | in range |")
-        self.stdout.write("| --- | --- | --- | ---: | ---: | ---: | --- |")
         errors: dict[str, list[float]] = {"prompt": [], "decode": []}
         inside: dict[str, int] = {"prompt": 0, "decode": 0}
-        for r in records:
+        lines = []  # every estimate first, so that a bad name fails before any output
+        needed = ("config", "format", "n_prompt", "n_gen", "n_depth", "avg_ts")
+        for number, r in enumerate(records, start=1):
+            missing = [key for key in needed if not isinstance(r, dict) or key not in r]
+            if missing:
+                raise CommandError(
+                    f"record {number} of {path} is not a bench.llama_bench record: no {', '.join(missing)}"
+                )
             if r.get("flash_attn") not in (1, True):
                 continue
             prompt = bool(r["n_prompt"])
@@ -61,10 +66,14 @@ class Command(BaseCommand):
             measured = r["avg_ts"]
             errors[kind].append(point / measured - 1)
             inside[kind] += low <= measured <= high
-            self.stdout.write(
+            lines.append(
                 f"| {model} | {r['format']} | {_label(r)} | {measured:,.0f} | {point:,.0f} ({low:,.0f}-{high:,.0f}) "
                 f"| {point / measured - 1:+.0%} | {'yes' if low <= measured <= high else 'no'} |"
             )
+        self.stdout.write("| model | format | test | measured tok/s | estimate (range) | error | in range |")
+        self.stdout.write("| --- | --- | --- | ---: | ---: | ---: | --- |")
+        for line in lines:
+            self.stdout.write(line)
         for kind, errs in errors.items():
             if errs:
                 ape = [abs(x) * 100 for x in errs]
