@@ -22,5 +22,12 @@ cmake -S "$src" -B "$build" $gen -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMA
 cmake --build "$build" --target llama-bench -j "$(nproc)" >/dev/null
 spent=$(( $(date +%s) - t0 ))
 echo "built llama-bench for sm_$arch in $spent s" >&2
-PYTHONUNBUFFERED=1 exec python3 -m bench.llama_bench --llama-bench "$build/bin/llama-bench" \
-    --budget-s $(( ${GPU_BUDGET_S:-420} - spent )) "$@"
+PYTHONUNBUFFERED=1 python3 -m bench.llama_bench --llama-bench "$build/bin/llama-bench" \
+    --budget-s $(( ${GPU_BUDGET_S:-420} - spent )) "$@" || true
+# The worker's own path over the same build, when LLAMACPP_PY names llama-cpp-python's source folder (the one holding
+# its llama_cpp package): one Llama 3.1 8B Q4_K_M run, with Python's stack printed should llama.cpp crash.
+if [ -n "${LLAMACPP_PY:-}" ]; then
+    LLAMA_CPP_LIB_PATH="$build/bin" PYTHONPATH="$LLAMACPP_PY:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 \
+        python3 -X faulthandler -m bench.engines.llamacpp --config models/data/configs/llama-3-1-8b-instruct.json \
+        --format Q4_K_M --device cuda:0 --repeats 3 --cache "${TMPDIR:-/tmp}/gpufit-gguf"
+fi
