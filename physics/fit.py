@@ -68,6 +68,13 @@ SHRINK = 2.0
 RANGE_TARGET = 0.80
 # Engines that run another engine's kernels are scored with it.
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
+# The group of every engine but llama.cpp: an engine with too few rows of its own on a hardware class is estimated
+# from the other engines' rows there (compiled or fused kernels, CUDA graphs) before all rows, of which llama.cpp
+# holds three in four.
+OTHER_ENGINES = "not-llama.cpp"
+# Engines the estimator may be asked for besides llama.cpp (physics.vocab.Engine, and those the set measures): each
+# gets its own calibration rows where the fit estimates it from OTHER_ENGINES.
+ESTIMATED_OTHER_ENGINES = ("exllamav2", "gpt-fast", "lmdeploy", "mlc", "mlx", "sglang", "tensorrt-llm", "vllm")
 # The bandwidth (decode) or tensor-rate (prefill) share, then the estimator's costs under their own names.
 DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
 PREFILL_PARAMS = ("inv_efficiency", *PREFILL_COST_FIELDS)
@@ -551,6 +558,10 @@ def fit_table(
     add(("*", "*", "*"), rows, None)
     for hw, group in rows.groupby("hardware_class"):
         add(("*", hw, "*"), group, ("*", "*", "*"))
+    others = rows[rows["engine_family"] != "llama.cpp"]
+    add((OTHER_ENGINES, "*", "*"), others, ("*", "*", "*"))
+    for hw, group in others.groupby("hardware_class"):
+        add((OTHER_ENGINES, hw, "*"), group, ("*", hw, "*"))
     for level in LEVELS:
         for key, group in rows.groupby(list(level)):
             key = key if isinstance(key, tuple) else (key,)
@@ -562,17 +573,23 @@ def lookup(
     table: dict, engine: str, hw: str, prec: str, siblings: bool = False
 ) -> tuple[tuple[str, str, str], np.ndarray]:
     """Returns the most specific fitted group for a row and its parameters: the engine's own (hardware and precision
-    class, hardware class, all its rows), then the hardware class's over all engines, then all rows; the estimator's
-    find_calibration ranks them the same way (engine outranks hardware).
+    class, hardware class, all its rows), then, for an engine other than llama.cpp, the other engines' on the
+    hardware class (OTHER_ENGINES), then the hardware class's over all engines, then the other engines' over all
+    hardware, then all rows. The estimator's find_calibration ranks them the same way (engine outranks hardware);
+    _factors writes the rows an engine takes from OTHER_ENGINES under the engine's own name.
 
     With `siblings` (prompts), a precision class the engine has no group for on this hardware class is taken from
     the engine's group for it on another class of the same vendor (NVIDIA's GDDR and HBM parts run the same cuBLAS
     and int8 kernels) before the engine's other precisions on this class: an F16 prompt on an H100 runs as an F16
     prompt on an RTX 4090 does, not as a Q4_K_M one on the H100."""
     near = [(engine, other, prec) for other in _vendor_siblings(table, engine, hw, prec)] if siblings else []
-    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), ("*", hw, "*"), ("*", "*", "*")):
+    kind = [] if engine == "llama.cpp" else [(OTHER_ENGINES, hw, "*")]
+    tail = [] if engine == "llama.cpp" else [(OTHER_ENGINES, "*", "*")]
+    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), *kind, ("*", hw, "*"), *tail):
         if key in table:
             return key, table[key][0]
+    if ("*", "*", "*") in table:
+        return ("*", "*", "*"), table[("*", "*", "*")][0]
     raise KeyError("no root group")
 
 
@@ -743,7 +760,8 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
         for other, prec in precisions
         if other == engine and lookup(prefill_table, engine, hw, prec, siblings=True)[0][2] == prec
     }
-    for key in sorted(set(decode_table) | prompt_keys):
+    shared = {key for key in decode_table if key[0] == OTHER_ENGINES}
+    for key in sorted(set(decode_table) - shared | prompt_keys | _other_engine_keys(decode_table, prefill_table)):
         engine, hw, prec = key
         dec_key, params = lookup(decode_table, engine, hw, prec)
         n, sources = decode_table[dec_key][1:]
@@ -768,6 +786,25 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
         row.update({name: _rounded(pre[name]) for name in PREFILL_COST_FIELDS})
         out.append(row)
     return out
+
+
+def _other_engine_keys(decode_table: dict, prefill_table: dict) -> set[tuple[str, str, str]]:
+    """Returns the (engine, hardware class, '*') rows an engine without groups of its own needs, so that the
+    estimator, which knows no OTHER_ENGINES, finds what lookup finds: one per hardware class the engine is estimated
+    from the other engines' rows on, and its all-hardware row when that is theirs too (then also one per hardware
+    class where lookup takes all engines' rows, which the all-hardware row would otherwise outrank)."""
+    keys = set()
+    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table if hw != "*"}
+    for engine in ESTIMATED_OTHER_ENGINES:
+        for table in (decode_table, prefill_table):
+            top = lookup(table, engine, "*", "*")[0][0] == OTHER_ENGINES
+            if top:
+                keys.add((engine, "*", "*"))
+            for hw in hardware:
+                found = lookup(table, engine, hw, "*")[0][0]
+                if found == OTHER_ENGINES or (top and found == "*"):
+                    keys.add((engine, hw, "*"))
+    return keys
 
 
 def _rounded(value: float) -> float:

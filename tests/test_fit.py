@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from physics import fit
+from physics.estimator import find_calibration
 
 
 def test_the_shipped_parameters_equal_a_fresh_fit(capsys):
@@ -321,3 +322,46 @@ def test_a_prompt_precision_an_nvidia_class_lacks_comes_from_another_nvidia_clas
         and "prefill group llama.cpp/nvidia-gddr/float" in row["source"]
     )
     assert row["decode_efficiency"] == hbm["decode_efficiency"]
+
+
+def test_an_engine_without_rows_of_its_own_is_estimated_from_the_other_engines_not_from_llama_cpp():
+    # llama.cpp (slow, cost 3 a unit) holds most rows on hardware "h"; two other engines (cost 1) a few. A third
+    # engine with no rows takes the other engines' group there, not the all-engine group llama.cpp sets.
+    frames, columns = [], []
+    for engine, cost, sources, n in (("llama.cpp", 3.0, 4, 20), ("v", 1.0, 1, 8), ("t", 1.0, 1, 8)):
+        for source in range(sources):
+            x = np.linspace(1.0, 2.0, n)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "engine_family": engine,
+                        "hardware_class": "h",
+                        "precision_class": "float",
+                        "source": f"{engine}{source}",
+                        "time_s": cost * x,
+                    }
+                )
+            )
+            columns.append(x[:, None])
+    rows, features = pd.concat(frames, ignore_index=True), np.vstack(columns)
+    table = fit.fit_table(rows, features)
+    key, params = fit.lookup(table, "sglang", "h", "float")
+    assert key == (fit.OTHER_ENGINES, "h", "*") and params[0] == pytest.approx(1.0, rel=0.05)
+    assert table[("*", "h", "*")][0][0] > 2.0
+    # llama.cpp itself never falls back to the other engines' group.
+    assert fit.lookup(
+        {("*", "*", "*"): table[("*", "*", "*")], **{k: v for k, v in table.items() if k[0] != "llama.cpp"}},
+        "llama.cpp",
+        "h",
+        "float",
+    )[0] == ("*", "h", "*")
+    # The shipped calibration names such an engine itself, so that the estimator (which knows no such group) finds
+    # the same parameters as the fit: SGLang on HBM NVIDIA parts from the other engines' rows there.
+    shipped = {
+        (r["backend"], r["hardware_class"], r["precision_class"]): r
+        for r in json.loads(fit.FITTED.read_text())["factors"]
+    }
+    row = shipped[("sglang", "nvidia-hbm", "*")]
+    assert f"({fit.OTHER_ENGINES}/nvidia-hbm/*)" in row["source"]
+    assert not any(backend == fit.OTHER_ENGINES for backend, _, _ in shipped)
+    assert find_calibration("sglang", "nvidia-hbm", "float").decode_efficiency == row["decode_efficiency"]
