@@ -74,8 +74,9 @@ def check_command(
     """Returns the command line that measures this estimate's figures with its engine on the user's own machine.
 
     llama.cpp: llama-bench times the prompt (pp) and generation (tg) apart at the stated depth, as the estimate
-    does. vLLM and the other serving engines: `vllm bench latency` at the same prompt, output and batch. The
-    model file or repo is the user's to fill in where we only know the model's name.
+    does. SGLang: its own one-batch latency run, `python -m sglang.bench_one_batch`. vLLM and the other serving
+    engines: `vllm bench latency` at the same prompt, output and batch. The model file or repo is the user's to fill
+    in where we only know the model's name.
     """
     prompt = max(int(prompt_tokens), 1)
     if engine == Engine.LLAMA_CPP:
@@ -89,6 +90,22 @@ def check_command(
             parts += ["-sm", "layer"]
         return shlex.join(parts)
     repo = hf_repo or model_name
+    if engine == Engine.SGLANG:
+        parts = [
+            "python",
+            "-m",
+            "sglang.bench_one_batch",
+            "--model-path",
+            repo,
+            "--batch-size",
+            str(max(int(batch), 1)),
+        ]
+        parts += ["--input-len", str(prompt), "--output-len", str(BENCH_DEFAULT_GENERATED)]
+        if count > 1:
+            parts += ["--tp-size" if split == Split.TENSOR else "--pp-size", str(count)]
+        if quant_kind in {"awq", "gptq", "fp8"}:
+            parts += ["--quantization", quant_kind]
+        return shlex.join(parts)
     parts = ["vllm", "bench", "latency", "--model", repo, "--input-len", str(prompt)]
     parts += ["--output-len", str(BENCH_DEFAULT_GENERATED), "--batch-size", str(max(int(batch), 1))]
     if count > 1:

@@ -75,6 +75,20 @@ def test_each_estimate_carries_the_command_that_checks_it():
     )
     assert vllm.startswith("vllm bench latency --model mistralai/Mixtral-8x7B-Instruct-v0.1 --input-len 1024")
     assert "--tensor-parallel-size 4" in vllm and "--quantization awq" in vllm and "--batch-size 8" in vllm
+    sglang = check_command(
+        "sglang",
+        model_name="Llama-3.1-8B-Instruct",
+        hf_repo="meta-llama/Llama-3.1-8B-Instruct",
+        quant_name="FP8",
+        quant_kind="fp8",
+        count=2,
+        split="tensor",
+        prompt_tokens=512,
+        context=4096,
+        batch=1,
+    )
+    assert sglang.startswith("python -m sglang.bench_one_batch --model-path meta-llama/Llama-3.1-8B-Instruct")
+    assert "--tp-size 2" in sglang and "--quantization fp8" in sglang and "--input-len 512" in sglang
 
 
 @pytest.mark.django_db
