@@ -74,9 +74,11 @@ def check_command(
     """Returns the command line that measures this estimate's figures with its engine on the user's own machine.
 
     llama.cpp: llama-bench times the prompt (pp) and generation (tg) apart at the stated depth, as the estimate
-    does. SGLang: its own one-batch latency run, `python -m sglang.bench_one_batch`. vLLM and the other serving
-    engines: `vllm bench latency` at the same prompt, output and batch. The model file or repo is the user's to fill
-    in where we only know the model's name.
+    does. SGLang: its own one-batch latency run, `python -m sglang.bench_one_batch`. ExLlamaV2: its repository's
+    `test_inference.py` prompt (-ps) and generation (-s) speed tests. gpt-fast: its `generate.py` with the compiled
+    model, which prints the decode rate (torchrun over the cards for tensor parallel). vLLM and the other serving
+    engines: `vllm bench latency` at the same prompt, output and batch. The model file, directory or repo is the
+    user's to fill in where we only know the model's name.
     """
     prompt = max(int(prompt_tokens), 1)
     if engine == Engine.LLAMA_CPP:
@@ -106,6 +108,19 @@ def check_command(
         if quant_kind in {"awq", "gptq", "fp8"}:
             parts += ["--quantization", quant_kind]
         return shlex.join(parts)
+    if engine == Engine.EXLLAMAV2:
+        parts = ["python", "test_inference.py", "-m", f"{_file_stem(model_name)}-{quant_name}", "-ps", "-s"]
+        parts += ["-l", str(max(int(context), prompt + BENCH_DEFAULT_GENERATED))]
+        if count > 1:
+            parts += ["-tp"] if split == Split.TENSOR else ["-gs", "auto"]
+        return shlex.join(parts)
+    if engine == Engine.GPT_FAST:
+        checkpoint = f"checkpoints/{repo}/{GPT_FAST_CHECKPOINTS.get(quant_name, 'model.pth')}"
+        launch = ["python"]
+        if count > 1:
+            launch = ["ENABLE_INTRA_NODE_COMM=1", "torchrun", "--standalone", f"--nproc_per_node={count}"]
+        parts = [*launch, "generate.py", "--compile", "--checkpoint_path", checkpoint]
+        return shlex.join([*parts, "--max_new_tokens", str(BENCH_DEFAULT_GENERATED), "--num_samples", "5"])
     parts = ["vllm", "bench", "latency", "--model", repo, "--input-len", str(prompt)]
     parts += ["--output-len", str(BENCH_DEFAULT_GENERATED), "--batch-size", str(max(int(batch), 1))]
     if count > 1:
@@ -115,6 +130,10 @@ def check_command(
         parts += ["--quantization", quant_kind]
     parts += ["--max-model-len", str(max(int(context), prompt + BENCH_DEFAULT_GENERATED))]
     return shlex.join(parts)
+
+
+# The checkpoint gpt-fast's quantize.py writes for each of its weight-only formats (model.pth: bf16 as converted).
+GPT_FAST_CHECKPOINTS = {"torch-int8": "model_int8.pth", "torch-int4": "model_int4.g32.pth"}
 
 
 def _file_stem(name: str) -> str:
