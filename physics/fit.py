@@ -68,9 +68,9 @@ SHRINK = 2.0
 RANGE_TARGET = 0.80
 # Engines that run another engine's kernels are scored with it.
 ENGINE_FAMILY = {"ollama": "llama.cpp"}
-# The group of every engine but llama.cpp: an engine with too few rows of its own on a hardware class is estimated
-# from the other engines' rows there (compiled or fused kernels, CUDA graphs) before all rows, of which llama.cpp
-# holds three in four.
+# The group of every engine but llama.cpp: an engine with too few rows of its own is estimated from the other
+# engines' rows (compiled or fused kernels, CUDA graphs), on its hardware class and then on all hardware, before the
+# all-engine groups, of whose rows llama.cpp holds three in four.
 OTHER_ENGINES = "not-llama.cpp"
 # Engines the estimator may be asked for besides llama.cpp (physics.vocab.Engine, and those the set measures): each
 # gets its own calibration rows where the fit estimates it from OTHER_ENGINES.
@@ -574,9 +574,10 @@ def lookup(
 ) -> tuple[tuple[str, str, str], np.ndarray]:
     """Returns the most specific fitted group for a row and its parameters: the engine's own (hardware and precision
     class, hardware class, all its rows), then, for an engine other than llama.cpp, the other engines' on the
-    hardware class (OTHER_ENGINES), then the hardware class's over all engines, then the other engines' over all
-    hardware, then all rows. The estimator's find_calibration ranks them the same way (engine outranks hardware);
-    _factors writes the rows an engine takes from OTHER_ENGINES under the engine's own name.
+    hardware class and over all hardware (OTHER_ENGINES: a kind of engine, which outranks hardware as an engine
+    does), then the hardware class's over all engines, then all rows. The estimator's find_calibration ranks them
+    the same way (engine outranks hardware); _factors writes the rows an engine takes from OTHER_ENGINES under the
+    engine's own name.
 
     With `siblings` (prompts), a precision class the engine has no group for on this hardware class is taken from
     the engine's group for it on another class of the same vendor (NVIDIA's GDDR and HBM parts run the same cuBLAS
@@ -585,7 +586,7 @@ def lookup(
     near = [(engine, other, prec) for other in _vendor_siblings(table, engine, hw, prec)] if siblings else []
     kind = [] if engine == "llama.cpp" else [(OTHER_ENGINES, hw, "*")]
     tail = [] if engine == "llama.cpp" else [(OTHER_ENGINES, "*", "*")]
-    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), *kind, ("*", hw, "*"), *tail):
+    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), *kind, *tail, ("*", hw, "*")):
         if key in table:
             return key, table[key][0]
     if ("*", "*", "*") in table:
