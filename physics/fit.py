@@ -73,7 +73,8 @@ ENGINE_FAMILY = {"ollama": "llama.cpp"}
 # all-engine groups, of whose rows llama.cpp holds three in four.
 OTHER_ENGINES = "not-llama.cpp"
 # Engines the estimator may be asked for besides llama.cpp (physics.vocab.Engine, and those the set measures): each
-# gets its own calibration rows where the fit estimates it from OTHER_ENGINES.
+# gets its own calibration rows where the fit estimates it from OTHER_ENGINES (planner.published shows estimates for
+# these and llama.cpp).
 ESTIMATED_OTHER_ENGINES = ("exllamav2", "gpt-fast", "lmdeploy", "mlc", "mlx", "sglang", "tensorrt-llm", "vllm")
 # The bandwidth (decode) or tensor-rate (prefill) share, then the estimator's costs under their own names.
 DECODE_PARAMS = ("inv_efficiency", *DECODE_COST_FIELDS)
@@ -584,13 +585,11 @@ def lookup(
     and int8 kernels) before the engine's other precisions on this class: an F16 prompt on an H100 runs as an F16
     prompt on an RTX 4090 does, not as a Q4_K_M one on the H100."""
     near = [(engine, other, prec) for other in _vendor_siblings(table, engine, hw, prec)] if siblings else []
-    kind = [] if engine == "llama.cpp" else [(OTHER_ENGINES, hw, "*")]
-    tail = [] if engine == "llama.cpp" else [(OTHER_ENGINES, "*", "*")]
-    for key in ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"), *kind, *tail, ("*", hw, "*")):
+    others = [] if engine == "llama.cpp" else [(OTHER_ENGINES, hw, "*"), (OTHER_ENGINES, "*", "*")]
+    own = ((engine, hw, prec), *near, (engine, hw, "*"), (engine, "*", "*"))
+    for key in (*own, *others, ("*", hw, "*"), ("*", "*", "*")):
         if key in table:
             return key, table[key][0]
-    if ("*", "*", "*") in table:
-        return ("*", "*", "*"), table[("*", "*", "*")][0]
     raise KeyError("no root group")
 
 
@@ -790,22 +789,18 @@ def _factors(decode_table: dict, prefill_table: dict, widths: dict[str, float]) 
 
 
 def _other_engine_keys(decode_table: dict, prefill_table: dict) -> set[tuple[str, str, str]]:
-    """Returns the (engine, hardware class, '*') rows an engine without groups of its own needs, so that the
-    estimator, which knows no OTHER_ENGINES, finds what lookup finds: one per hardware class the engine is estimated
-    from the other engines' rows on, and its all-hardware row when that is theirs too (then also one per hardware
-    class where lookup takes all engines' rows, which the all-hardware row would otherwise outrank)."""
-    keys = set()
-    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table if hw != "*"}
-    for engine in ESTIMATED_OTHER_ENGINES:
-        for table in (decode_table, prefill_table):
-            top = lookup(table, engine, "*", "*")[0][0] == OTHER_ENGINES
-            if top:
-                keys.add((engine, "*", "*"))
-            for hw in hardware:
-                found = lookup(table, engine, hw, "*")[0][0]
-                if found == OTHER_ENGINES or (top and found == "*"):
-                    keys.add((engine, hw, "*"))
-    return keys
+    """Returns the (engine, hardware class or '*', '*') rows an engine needs wherever lookup estimates it from the
+    other engines' rows, so that the estimator, which knows no OTHER_ENGINES, finds what lookup finds. (The other
+    engines' group over all hardware comes before any all-engine group, so where it exists lookup never reaches the
+    hardware class's all-engine group for such an engine.)"""
+    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table}
+    return {
+        (engine, hw, "*")
+        for engine in ESTIMATED_OTHER_ENGINES
+        for table in (decode_table, prefill_table)
+        for hw in hardware
+        if lookup(table, engine, hw, "*")[0][0] == OTHER_ENGINES
+    }
 
 
 def _rounded(value: float) -> float:

@@ -16,16 +16,14 @@ from hardware.models import GPU, GPUAlias, Listing
 from models.models import LanguageModel, LanguageModelAlias, normalise_alias
 from physics.builds import build_problem
 from physics.estimator import Build, Quant, Workload, estimate
-from physics.fit import ENGINE_FAMILY, MEASUREMENTS, load_measurements
+from physics.fit import ENGINE_FAMILY, ESTIMATED_OTHER_ENGINES, MEASUREMENTS, load_measurements
 from planner.calibration import calibration_factors
 from planner.inputs import gpu_spec, model_arch, quant_of
 from planner.lookup import remembered
 
 METRICS = {"decode_tok_s": "decode tok/s", "prefill_tok_s": "prompt tok/s", "ttft_s": "first token, s"}
 # Engines the estimator has calibration rows for (others are shown without an estimate).
-ESTIMATED_ENGINES = frozenset(
-    {"llama.cpp", "vllm", "mlx", "mlc", "exllamav2", "gpt-fast", "tensorrt-llm", "lmdeploy", "sglang"}
-)
+ESTIMATED_ENGINES = frozenset({"llama.cpp", *ESTIMATED_OTHER_ENGINES})
 MAX_ROWS = 60
 
 

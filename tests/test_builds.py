@@ -75,7 +75,14 @@ def test_each_estimate_carries_the_command_that_checks_it():
     )
     assert vllm.startswith("vllm bench latency --model mistralai/Mixtral-8x7B-Instruct-v0.1 --input-len 1024")
     assert "--tensor-parallel-size 4" in vllm and "--quantization awq" in vllm and "--batch-size 8" in vllm
-    sglang = check_command(
+
+    def command(engine, **given):
+        """The check command of a one-sequence Llama 2 7B estimate at a 512-token prompt, with `given` changed."""
+        build = dict(model_name="Llama-2-7b-chat-hf", hf_repo="meta-llama/Llama-2-7b-chat-hf", prompt_tokens=512)
+        build.update(quant_name="bf16", quant_kind="torch", count=1, split="layer", context=4096, batch=1)
+        return check_command(engine, **(build | given))
+
+    sglang = command(
         "sglang",
         model_name="Llama-3.1-8B-Instruct",
         hf_repo="meta-llama/Llama-3.1-8B-Instruct",
@@ -83,28 +90,19 @@ def test_each_estimate_carries_the_command_that_checks_it():
         quant_kind="fp8",
         count=2,
         split="tensor",
-        prompt_tokens=512,
-        context=4096,
-        batch=1,
     )
     assert sglang.startswith("python -m sglang.bench_one_batch --model-path meta-llama/Llama-3.1-8B-Instruct")
     assert "--tp-size 2" in sglang and "--quantization fp8" in sglang and "--input-len 512" in sglang
-    common = {"model_name": "Llama-2-7b-chat-hf", "hf_repo": "meta-llama/Llama-2-7b-chat-hf", "prompt_tokens": 512}
-    exl2 = check_command(
-        "exllamav2", **common, quant_name="GPTQ-INT4", quant_kind="gptq", count=2, split="layer", context=4096, batch=1
-    )
+    exl2 = command("exllamav2", quant_name="GPTQ-INT4", quant_kind="gptq", count=2)
     assert exl2 == "python test_inference.py -m Llama-2-7b-chat-hf-GPTQ-INT4 -ps -s -l 4096 -gs auto"
-    fast = check_command(
-        "gpt-fast", **common, quant_name="torch-int4", quant_kind="torch", count=1, split="layer", context=4096, batch=1
-    )
+    fast = command("gpt-fast", quant_name="torch-int4")
     assert fast == (
         "python generate.py --compile --checkpoint_path checkpoints/meta-llama/Llama-2-7b-chat-hf/model_int4.g32.pth"
         " --max_new_tokens 128 --num_samples 5"
     )
-    fast_tp = check_command(
-        "gpt-fast", **common, quant_name="bf16", quant_kind="torch", count=2, split="tensor", context=4096, batch=1
-    )
+    fast_tp = command("gpt-fast", count=2, split="tensor")
     assert fast_tp.startswith("ENABLE_INTRA_NODE_COMM=1 torchrun --standalone --nproc_per_node=2 generate.py --compile")
+    assert fast_tp.split("--checkpoint_path ")[1].startswith("checkpoints/meta-llama/Llama-2-7b-chat-hf/model.pth")
     assert fast_tp.split("--checkpoint_path ")[1].startswith("checkpoints/meta-llama/Llama-2-7b-chat-hf/model.pth")
 
 
