@@ -84,6 +84,25 @@ def test_the_report_covers_engines_gpu_counts_and_prefill():
     assert 70 <= whole["range_coverage"] <= 90
 
 
+def test_the_headline_scores_the_builds_the_planner_makes_and_reports_llama_cpp_row_splits_apart():
+    df = fit.load_measurements()
+    d = fit.decode_rows(df).reset_index(drop=True)
+    refused = ~fit.planned(d)
+    # llama.cpp's -sm row / -sm tensor over several cards: the planner refuses that build (a GGUF runs as a layer
+    # split); every other row, vLLM's tensor parallel included, is a build it makes.
+    assert refused.any()
+    assert (d.loc[refused, "engine_family"] == "llama.cpp").all()
+    assert d.loc[refused, "split"].isin(["row", "tensor"]).all()
+    assert (d.loc[refused, "gpu_count"] > 1).all()
+    vllm_tp = (d["engine_family"] == "vllm").to_numpy() & d["tensor"].to_numpy() & (d["gpu_count"] > 1).to_numpy()
+    assert vllm_tp.any() and not refused[vllm_tp].any()
+    report = {line["set"]: line for line in fit.fit_all(df)["report"]}
+    assert report["decode, batch 1, all"]["rows"] == int((~refused).sum())
+    assert report[fit.UNPLANNED_DECODE]["rows"] == int(refused.sum())
+    p = fit.prefill_rows(df)
+    assert report["prefill, all"]["rows"] + report[fit.UNPLANNED_PREFILL]["rows"] == len(p)
+
+
 def test_the_source_breakdown_adds_up_to_the_whole_error():
     df = fit.load_measurements()
     keep = (
