@@ -114,6 +114,8 @@ HBM_PARTS = r"\b(?:[ABH]100|[AH]800|H200|H20|B200|GB200|V100|P100|Instinct|Data 
 # 2024 (pull requests 7676 and 7860), at the int8 rate; before that it unpacked the weights to fp16 for cuBLAS. A row
 # of a build from before this date is read at the fp16 rate; an undated row is read as a current build.
 INT8_MMQ_SINCE = pd.Timestamp("2024-06-08")
+# The suffix of a Vulkan prompt's class (prefill_rows): "amd-gddr" + VULKAN for a Radeon under llama.cpp's Vulkan build.
+VULKAN = "+vulkan"
 # Backends whose layer split pipelines a prompt's micro-batches over the cards (speed.pipeline_share).
 PIPELINED_BACKENDS = ("cuda", "rocm")
 # A range class needs this many leave-one-source-out rows for its own width.
@@ -332,6 +334,12 @@ def prefill_rows(df: pd.DataFrame) -> pd.DataFrame:
     p = df[df["metric"].isin(["prefill_tok_s", "ttft_s"]) & (df["prompt_tokens"] > 0) & one].copy()
     p = p[p["gpu_fp16_tensor_tflops"] > 0]
     p["time_s"] = np.where(p["metric"] == "ttft_s", p["value"], p["prompt_tokens"] / p["value"])
+    # A prompt runs its backend's matrix kernels, and Vulkan's shaders are neither CUDA's, ROCm's, SYCL's nor Metal's:
+    # a Vulkan prompt is fitted in a class of its own beside its hardware class (VULKAN). The estimator looks a GPU's
+    # prompt up in its hardware class, so it estimates the vendor's own backend. Decode, bound by the bandwidth, keeps
+    # one class per hardware.
+    vulkan = (p["backend"] == "vulkan").to_numpy()
+    p["hardware_class"] = np.where(vulkan, p["hardware_class"] + VULKAN, p["hardware_class"])
     return p[np.isfinite(prefill_features(p)).all(axis=1) & (p["time_s"] > 0)]
 
 
@@ -605,10 +613,12 @@ def lookup(
 
 def _vendor_siblings(table: dict, engine: str, hw: str, prec: str) -> list[str]:
     """Returns, for an NVIDIA hardware class, the engine's other NVIDIA classes that have a group for the precision
-    class, the one with most rows first (AMD's HBM and GDDR parts are CDNA and RDNA, with kernels of their own)."""
-    if not hw.startswith("nvidia-"):
+    class, the one with most rows first (AMD's HBM and GDDR parts are CDNA and RDNA, with kernels of their own; a
+    Vulkan prompt class runs other kernels than CUDA's and is no sibling)."""
+    if not hw.startswith("nvidia-") or hw.endswith(VULKAN):
         return []
-    found = [k for k in table if k[0] == engine and k[2] == prec and k[1].startswith("nvidia-") and k[1] != hw]
+    native = [k for k in table if k[1].startswith("nvidia-") and not k[1].endswith(VULKAN)]
+    found = [k for k in native if k[0] == engine and k[2] == prec and k[1] != hw]
     return [k[1] for k in sorted(found, key=lambda k: (-table[k][1], k[1]))]
 
 
@@ -804,8 +814,8 @@ def _other_engine_keys(decode_table: dict, prefill_table: dict) -> set[tuple[str
     """Returns the (engine, hardware class or '*', '*') rows an engine needs wherever lookup estimates it from the
     other engines' rows, so that the estimator, which knows no OTHER_ENGINES, finds what lookup finds. (The other
     engines' group over all hardware comes before any all-engine group, so where it exists lookup never reaches the
-    hardware class's all-engine group for such an engine.)"""
-    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table}
+    hardware class's all-engine group for such an engine. A Vulkan prompt class is the fit's alone: no GPU has it.)"""
+    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table if not hw.endswith(VULKAN)}
     return {
         (engine, hw, "*")
         for engine in ESTIMATED_OTHER_ENGINES

@@ -380,3 +380,24 @@ def test_an_engine_without_rows_of_its_own_is_estimated_from_the_other_engines_n
     assert f"({fit.OTHER_ENGINES}/nvidia-hbm/*)" in row["source"]
     assert not any(backend == fit.OTHER_ENGINES for backend, _, _ in shipped)
     assert find_calibration("sglang", "nvidia-hbm", "float").decode_efficiency == row["decode_efficiency"]
+
+
+def test_a_vulkan_prompt_is_fitted_in_a_class_of_its_own_and_never_lent_to_a_native_class():
+    df = fit.load_measurements()
+    p = fit.prefill_rows(df)
+    vulkan = (p["backend"] == "vulkan").to_numpy()
+    assert vulkan.any() and p.loc[vulkan, "hardware_class"].str.endswith(fit.VULKAN).all()
+    assert not p.loc[~vulkan, "hardware_class"].str.endswith(fit.VULKAN).any()
+    # Decode keeps one class per hardware, whatever the backend.
+    d = fit.decode_rows(df)
+    assert not d["hardware_class"].str.endswith(fit.VULKAN).any()
+    # A CUDA prompt's missing precision borrows from another CUDA class, not from NVIDIA's Vulkan prompts.
+    table = {
+        ("*", "*", "*"): (np.array([1.0]), 100, 9),
+        ("e", "*", "*"): (np.array([2.0]), 90, 8),
+        ("e", "nvidia-hbm", "*"): (np.array([3.0]), 20, 2),
+        ("e", "nvidia-gddr" + fit.VULKAN, "float"): (np.array([4.0]), 40, 3),
+    }
+    assert fit.lookup(table, "e", "nvidia-hbm", "float", siblings=True)[0] == ("e", "nvidia-hbm", "*")
+    table[("e", "nvidia-gddr", "float")] = (np.array([5.0]), 12, 3)
+    assert fit.lookup(table, "e", "nvidia-hbm", "float", siblings=True)[0] == ("e", "nvidia-gddr", "float")
