@@ -363,7 +363,7 @@ def decode_features(d: pd.DataFrame) -> np.ndarray:
             np.where(moe, layers, 0.0),
             hops,
             np.where(pcie, 0.0, allreduces),
-            np.where(pcie, allreduces, 0.0),
+            np.where(pcie, allreduces * speed.allreduce_steps(n), 0.0),
             vector,
         ]
     )

@@ -121,15 +121,18 @@ def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
 
     ``costs`` maps the fitted names to seconds: ``step_s`` once per step (launches, sampling, the host),
     ``layer_s`` per layer, ``moe_layer_s`` per layer of a mixture-of-experts model (routing and expert
-    dispatch), ``hop_s`` per card boundary of a layer split, and ``allreduce_s`` / ``allreduce_pcie_s`` per
-    all-reduce of tensor parallel (two per layer) over NVLink or over PCIe.
+    dispatch), ``hop_s`` per card boundary of a layer split, and ``allreduce_s`` per all-reduce of tensor parallel
+    (two per layer) over NVLink, ``allreduce_pcie_s`` per all-reduce step over PCIe. A decode step's all-reduce
+    moves a few kilobytes, so its time is latency: over NVLink (NVSwitch or a direct link) the cards exchange in one
+    step, while over PCIe the all-reduce is a ring whose 2 (n - 1) steps each pay the link's latency, so its cost
+    there grows with n - 1 (``allreduce_steps``).
     """
     n = np.asarray(count, dtype=float)
     several = n > 1
     tensor = np.asarray(tensor, dtype=bool) & several
     allreduces = np.where(tensor, 2.0 * layers, 0.0)
     hops = np.where(several & ~tensor, n - 1, 0.0)
-    per_allreduce = np.where(pcie, costs["allreduce_pcie_s"], costs["allreduce_s"])
+    per_allreduce = np.where(pcie, costs["allreduce_pcie_s"] * allreduce_steps(n), costs["allreduce_s"])
     return (
         costs["step_s"]
         + layers * costs["layer_s"]
@@ -137,6 +140,12 @@ def fixed_decode_s(layers, moe, count, tensor, pcie, costs):
         + hops * costs["hop_s"]
         + allreduces * per_allreduce
     )
+
+
+def allreduce_steps(count):
+    """Returns the latency steps of a ring all-reduce over PCIe on ``count`` cards, counted from two cards' one:
+    n - 1 (0 on one card)."""
+    return np.maximum(np.asarray(count, dtype=float) - 1, 0.0)
 
 
 def prompt_depth(context, prompt_tokens):

@@ -48,7 +48,8 @@ class Calibration(models.Model):
         default=dict,
         blank=True,
         help_text="Fitted seconds that do not shrink with bandwidth: step_s, layer_s, moe_layer_s, hop_s, "
-        "allreduce_s, allreduce_pcie_s, prefill_s, and the prompt's "
+        "allreduce_s (per all-reduce over NVLink), allreduce_pcie_s (per ring step of an all-reduce over PCIe: "
+        "x n - 1), prefill_s, and the prompt's "
         "prefill_chunk_inv_efficiency and prefill_attention_inv_efficiency factors (docs/estimator.md).",
     )
     from_defaults = models.BooleanField(

@@ -71,3 +71,17 @@ def test_a_layer_split_pipelines_a_prompt_of_several_micro_batches_and_nothing_e
     # Never below what n cards working at once could do.
     shares = speed.pipeline_share(np.arange(1, 20000, 97), 8)
     assert (shares >= 1 / 8).all() and (shares <= 1).all()
+
+
+def test_a_pcie_all_reduce_pays_its_ring_latency_per_card_and_an_nvlink_one_does_not():
+    costs = {"step_s": 0.0, "layer_s": 0.0, "moe_layer_s": 0.0, "hop_s": 0.0, "allreduce_s": 5e-6}
+    costs["allreduce_pcie_s"] = 100e-6
+    # 80 layers, two all-reduces each: 160 per step.
+    pcie = [float(speed.fixed_decode_s(80, False, n, True, True, costs)) for n in (2, 4, 8)]
+    nvlink = [float(speed.fixed_decode_s(80, False, n, True, False, costs)) for n in (2, 4, 8)]
+    assert pcie == pytest.approx([160 * 100e-6 * 1, 160 * 100e-6 * 3, 160 * 100e-6 * 7])
+    assert nvlink == pytest.approx([160 * 5e-6] * 3)
+    # One card, or a layer split, has no all-reduce.
+    assert float(speed.fixed_decode_s(80, False, 1, True, True, costs)) == 0.0
+    assert float(speed.fixed_decode_s(80, False, 4, False, True, costs)) == 0.0
+    assert list(speed.allreduce_steps(np.array([1, 2, 8]))) == [0.0, 1.0, 7.0]
