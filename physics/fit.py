@@ -33,6 +33,7 @@ import pandas as pd
 
 from physics import speed
 from physics.arch import token_layers
+from physics.builds import LAYER_ONLY_ENGINES
 from physics.estimator import (
     DECODE_COST_FIELDS,
     PREFILL_COST_FIELDS,
@@ -445,13 +446,14 @@ def prefill_known(p: pd.DataFrame) -> np.ndarray:
 
 
 def planned(rows: pd.DataFrame) -> np.ndarray:
-    """Returns which rows measured a build the planner makes (physics.builds): every row but llama.cpp's row and
-    tensor split over several cards (`-sm row`, `-sm tensor`). The planner refuses those builds (a GGUF format runs
-    as a layer split), so no page or API answer shows an estimate for them and the headline error, the per-engine
-    lines and the calibrated ranges leave them out. They are still fitted, with their link time as known physics
-    (prefill_offsets), and the report gives their own error on a line of its own."""
+    """Returns which rows measured a build the planner makes (physics.builds): every row but a layer-only engine's
+    (llama.cpp's) row and tensor split over several cards (`-sm row`, `-sm tensor`). The planner refuses those builds
+    (a GGUF format runs as a layer split), so no page or API answer shows an estimate for them and the headline error,
+    the per-engine lines and the calibrated ranges leave them out. They are still fitted, with their link time as
+    known physics (prefill_offsets), and the report gives their own error on a line of its own."""
     several = rows["gpu_count"].to_numpy(dtype=float) > 1
-    return ~((rows["engine_family"] == "llama.cpp").to_numpy() & rows["tensor"].to_numpy(dtype=bool) & several)
+    layer_only = rows["engine_family"].isin(LAYER_ONLY_ENGINES).to_numpy()
+    return ~(layer_only & rows["tensor"].to_numpy(dtype=bool) & several)
 
 
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 200) -> np.ndarray:
@@ -611,14 +613,23 @@ def lookup(
     raise KeyError("no root group")
 
 
+def gpu_class(hw: str) -> bool:
+    """Returns whether a hardware class is one a GPU's estimate looks up ('*' included), not a Vulkan prompt class the
+    fit alone keeps."""
+    return not hw.endswith(VULKAN)
+
+
 def _vendor_siblings(table: dict, engine: str, hw: str, prec: str) -> list[str]:
     """Returns, for an NVIDIA hardware class, the engine's other NVIDIA classes that have a group for the precision
     class, the one with most rows first (AMD's HBM and GDDR parts are CDNA and RDNA, with kernels of their own; a
     Vulkan prompt class runs other kernels than CUDA's and is no sibling)."""
-    if not hw.startswith("nvidia-") or hw.endswith(VULKAN):
+    if not hw.startswith("nvidia-") or not gpu_class(hw):
         return []
-    native = [k for k in table if k[1].startswith("nvidia-") and not k[1].endswith(VULKAN)]
-    found = [k for k in native if k[0] == engine and k[2] == prec and k[1] != hw]
+    found = [
+        k
+        for k in table
+        if k[0] == engine and k[2] == prec and k[1].startswith("nvidia-") and gpu_class(k[1]) and k[1] != hw
+    ]
     return [k[1] for k in sorted(found, key=lambda k: (-table[k][1], k[1]))]
 
 
@@ -756,7 +767,7 @@ def fit_all(df: pd.DataFrame | None = None) -> dict:
     prompt_error, prompt_several = rate_error(p["time_s"].to_numpy(), loso_p), (p["gpu_count"] > 1).to_numpy()
     prompt_widths = prefill_range_widths(prompt_error[plan_p], prompt_several[plan_p])
     prompt_covered = prompt_error <= np.where(prompt_several, prompt_widths["several"], prompt_widths["one"])
-    report = _report(d, loso_d, p, loso_p, covered, prompt_covered)
+    report = _report(d, loso_d, p, loso_p, covered, prompt_covered, plan_d, plan_p)
     return {
         "about": "Written by `python -m physics.fit` from physics/data/measurements/; do not edit by hand.",
         "max_gpu_count": int(d["gpu_count"].max()),
@@ -815,7 +826,7 @@ def _other_engine_keys(decode_table: dict, prefill_table: dict) -> set[tuple[str
     other engines' rows, so that the estimator, which knows no OTHER_ENGINES, finds what lookup finds. (The other
     engines' group over all hardware comes before any all-engine group, so where it exists lookup never reaches the
     hardware class's all-engine group for such an engine. A Vulkan prompt class is the fit's alone: no GPU has it.)"""
-    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table if not hw.endswith(VULKAN)}
+    hardware = {hw for table in (decode_table, prefill_table) for _, hw, _ in table if gpu_class(hw)}
     return {
         (engine, hw, "*")
         for engine in ESTIMATED_OTHER_ENGINES
@@ -850,6 +861,8 @@ def _report(
     loso_p: np.ndarray,
     covered: np.ndarray,
     prompt_covered: np.ndarray,
+    plan_d: np.ndarray,
+    plan_p: np.ndarray,
 ) -> list[dict]:
     lines = []
 
@@ -863,7 +876,6 @@ def _report(
             line["range_coverage"] = round(float(np.mean(cover[mask])) * 100, 1)
         lines.append(line)
 
-    plan_d, plan_p = planned(d), planned(p)
     add("decode, batch 1, all", d, loso_d, plan_d, covered)
     for engine in sorted(d["engine_family"].unique()):
         add(f"decode — {engine}", d, loso_d, plan_d & (d["engine_family"] == engine).to_numpy(), covered)

@@ -74,8 +74,14 @@ def test_a_source_never_predicts_itself():
     assert np.abs(rows["time_s"].to_numpy()[slow] / in_sample[slow] - 1).mean() < error[slow].mean()
 
 
-def test_the_report_covers_engines_gpu_counts_and_prefill():
-    result = fit.fit_all()
+@pytest.fixture(scope="module")
+def fresh_fit() -> dict:
+    """One fit over the whole set (leave-one-source-out included), shared by the tests that read its report."""
+    return fit.fit_all()
+
+
+def test_the_report_covers_engines_gpu_counts_and_prefill(fresh_fit):
+    result = fresh_fit
     sets = {line["set"] for line in result["report"]}
     assert {"decode, batch 1, all", "decode — llama.cpp", "decode — tensor parallel", "prefill, all"} <= sets
     whole = next(line for line in result["report"] if line["set"] == "decode, batch 1, all")
@@ -84,7 +90,7 @@ def test_the_report_covers_engines_gpu_counts_and_prefill():
     assert 70 <= whole["range_coverage"] <= 90
 
 
-def test_the_headline_scores_the_builds_the_planner_makes_and_reports_llama_cpp_row_splits_apart():
+def test_the_headline_scores_the_builds_the_planner_makes_and_reports_llama_cpp_row_splits_apart(fresh_fit):
     df = fit.load_measurements()
     d = fit.decode_rows(df).reset_index(drop=True)
     refused = ~fit.planned(d)
@@ -96,7 +102,7 @@ def test_the_headline_scores_the_builds_the_planner_makes_and_reports_llama_cpp_
     assert (d.loc[refused, "gpu_count"] > 1).all()
     vllm_tp = (d["engine_family"] == "vllm").to_numpy() & d["tensor"].to_numpy() & (d["gpu_count"] > 1).to_numpy()
     assert vllm_tp.any() and not refused[vllm_tp].any()
-    report = {line["set"]: line for line in fit.fit_all(df)["report"]}
+    report = {line["set"]: line for line in fresh_fit["report"]}
     assert report["decode, batch 1, all"]["rows"] == int((~refused).sum())
     assert report[fit.UNPLANNED_DECODE]["rows"] == int(refused.sum())
     p = fit.prefill_rows(df)
